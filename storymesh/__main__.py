@@ -1,0 +1,3 @@
+from storymesh.cli import main
+
+main()

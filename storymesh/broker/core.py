@@ -1,0 +1,490 @@
+"""The broker's brain: MDP routing, LRU dispatch, liveness, re-dispatch and MMI, with no sockets.
+
+`BrokerCore.on_frames(sender, frames, now, wall)` and `on_tick(now, wall)` return the
+messages to send as `(routing_id, frames)` pairs; only `server.py` owns the ROUTER socket.
+`now` is a monotonic clock, `wall` the wall clock (envelope deadlines cross machines, so
+they are wall time, converted to the monotonic clock on receipt). Tests drive the core with
+byte literals and a fake clock.
+
+Beyond the MDP specs (see ../shared/MDP.md section 11), with nothing silently lost:
+- a request held by a worker that goes (expiry, DISCONNECT, unreachable, violation) is
+  re-queued at the front of its service queue; past `max_attempts` dispatches the client
+  gets an error FINAL `worker_lost`;
+- a full service queue answers `busy` at once; a passed deadline answers `expired`; a
+  request for a service with no worker waits `service_wait` seconds, then `no_such_service`;
+- an MDP/0.1 client served by a 0.2 worker gets only the FINAL (PARTIALs are dropped, not
+  buffered, so streamed replies cost the broker no memory).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from storymesh import envelope, mdp, schema
+from storymesh.broker.state import WEvent, WState, transition
+from storymesh.errors import BodyError, RemoteProtocolError
+from storymesh.mdp import Body, Dialect, Frame
+from storymesh.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Send = tuple[bytes, list[Frame]]
+SNAPSHOT_VERSION = 1
+MMI_PREFIX = b"mmi."
+_SERVICE_NAME = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._:/-]*")
+_META_LIMITS = envelope.Limits(header_bytes=4096, container_len=64, str_bytes=512, depth=3)
+
+
+@dataclass(slots=True)
+class Pending:
+    """A client request the broker holds: queued, or dispatched to a worker."""
+
+    client: bytes
+    service: bytes
+    body: Body
+    dialect: Dialect
+    rid: str | None
+    corr: str | None
+    deadline: float | None  # monotonic
+    enqueued: float
+    attempts: int = 0
+
+
+@dataclass(slots=True)
+class Worker:
+    """One registered worker connection."""
+
+    identity: bytes
+    service: Service
+    dialect: Dialect
+    meta: dict[str, Any]
+    hb_busy: bool
+    registered: float
+    expiry: float
+    last_seen: float
+    state: WState = WState.IDLE
+    request: Pending | None = None
+    busy_since: float = 0.0
+    served: int = 0
+
+
+@dataclass(slots=True)
+class Service:
+    """A named service: its queue, its idle workers in LRU order and its figures."""
+
+    name: bytes
+    queue: deque[Pending] = field(default_factory=deque)
+    idle: OrderedDict[bytes, Worker] = field(default_factory=OrderedDict)
+    workers: int = 0
+    served: int = 0
+    failed: int = 0
+    service_time: float = 0.0
+
+
+class BrokerCore:
+    """MDP broker state machine: frames and time in, frames to send out."""
+
+    def __init__(self, settings: Settings, now: float = 0.0) -> None:
+        self.settings = settings
+        self.services: dict[bytes, Service] = {}
+        self.workers: dict[bytes, Worker] = {}
+        self.counters: dict[str, int] = dict.fromkeys((
+            "requests", "replies", "partials", "malformed", "violations", "disconnects",
+            "expired", "busy", "worker_lost", "no_such_service", "redispatched",
+            "unreachable", "would_block", "workers_expired", "mmi", "too_large",
+            "shutting_down", "bad_request"), 0)
+        self.started = now
+        self._next_beat = now
+        self._liveness = settings.liveness_timeout
+        self._out: list[Send] = []
+
+    # --- entry points -----------------------------------------------------------------
+
+    def on_frames(self, sender: bytes, frames: list[Frame], now: float,
+                  wall: float | None = None) -> list[Send]:
+        """Handle one message from `sender` (routing id already split off)."""
+        self._out = out = []
+        if len(frames) > self.settings.max_frames:
+            self._malformed(sender, f"{len(frames)} frames, over the limit")
+            return out
+        try:
+            msg = mdp.parse(frames)
+        except RemoteProtocolError as exc:
+            self._malformed(sender, str(exc))
+            worker = self.workers.get(sender)
+            if worker is not None:  # an invalid message makes the sender invalid: forget it
+                self._disconnect(worker, now, "invalid message")
+            return out
+        if isinstance(msg, mdp.ClientRequest):
+            self._on_request(sender, msg, now, now if wall is None else wall)
+        else:
+            self._on_worker(sender, msg, now)
+        return out
+
+    def on_tick(self, now: float, wall: float | None = None) -> list[Send]:
+        """Heartbeats, worker expiry and queue expiry; call a few times per interval."""
+        self._out = out = []
+        if now >= self._next_beat:
+            self._next_beat = now + self.settings.heartbeat_interval
+            self._beat_and_expire(now)
+        self._expire_queues(now)
+        return out
+
+    def on_unreachable(self, identity: bytes, frames: list[Frame], now: float) -> list[Send]:
+        """A send of `frames` to `identity` failed (EHOSTUNREACH): that peer is gone."""
+        self._out = out = []
+        self.counters["unreachable"] += 1
+        worker = self.workers.get(identity)
+        if worker is not None:
+            if worker.request is not None and _is_request(frames):
+                worker.request.attempts -= 1  # never delivered: not a dispatch
+            self._drop(worker, now, "unreachable")
+        return out
+
+    def shutdown(self, now: float) -> list[Send]:
+        """Answer every held request with a retryable `shutting_down`, DISCONNECT workers."""
+        self._out = out = []
+        for service in self.services.values():
+            while service.queue:
+                self._fail(service.queue.popleft(), "shutting_down", "the broker is stopping")
+        for worker in list(self.workers.values()):
+            if worker.request is not None:
+                self._fail(worker.request, "shutting_down", "the broker is stopping")
+                worker.request = None
+            self._send_worker(worker, mdp.Disconnect(worker.dialect))
+        self.workers.clear()
+        return out
+
+    # --- clients ----------------------------------------------------------------------
+
+    def _on_request(self, client: bytes, msg: mdp.ClientRequest, now: float, wall: float) -> None:
+        self.counters["requests"] += 1
+        name = msg.service
+        if name.startswith(MMI_PREFIX):
+            self._mmi(client, msg, now)
+            return
+        rid: str | None = None
+        corr: str | None = None
+        deadline: float | None = None
+        if msg.body:
+            try:
+                header = envelope.read_header(msg.body[0])
+            except BodyError:
+                header = None  # a foreign MDP body: relay it untouched, without a header
+            if header is not None:
+                rid = header[schema.H_ID]
+                corr_v = header.get(schema.H_CORR)
+                corr = corr_v if isinstance(corr_v, str) else None
+                if header[schema.H_VERSION] > schema.ENVELOPE_VERSION:
+                    self._reply_error(client, msg, rid, corr, "unsupported_version",
+                                      f"envelope version {header[schema.H_VERSION]} > 1")
+                    return
+                wall_deadline = header.get(schema.H_DEADLINE)
+                if wall_deadline is not None:
+                    deadline = now + (float(wall_deadline) - wall)
+        if not self._valid_service(name):
+            self.counters["bad_request"] += 1
+            self._reply_error(client, msg, rid, corr, "bad_request",
+                              "service names are 1-128 characters of A-Z a-z 0-9 . _ : / -")
+            return
+        size = sum(memoryview(f).nbytes for f in msg.body)
+        if size > self.settings.max_message_bytes:
+            self.counters["too_large"] += 1
+            self._reply_error(client, msg, rid, corr, "too_large",
+                              f"request of {size} bytes, over {self.settings.max_message_bytes}")
+            return
+        if deadline is not None and deadline <= now:
+            self.counters["expired"] += 1
+            self._reply_error(client, msg, rid, corr, "expired", "deadline passed before queueing")
+            return
+        service = self._service(name)
+        if len(service.queue) >= self.settings.queue_limit:
+            self.counters["busy"] += 1
+            self._reply_error(client, msg, rid, corr, "busy",
+                              f"queue of {name.decode(errors='replace')} is full",
+                              retry_after=self._retry_hint(service))
+            return
+        service.queue.append(Pending(client, name, msg.body, msg.dialect, rid, corr,
+                                     deadline, now))
+        self._dispatch(service, now)
+
+    def _valid_service(self, name: bytes) -> bool:
+        return len(name) <= schema.MAX_SERVICE_NAME and _SERVICE_NAME.fullmatch(name) is not None
+
+    def _retry_hint(self, service: Service) -> float:
+        mean = service.service_time / service.served if service.served else 1.0
+        per_worker = len(service.queue) / max(service.workers, 1)
+        return round(max(0.1, min(60.0, mean * per_worker)), 3)
+
+    def _reply(self, client: bytes, service: bytes, dialect: Dialect, body: Body,
+               final: bool = True) -> None:
+        self._out.append((client, mdp.encode(mdp.ClientReply(service, body, final, dialect))))
+
+    def _reply_error(self, client: bytes, msg: mdp.ClientRequest, rid: str | None,
+                     corr: str | None, code: str, message: str,
+                     retry_after: float | None = None) -> None:
+        body = envelope.error_body(rid or "", code, message, corr=corr, retry_after=retry_after)
+        self._reply(client, msg.service, msg.dialect, tuple(body))
+
+    def _fail(self, pending: Pending, code: str, message: str) -> None:
+        """Answer a held request with an error FINAL and count it against its service."""
+        self.counters[code] = self.counters.get(code, 0) + 1
+        service = self.services.get(pending.service)
+        if service is not None:
+            service.failed += 1
+        body = envelope.error_body(pending.rid or "", code, message, corr=pending.corr)
+        self._reply(pending.client, pending.service, pending.dialect, tuple(body))
+
+    # --- MMI --------------------------------------------------------------------------
+
+    def _mmi(self, client: bytes, msg: mdp.ClientRequest, now: float) -> None:
+        self.counters["mmi"] += 1
+        if msg.service == b"mmi.service":
+            target = mdp.as_bytes(msg.body[0]) if msg.body else b""
+            found = target in self.services and self.services[target].workers > 0
+            self._reply(client, msg.service, msg.dialect, (b"200" if found else b"404",))
+        elif msg.service == b"mmi.storymesh.snapshot":
+            rid = ""
+            if msg.body:
+                try:
+                    rid = envelope.read_header(msg.body[0])[schema.H_ID]
+                except BodyError:
+                    pass
+            body = envelope.pack(envelope.make_header(rid or None, ok=True), self.snapshot(now))
+            self._reply(client, msg.service, msg.dialect, tuple(body))
+        else:
+            self._reply(client, msg.service, msg.dialect, (b"501",))
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        """A versioned picture of services, workers and counters, for the monitor."""
+        services = {}
+        for name, s in self.services.items():
+            services[name.decode(errors="replace")] = {
+                "queue": len(s.queue), "workers": s.workers, "idle": len(s.idle),
+                "busy": s.workers - len(s.idle), "served": s.served, "failed": s.failed,
+                "mean_service_time": s.service_time / s.served if s.served else None,
+            }
+        workers = []
+        for w in self.workers.values():
+            req = w.request
+            workers.append({
+                "id": w.identity.hex(), "service": w.service.name.decode(errors="replace"),
+                "state": w.state.value, "dialect": w.dialect.value,
+                "heartbeat_age": round(now - w.last_seen, 3), "served": w.served,
+                "uptime": round(now - w.registered, 3), "meta": w.meta,
+                "request": None if req is None else {"id": req.rid, "corr": req.corr,
+                                                     "attempt": req.attempts,
+                                                     "age": round(now - w.busy_since, 3)},
+            })
+        return {"version": SNAPSHOT_VERSION, "uptime": round(now - self.started, 3),
+                "pid": os.getpid(), "counters": dict(self.counters), "services": services,
+                "workers": workers,
+                "settings": {"heartbeat_interval": self.settings.heartbeat_interval,
+                             "liveness": self.settings.liveness,
+                             "max_attempts": self.settings.max_attempts,
+                             "queue_limit": self.settings.queue_limit}}
+
+    # --- workers ----------------------------------------------------------------------
+
+    def _on_worker(self, sender: bytes, msg: mdp.FromWorker, now: float) -> None:
+        worker = self.workers.get(sender)
+        state = worker.state if worker is not None else WState.UNKNOWN
+        if isinstance(msg, mdp.WorkerReply):
+            event = WEvent.FINAL if msg.final else WEvent.PARTIAL
+        elif isinstance(msg, mdp.Heartbeat):
+            event = WEvent.HEARTBEAT
+        elif isinstance(msg, mdp.Ready):
+            event = WEvent.READY
+        else:
+            event = WEvent.DISCONNECT
+        nxt = transition(state, event)
+        if nxt is WState.IGNORE:
+            return
+        if nxt is WState.VIOLATION:
+            self._violation(sender, worker, msg.dialect, now, f"{event.value} while {state.value}")
+            return
+        if worker is None:
+            assert isinstance(msg, mdp.Ready)  # the table allows only READY from UNKNOWN
+            self._register(sender, msg, now)
+            return
+        if nxt is WState.GONE:
+            self._drop(worker, now, "sent DISCONNECT")
+            return
+        worker.last_seen = now
+        worker.expiry = now + self._liveness
+        if isinstance(msg, mdp.WorkerReply):
+            self._on_reply(worker, msg, now)
+
+    def _register(self, sender: bytes, msg: mdp.Ready, now: float) -> None:
+        if msg.service.startswith(MMI_PREFIX) or not self._valid_service(msg.service):
+            self._violation(sender, None, msg.dialect, now,
+                            f"READY for reserved or invalid service {msg.service[:40]!r}")
+            return
+        meta = self._read_meta(msg.meta)
+        service = self._service(msg.service)
+        worker = Worker(sender, service, msg.dialect, meta, bool(meta.get("hb_busy")),
+                        now, now + self._liveness, now)
+        self.workers[sender] = worker
+        service.workers += 1
+        service.idle[sender] = worker
+        log.info("worker %s registered for %s (%s)", sender.hex(), msg.service.decode(errors="replace"),
+                 msg.dialect.value)
+        self._dispatch(service, now)
+
+    def _read_meta(self, raw: bytes | None) -> dict[str, Any]:
+        if not raw:
+            return {}
+        try:
+            meta = msgpack.unpackb(raw, raw=False, max_str_len=_META_LIMITS.str_bytes,
+                                   max_bin_len=0, max_array_len=_META_LIMITS.container_len,
+                                   max_map_len=_META_LIMITS.container_len, max_ext_len=0)
+        except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
+                msgpack.StackError, UnicodeDecodeError):
+            self.counters["malformed"] += 1
+            return {}
+        return meta if isinstance(meta, dict) else {}
+
+    def _on_reply(self, worker: Worker, msg: mdp.WorkerReply, now: float) -> None:
+        pending = worker.request
+        assert pending is not None  # BUSY workers hold a request (state invariant)
+        if msg.client != pending.client:
+            self._violation(worker.identity, worker, worker.dialect, now,
+                            "reply addressed to a client it does not serve")
+            return
+        if not msg.final:
+            self.counters["partials"] += 1
+            if pending.dialect is not Dialect.V01:  # 0.1 clients get only the FINAL
+                self._reply(pending.client, pending.service, pending.dialect, msg.body, False)
+            return
+        self.counters["replies"] += 1
+        self._reply(pending.client, pending.service, pending.dialect, msg.body, True)
+        service = worker.service
+        service.served += 1
+        service.service_time += now - worker.busy_since
+        worker.served += 1
+        worker.request = None
+        worker.state = WState.IDLE
+        service.idle[worker.identity] = worker
+        self._dispatch(service, now)
+
+    def _violation(self, sender: bytes, worker: Worker | None, dialect: Dialect, now: float,
+                   why: str) -> None:
+        self.counters["violations"] += 1
+        log.warning("disconnecting worker %s: %s", sender.hex(), why)
+        self._out.append((sender, mdp.encode(mdp.Disconnect(dialect))))
+        self.counters["disconnects"] += 1
+        if worker is not None:
+            self._drop(worker, now, why)
+
+    def _disconnect(self, worker: Worker, now: float, why: str) -> None:
+        self._violation(worker.identity, worker, worker.dialect, now, why)
+
+    def _drop(self, worker: Worker, now: float, why: str) -> None:
+        """Forget a worker; re-queue the request it held (front of the queue) or fail it."""
+        self.workers.pop(worker.identity, None)
+        service = worker.service
+        service.workers -= 1
+        service.idle.pop(worker.identity, None)
+        worker.state = WState.GONE
+        pending, worker.request = worker.request, None
+        if pending is not None:
+            if pending.attempts >= self.settings.max_attempts:
+                log.warning("request %s failed: %d workers lost it", pending.rid, pending.attempts)
+                self._fail(pending, "worker_lost",
+                           f"{pending.attempts} workers died while serving the request")
+            else:
+                self.counters["redispatched"] += 1
+                service.queue.appendleft(pending)
+        log.info("worker %s gone (%s)", worker.identity.hex(), why)
+        self._dispatch(service, now)
+
+    def _send_worker(self, worker: Worker, msg: mdp.WorkerRequest | mdp.Heartbeat | mdp.Disconnect) -> None:
+        self._out.append((worker.identity, mdp.encode(msg)))
+
+    def _dispatch(self, service: Service, now: float) -> None:
+        """Hand queued requests to the least recently used idle workers."""
+        queue, idle = service.queue, service.idle
+        while queue and idle:
+            pending = queue.popleft()
+            if pending.deadline is not None and pending.deadline <= now:
+                self._fail(pending, "expired", "deadline passed while queued")
+                continue
+            _, worker = idle.popitem(last=False)
+            worker.state = WState.BUSY
+            worker.request = pending
+            worker.busy_since = now
+            pending.attempts += 1
+            self._out.append((worker.identity, mdp.encode(
+                mdp.WorkerRequest(pending.client, pending.body, worker.dialect))))
+
+    # --- time -------------------------------------------------------------------------
+
+    def _beat_and_expire(self, now: float) -> None:
+        busy_timeout = self.settings.busy_timeout
+        for worker in list(self.workers.values()):
+            if worker.state is WState.BUSY and not worker.hb_busy:
+                dead = now - max(worker.busy_since, worker.last_seen) > busy_timeout
+            else:
+                dead = now > worker.expiry
+            if dead:
+                self.counters["workers_expired"] += 1
+                self._drop(worker, now, "heartbeat expired")
+            else:
+                self._send_worker(worker, mdp.Heartbeat(worker.dialect))
+
+    def _expire_queues(self, now: float) -> None:
+        wait = self.settings.service_wait
+        for name, service in list(self.services.items()):
+            queue = service.queue
+            if not queue:
+                if service.workers == 0:  # forget names nobody serves or asks for any more
+                    del self.services[name]
+                continue
+            no_workers = service.workers == 0
+            if not no_workers and all(p.deadline is None for p in queue):
+                continue
+            kept: deque[Pending] = deque()
+            for pending in queue:
+                if pending.deadline is not None and pending.deadline <= now:
+                    self._fail(pending, "expired", "deadline passed while queued")
+                elif no_workers and now - pending.enqueued >= wait:
+                    self._fail(pending, "no_such_service",
+                               f"no worker for {service.name.decode(errors='replace')} "
+                               f"within {wait:g} s")
+                else:
+                    kept.append(pending)
+            service.queue = kept
+
+    # --- helpers ----------------------------------------------------------------------
+
+    def _service(self, name: bytes) -> Service:
+        service = self.services.get(name)
+        if service is None:
+            service = self.services[name] = Service(name)
+        return service
+
+    def _malformed(self, sender: bytes, why: str) -> None:
+        self.counters["malformed"] += 1
+        log.debug("dropped malformed message from %s: %s", sender.hex(), why)
+
+    def queued(self) -> int:
+        return sum(len(s.queue) for s in self.services.values())
+
+    def idle_workers(self) -> Iterable[Worker]:
+        for s in self.services.values():
+            yield from s.idle.values()
+
+
+def _is_request(frames: list[Frame]) -> bool:
+    try:
+        return isinstance(mdp.parse_to_worker(frames), mdp.WorkerRequest)
+    except RemoteProtocolError:
+        return False

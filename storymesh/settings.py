@@ -1,0 +1,237 @@
+"""Typed, layered settings for every daemon and command.
+
+Layers, later wins: defaults -> TOML file (`config/storymesh.toml` or `--config PATH`) ->
+`STORYMESH_*` environment variables -> CLI flags. Every value is checked when loaded, and
+an invalid one raises ConfigError naming the key and the layer it came from, so a daemon
+fails at start, not at the first request.
+
+Top-level keys are mesh settings (`heartbeat_interval`, env `STORYMESH_HEARTBEAT_INTERVAL`);
+per-agent keys live in a TOML table named after the agent (`[author] model = "..."`, env
+`STORYMESH_AUTHOR_MODEL`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from storymesh.errors import ConfigError
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
+DEFAULT_CONFIG = Path("config/storymesh.toml")
+ENV_PREFIX = "STORYMESH_"
+AGENT_SECTIONS = ("echo", "author", "illustrator", "publisher", "story")
+
+
+def _endpoint(value: str) -> str | None:
+    if not value.startswith(("tcp://", "ipc://", "inproc://")):
+        return "must start with tcp://, ipc:// or inproc://"
+    return None
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be > 0"
+
+
+def _at_least_one(value: int) -> str | None:
+    return None if value >= 1 else "must be >= 1"
+
+
+def _choice(*allowed: str) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        return None if value in allowed else f"must be one of {', '.join(allowed)}"
+    return check
+
+
+def _meta(check: Callable[[Any], str | None] | None = None, doc: str = "") -> dict[str, Any]:
+    return {"check": check, "doc": doc}
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """Settings of one agent kind (a TOML table such as `[author]`)."""
+
+    backend: str = field(default="embedded", metadata=_meta(doc="embedded | transformers | diffusers | reportlab"))
+    model: str = field(default="", metadata=_meta(doc="hub id or local folder ('' = none)"))
+    device: str = field(default="cpu", metadata=_meta(doc="cpu, cuda, cuda:1, auto"))
+    dtype: str = field(default="auto", metadata=_meta(_choice("auto", "float32", "float16", "bfloat16")))
+    slots: int = field(default=1, metadata=_meta(_at_least_one, "worker connections around one model"))
+    torch_threads: int = field(default=1, metadata=_meta(_at_least_one, "torch CPU threads"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings; construct with `load()`, pass explicitly, never through globals."""
+
+    bind: str = field(default=DEFAULT_ENDPOINT, metadata=_meta(_endpoint, "what the broker binds"))
+    broker: str = field(default=DEFAULT_ENDPOINT, metadata=_meta(_endpoint, "what agents and clients connect to"))
+    heartbeat_interval: float = field(default=2.5, metadata=_meta(_positive, "seconds between heartbeats"))
+    liveness: int = field(default=4, metadata=_meta(_at_least_one, "missed heartbeats before a peer is dead"))
+    busy_timeout: float = field(default=900.0, metadata=_meta(_positive, "seconds a busy non-heartbeating worker may hold a request"))
+    max_attempts: int = field(default=3, metadata=_meta(_at_least_one, "dispatches of one request before worker_lost"))
+    queue_limit: int = field(default=1000, metadata=_meta(_at_least_one, "queued requests per service before busy"))
+    service_wait: float = field(default=30.0, metadata=_meta(_positive, "seconds a request waits for a service with no worker"))
+    max_message_bytes: int = field(default=256 * 1024 * 1024, metadata=_meta(_at_least_one, "ZMQ_MAXMSGSIZE per frame"))
+    max_frames: int = field(default=80, metadata=_meta(_at_least_one, "frames per message"))
+    hwm: int = field(default=100_000, metadata=_meta(_at_least_one, "ZeroMQ high-water marks"))
+    request_timeout: float = field(default=60.0, metadata=_meta(_positive, "client seconds to wait per attempt"))
+    retries: int = field(default=3, metadata=_meta(_at_least_one, "client attempts per request"))
+    reconnect_max: float = field(default=5.0, metadata=_meta(_positive, "worker reconnect backoff cap, seconds"))
+    drain_grace: float = field(default=30.0, metadata=_meta(_positive, "seconds an agent finishes its job on SIGTERM"))
+    strict_mdp: bool = field(default=False, metadata=_meta(doc="workers send READY without the metadata frame"))
+    log_level: str = field(default="info", metadata=_meta(_choice("debug", "info", "warning", "error")))
+    log_format: str = field(default="text", metadata=_meta(_choice("text", "json")))
+    echo: AgentSettings = field(default_factory=AgentSettings)
+    author: AgentSettings = field(default_factory=AgentSettings)
+    illustrator: AgentSettings = field(default_factory=AgentSettings)
+    publisher: AgentSettings = field(default_factory=lambda: AgentSettings(backend="reportlab"))
+    story: AgentSettings = field(default_factory=AgentSettings)
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def liveness_timeout(self) -> float:
+        return self.heartbeat_interval * self.liveness
+
+    def agent(self, name: str) -> AgentSettings:
+        if name not in AGENT_SECTIONS:
+            raise ConfigError(f"unknown agent {name!r}; known: {', '.join(AGENT_SECTIONS)}")
+        value: AgentSettings = getattr(self, name)
+        return value
+
+
+def _field_type(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
+
+
+def _convert(raw: Any, typ: Any, key: str, source: str) -> Any:
+    """Convert a TOML/env/flag value to the field's type; ConfigError names key and source."""
+    if isinstance(typ, types.UnionType):
+        typ = next(t for t in typing.get_args(typ) if t is not type(None))
+    try:
+        if typ is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if typ is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError("expected an integer")
+            return int(raw)
+        if typ is float:
+            if isinstance(raw, bool):
+                raise ValueError("expected a number")
+            return float(raw)
+        if typ is str:
+            if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
+                raise ValueError("expected a string")
+            return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid value {raw!r} for {key} (from {source}): {exc}") from None
+    raise ConfigError(f"{key} (from {source}) has an unsupported type")
+
+
+def _apply(cls: type, current: Any, values: Mapping[str, Any], source: str, prefix: str,
+           sources: dict[str, str]) -> Any:
+    """Return `current` updated from `values` (one layer), checking each value."""
+    names = {f.name: f for f in fields(cls) if f.name != "sources"}
+    changes: dict[str, Any] = {}
+    for raw_key, raw in values.items():
+        key = raw_key.replace("-", "_")
+        full = f"{prefix}{key}"
+        f = names.get(key)
+        if f is None:
+            raise ConfigError(f"unknown setting {full!r} (from {source})")
+        typ = _field_type(cls, key)
+        if dataclasses.is_dataclass(typ):
+            if not isinstance(raw, Mapping):
+                raise ConfigError(f"{full} (from {source}) must be a table")
+            changes[key] = _apply(typ, getattr(current, key), raw, source, f"{full}.", sources)
+            continue
+        value = _convert(raw, typ, full, source)
+        check = f.metadata.get("check")
+        problem = check(value) if check else None
+        if problem:
+            raise ConfigError(f"invalid value {raw!r} for {full} (from {source}): {problem}")
+        changes[key] = value
+        sources[full] = source
+    return replace(current, **changes)
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
+    layer: dict[str, Any] = {}
+    top = {f.name for f in fields(Settings)} - {"sources", *AGENT_SECTIONS}
+    agent_keys = {f.name for f in fields(AgentSettings)}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX):].lower()
+        if key in top:
+            layer[key] = value
+            continue
+        section, _, sub = key.partition("_")
+        if section in AGENT_SECTIONS and sub in agent_keys:
+            layer.setdefault(section, {})[sub] = value
+        elif key not in ("config",):
+            raise ConfigError(f"unknown setting in environment variable {name}")
+    return layer
+
+
+def load(config: Path | str | None = None, *, env: Mapping[str, str] | None = None,
+         flags: Mapping[str, Any] | None = None) -> Settings:
+    """Settings from the four layers. `flags` holds only the CLI flags actually given
+    (None values are skipped); nested keys use dotted names ("author.model")."""
+    env = os.environ if env is None else env
+    sources: dict[str, str] = {}
+    settings = Settings()
+    path = Path(config) if config else Path(env.get("STORYMESH_CONFIG", DEFAULT_CONFIG))
+    if config or path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+        settings = _apply(Settings, settings, data, str(path), "", sources)
+    settings = _apply(Settings, settings, _env_layer(env), "environment", "", sources)
+    if flags:
+        nested: dict[str, Any] = {}
+        for key, value in flags.items():
+            if value is None:
+                continue
+            section, dot, sub = key.partition(".")
+            if dot:
+                nested.setdefault(section, {})[sub] = value
+            else:
+                nested[key] = value
+        settings = _apply(Settings, settings, nested, "command line", "", sources)
+    return replace(settings, sources=sources)
+
+
+def describe(settings: Settings) -> list[tuple[str, Any, str]]:
+    """(key, value, source) for every setting, for `storymesh config show`."""
+    rows: list[tuple[str, Any, str]] = []
+
+    def walk(obj: Any, prefix: str) -> None:
+        for f in fields(obj):
+            if f.name == "sources":
+                continue
+            value = getattr(obj, f.name)
+            key = f"{prefix}{f.name}"
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{key}.")
+            else:
+                rows.append((key, value, settings.sources.get(key, "default")))
+
+    walk(settings, "")
+    return rows
