@@ -86,15 +86,17 @@ def _unpack(data: Frame, limit: int, limits: Limits, what: str) -> Any:
 
 
 def _check_depth(value: Any, max_depth: int) -> None:
+    """Maps and arrays nested at most `max_depth` deep (the payload map is level 1);
+    scalars are leaves, not a level."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        if not isinstance(item, (dict, list)):
+            continue
         if depth > max_depth:
             raise BodyError(f"payload nested deeper than {max_depth}")
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((v, depth + 1) for v in children)
 
 
 def read_header(frame: Frame, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:

@@ -217,6 +217,13 @@ def _addressed(rest: Sequence[Frame], what: str) -> tuple[bytes, Body]:
     return client, tuple(rest[2:])
 
 
+def _no_args(name: str, args: Sequence[Frame]) -> None:
+    """HEARTBEAT and DISCONNECT are exactly header + command: frames after them mean the
+    peer framed something else (a 0.2 FINAL 0x04 under MDPW01 would read as HEARTBEAT)."""
+    if args and name in ("heartbeat", "disconnect"):
+        raise RemoteProtocolError(f"{name.upper()} with {len(args)} unexpected frame(s)")
+
+
 def _from_worker(head: _Head) -> FromWorker:
     name = _worker_command(head)
     args = head.rest[1:]
@@ -229,6 +236,7 @@ def _from_worker(head: _Head) -> FromWorker:
     if name in ("partial", "final"):
         client, body = _addressed(args, name.upper())
         return WorkerReply(client, body, name == "final", d)
+    _no_args(name, args)
     if name == "heartbeat":
         return Heartbeat(d)
     if name == "disconnect":
@@ -245,6 +253,7 @@ def parse_to_worker(frames: Sequence[Frame]) -> ToWorker:
     if name == "request":
         client, body = _addressed(head.rest[1:], "REQUEST")
         return WorkerRequest(client, body, head.dialect)
+    _no_args(name, head.rest[1:])
     if name == "heartbeat":
         return Heartbeat(head.dialect)
     if name == "disconnect":

@@ -1,0 +1,1 @@
+"""Agent daemons: the agent interface, the worker runtime and the built-in agents."""

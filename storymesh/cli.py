@@ -1,0 +1,186 @@
+"""The `storymesh` command line: each command builds settings, sets up logging, calls one function.
+
+Rule for every command: `--bind` for what binds, `--broker` for what connects.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from storymesh import schema
+from storymesh import settings as settings_mod
+from storymesh.errors import ConfigError, StorymeshError
+from storymesh.logs import setup_logging
+from storymesh.settings import Settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="AI story agents on a ZeroMQ Majordomo mesh.")
+config_app = typer.Typer(no_args_is_help=True, help="Inspect the effective configuration.")
+app.add_typer(config_app, name="config")
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML file (default config/storymesh.toml)")]
+BindOpt = Annotated[Optional[str], typer.Option("--bind", help="endpoint to bind, e.g. tcp://127.0.0.1:5555")]
+BrokerOpt = Annotated[Optional[str], typer.Option("--broker", help="broker endpoint to connect to")]
+LogLevelOpt = Annotated[Optional[str], typer.Option("--log-level", help="debug|info|warning|error")]
+LogFormatOpt = Annotated[Optional[str], typer.Option("--log-format", help="text|json")]
+TimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", help="seconds to wait per attempt")]
+
+
+def _settings(config: Path | None, **flags: Any) -> Settings:
+    """Load the layered settings and configure logging, or exit 2 with a one-line error."""
+    try:
+        settings = settings_mod.load(config, flags=flags)
+    except ConfigError as exc:
+        typer.echo(f"storymesh: configuration error: {exc}", err=True)
+        raise typer.Exit(schema.EXIT_USAGE) from None
+    setup_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _fail(exc: StorymeshError, code: int) -> typer.Exit:
+    typer.echo(f"storymesh: {exc}", err=True)
+    return typer.Exit(code)
+
+
+@app.command()
+def broker(
+    bind: BindOpt = None,
+    heartbeat_interval: Annotated[Optional[float], typer.Option(help="seconds")] = None,
+    liveness: Annotated[Optional[int], typer.Option(help="missed heartbeats before a worker is dead")] = None,
+    busy_timeout: Annotated[Optional[float], typer.Option(help="seconds, for workers that do not heartbeat while busy")] = None,
+    max_attempts: Annotated[Optional[int], typer.Option(help="dispatches per request before worker_lost")] = None,
+    queue_limit: Annotated[Optional[int], typer.Option(help="queued requests per service")] = None,
+    config: ConfigOpt = None, log_level: LogLevelOpt = None, log_format: LogFormatOpt = None,
+) -> None:
+    """Run the broker daemon."""
+    from storymesh.broker.server import run_broker
+    from storymesh.lifecycle import install_signal_handlers
+
+    settings = _settings(config, bind=bind, heartbeat_interval=heartbeat_interval,
+                         liveness=liveness, busy_timeout=busy_timeout, max_attempts=max_attempts,
+                         queue_limit=queue_limit, log_level=log_level, log_format=log_format)
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    raise typer.Exit(run_broker(settings, stop))
+
+
+@app.command()
+def agent(
+    name: Annotated[str, typer.Argument(help="echo | author | illustrator | publisher")],
+    broker: BrokerOpt = None,
+    slots: Annotated[Optional[int], typer.Option(help="worker connections around one loaded model")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="embedded | transformers | diffusers")] = None,
+    model: Annotated[Optional[str], typer.Option(help="hub id or local folder")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu | cuda | cuda:1 | auto")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="auto | float32 | float16 | bfloat16")] = None,
+    torch_threads: Annotated[Optional[int], typer.Option(help="torch CPU threads")] = None,
+    strict_mdp: Annotated[Optional[bool], typer.Option("--strict-mdp", help="READY without the metadata frame")] = None,
+    heartbeat_interval: Annotated[Optional[float], typer.Option(help="seconds")] = None,
+    liveness: Annotated[Optional[int], typer.Option(help="missed heartbeats before the broker is dead")] = None,
+    config: ConfigOpt = None, log_level: LogLevelOpt = None, log_format: LogFormatOpt = None,
+) -> None:
+    """Run an agent daemon that serves one service."""
+    from storymesh.agents.registry import FACTORIES
+
+    if name not in FACTORIES:
+        typer.echo(f"storymesh: unknown agent {name!r}; choose one of {', '.join(FACTORIES)}", err=True)
+        raise typer.Exit(schema.EXIT_USAGE)
+    section = {f"{name}.{k}": v for k, v in dict(
+        slots=slots, backend=backend, model=model, device=device, dtype=dtype,
+        torch_threads=torch_threads).items()}
+    settings = _settings(config, broker=broker, strict_mdp=strict_mdp,
+                         heartbeat_interval=heartbeat_interval, liveness=liveness,
+                         log_level=log_level, log_format=log_format, **section)
+    from storymesh.agents.daemon import run_named_agent
+    try:
+        code = run_named_agent(name, settings)
+    except StorymeshError as exc:
+        raise _fail(exc, schema.EXIT_USAGE) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def request(
+    service: Annotated[str, typer.Argument(help="service name, e.g. echo or story.author")],
+    json_payload: Annotated[str, typer.Option("--json", help="the payload as a JSON object")] = "{}",
+    broker: BrokerOpt = None, timeout: TimeoutOpt = None,
+    retries: Annotated[Optional[int], typer.Option(help="attempts before giving up")] = None,
+    save_dir: Annotated[Optional[Path], typer.Option(help="write binary values to files here")] = None,
+    partials: Annotated[bool, typer.Option(help="print PARTIAL replies as they arrive")] = True,
+    config: ConfigOpt = None, log_level: LogLevelOpt = None,
+) -> None:
+    """Send one request and print the reply as JSON (exit code != 0 on error or timeout)."""
+    from storymesh.tools import run_request
+
+    settings = _settings(config, broker=broker, request_timeout=timeout, retries=retries,
+                         log_level=log_level or "warning")
+    try:
+        payload = json.loads(json_payload)
+    except json.JSONDecodeError as exc:
+        typer.echo(f"storymesh: --json is not valid JSON: {exc}", err=True)
+        raise typer.Exit(schema.EXIT_USAGE) from None
+    if not isinstance(payload, dict):
+        typer.echo("storymesh: --json must be a JSON object", err=True)
+        raise typer.Exit(schema.EXIT_USAGE)
+    raise typer.Exit(run_request(settings, service, payload, save_dir=save_dir,
+                                 show_partials=partials))
+
+
+@app.command()
+def health(
+    broker: BrokerOpt = None,
+    service: Annotated[Optional[list[str]], typer.Option("--service", help="a service that must have workers (repeatable)")] = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the broker")] = 2.0,
+    config: ConfigOpt = None,
+) -> None:
+    """Exit 0 when healthy, 1 when degraded (a service without workers), 2 when down."""
+    from storymesh.tools import check_health
+
+    settings = _settings(config, broker=broker, log_level="error")
+    code, reason = check_health(settings, service or [], timeout)
+    typer.echo(reason)
+    raise typer.Exit(code)
+
+
+@app.command()
+def demo(
+    count: Annotated[int, typer.Option(help="requests to send through the mesh")] = 20,
+    config: ConfigOpt = None,
+) -> None:
+    """Start a broker and two echo agents in this process and send requests through them."""
+    from storymesh.tools import run_demo
+
+    settings = _settings(config, log_level="warning")
+    raise typer.Exit(run_demo(settings, count))
+
+
+@config_app.command("show")
+def config_show(config: ConfigOpt = None,
+                as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """Print the effective configuration and where each value came from."""
+    from rich.console import Console
+    from rich.table import Table
+
+    settings = _settings(config, log_level="error")
+    rows = settings_mod.describe(settings)
+    if as_json:
+        typer.echo(json.dumps({k: {"value": v, "source": s} for k, v, s in rows}, indent=2))
+        return
+    table = Table("key", "value", "source", title="storymesh configuration")
+    for key, value, source in rows:
+        table.add_row(key, repr(value), source)
+    Console().print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

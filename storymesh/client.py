@@ -1,0 +1,384 @@
+"""The client runtime: one DEALER speaking MDP/0.2 to the broker, with pipelining and retries.
+
+    with Client("tcp://127.0.0.1:5555") as client:
+        envelope = client.call("echo", {"text": "hi"})          # the FINAL
+        for reply in client.stream("echo", {"partials": 3}):   # Reply(final, envelope)
+            ...
+        rids = [client.send("echo", {...}) for ...]                # pipelined
+        envelope = client.result(rids[0])    # its FINAL; or client.recv(rid): the next reply
+
+What it adds to MDP (RFC 18 makes the client synchronous):
+- many requests in flight on one socket, each reply matched by the header `id` of its body,
+  with one buffer per id, so replies to different requests may interleave in any order;
+- an error FINAL (`ok: false`) raises `RequestFailed`; `busy` with `retry_after` is sent again
+  after that delay, within the retry budget;
+- no reply (nor any PARTIAL) for `timeout` seconds: the socket is closed (linger 0) and
+  reopened, and every request in flight is sent again with the SAME id (agents are idempotent
+  per id); after `retries` attempts the request raises `RequestTimeout`. After a resend,
+  PARTIALs already seen may arrive again; the FINAL arrives once.
+- replies for ids it does not wait for are dropped, malformed replies are logged and dropped.
+
+A Client is not thread-safe: use each one from a single thread (give each thread its own).
+All waiting happens inside `recv` / `stream` / `call`; nothing runs in the background.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import zmq
+
+from storymesh import envelope, mdp, schema
+from storymesh.envelope import Envelope
+from storymesh.errors import BodyError, RemoteProtocolError, RequestFailed, RequestTimeout
+from storymesh.mdp import Frame
+from storymesh.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MMI_SERVICE = "mmi.service"
+MMI_SNAPSHOT = "mmi.storymesh.snapshot"
+POLL_CAP = 1.0  # seconds per poll, so a wait re-checks every timer at least this often
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One reply to a request: a PARTIAL (`final` False) or the FINAL, with its envelope."""
+
+    final: bool
+    envelope: Envelope
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return self.envelope.payload
+
+    @property
+    def header(self) -> dict[str, Any]:
+        return self.envelope.header
+
+    @property
+    def id(self) -> str:
+        return self.envelope.id
+
+
+@dataclass(frozen=True, slots=True)
+class _Raw:
+    """A reply body that is not a storymesh envelope (an MMI code such as b"200")."""
+
+    body: tuple[Frame, ...]
+
+
+Item = Reply | _Raw | RequestFailed | RequestTimeout
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A request in flight: what to resend, its clocks, and the replies not yet read."""
+
+    rid: str
+    service: bytes
+    body: list[Frame]
+    timeout: float
+    max_attempts: int
+    raw: bool = False
+    deadline: float | None = None  # wall clock, as in the header
+    attempts: int = 1
+    last_activity: float = 0.0  # monotonic: last send or reply
+    resend_at: float | None = None  # monotonic: a `busy` retry is scheduled
+    done: bool = False  # the FINAL, or a terminal error, is buffered
+    replies: deque[Item] = field(default_factory=deque)
+
+
+def _error_of(env: Envelope) -> RequestFailed:
+    """The RequestFailed for an error FINAL, tolerant of a sloppy error payload."""
+    error = env.payload.get("error")
+    error = error if isinstance(error, dict) else {}
+    code = str(error.get("code") or "internal")
+    retry_after = error.get("retry_after")
+    retry_after = float(retry_after) if isinstance(retry_after, (int, float)) else None
+    retryable = error.get("retryable")
+    return RequestFailed(code, str(error.get("message") or "no message"),
+                         retryable=bool(retryable) if retryable is not None
+                         else schema.is_retryable(code),
+                         retry_after=retry_after)
+
+
+class Client:
+    """A pipelining MDP/0.2 client with per-request retries (use from one thread)."""
+
+    def __init__(self, endpoint: str, *, settings: Settings | None = None,
+                 context: zmq.Context[Any] | None = None, timeout: float | None = None,
+                 retries: int | None = None) -> None:
+        self.settings = settings or Settings()
+        self.endpoint = endpoint
+        self.timeout = self.settings.request_timeout if timeout is None else timeout
+        self.retries = self.settings.retries if retries is None else retries
+        if self.timeout <= 0 or self.retries < 1:
+            raise ValueError("timeout must be > 0 and retries >= 1")
+        self._own_context = context is None
+        self._context: zmq.Context[Any] = context or zmq.Context()
+        self._pending: dict[str, _Pending] = {}
+        try:
+            self._sock: zmq.Socket[Any] | None = self._open()
+        except zmq.ZMQError:
+            if self._own_context:
+                self._context.term()
+            raise
+
+    # -- public API --
+
+    def send(self, service: str, payload: dict[str, Any], *, rid: str | None = None,
+             corr: str | None = None, deadline: float | None = None) -> str:
+        """Send a request without waiting; returns its id (read replies with `recv`)."""
+        rid = rid or envelope.new_id()
+        body = envelope.pack(envelope.make_header(rid, corr=corr, deadline=deadline), payload)
+        self._start(_Pending(rid, service.encode(), body, self.timeout, self.retries,
+                             deadline=deadline))
+        return rid
+
+    def recv(self, rid: str) -> Reply:
+        """The next reply (PARTIAL or FINAL) to request `rid`, waiting as long as it takes.
+
+        Raises RequestFailed for an error FINAL, RequestTimeout when every attempt timed out.
+        """
+        item = self._next(rid)
+        if isinstance(item, _Raw):
+            raise RequestFailed("bad_request", f"request {rid} got a non-storymesh reply")
+        return item
+
+    def result(self, rid: str) -> Envelope:
+        """The FINAL envelope of pipelined request `rid` (its PARTIALs are skipped)."""
+        while not (reply := self.recv(rid)).final:
+            pass
+        return reply.envelope
+
+    def stream(self, service: str, payload: dict[str, Any], *, rid: str | None = None,
+               corr: str | None = None, deadline: float | None = None) -> Iterator[Reply]:
+        """Send a request and yield its PARTIAL replies, then its FINAL (`reply.final`)."""
+        rid = self.send(service, payload, rid=rid, corr=corr, deadline=deadline)
+        try:
+            while True:
+                reply = self.recv(rid)
+                yield reply
+                if reply.final:
+                    return
+        finally:
+            self.discard(rid)  # a stream left early must not keep collecting replies
+
+    def call(self, service: str, payload: dict[str, Any], *, rid: str | None = None,
+             corr: str | None = None, deadline: float | None = None) -> Envelope:
+        """Send a request and return its FINAL envelope (PARTIALs are skipped)."""
+        for reply in self.stream(service, payload, rid=rid, corr=corr, deadline=deadline):
+            if reply.final:
+                return reply.envelope
+        raise RequestFailed("internal", "the reply stream ended without a FINAL")
+
+    def discard(self, rid: str) -> None:
+        """Forget request `rid`: its later replies are dropped."""
+        self._pending.pop(rid, None)
+
+    def service_available(self, name: str, *, timeout: float | None = None) -> bool | None:
+        """MMI `mmi.service`: True if the broker has a worker for `name`, False if not,
+        None when the broker did not answer within `timeout` (one attempt)."""
+        rid = f"mmi:{envelope.new_id()}"
+        self._start(_Pending(rid, MMI_SERVICE.encode(), [name.encode()],
+                             self.timeout if timeout is None else timeout, 1, raw=True))
+        try:
+            item = self._next(rid)
+        except RequestTimeout:
+            return None
+        finally:
+            self.discard(rid)
+        code = mdp.as_bytes(item.body[0]) if isinstance(item, _Raw) and item.body else b""
+        if code not in (b"200", b"404"):
+            log.warning("mmi.service answered %r; treating it as unknown", code[:16])
+            return None
+        return code == b"200"
+
+    def snapshot(self) -> dict[str, Any]:
+        """The broker's `mmi.storymesh.snapshot`: services, workers and counters."""
+        return self.call(MMI_SNAPSHOT, {}).payload
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
+        self._pending.clear()
+        if self._own_context:
+            self._context.term()
+            self._own_context = False
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- socket --
+
+    def _open(self) -> zmq.Socket[Any]:
+        sock: zmq.Socket[Any] = self._context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, self.settings.hwm)
+        sock.setsockopt(zmq.RCVHWM, self.settings.hwm)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_message_bytes)
+        sock.connect(self.endpoint)
+        return sock
+
+    def _socket(self) -> zmq.Socket[Any]:
+        if self._sock is None:
+            raise RuntimeError("the client is closed")
+        return self._sock
+
+    def _reconnect(self) -> None:
+        """A fresh socket: whatever the old connection still held is gone with it."""
+        self._socket().close(linger=0)
+        self._sock = self._open()
+
+    def _transmit(self, p: _Pending, now: float) -> None:
+        frames = mdp.encode(mdp.ClientRequest(p.service, tuple(p.body)))
+        try:
+            self._socket().send_multipart(frames, zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            log.debug("send of %s would block; the attempt will time out", p.rid)
+        p.last_activity = now
+
+    def _start(self, p: _Pending) -> None:
+        old = self._pending.get(p.rid)
+        if old is not None and not old.done:
+            raise ValueError(f"request {p.rid} is already in flight on this client")
+        self._pending[p.rid] = p
+        self._transmit(p, time.monotonic())
+
+    # -- waiting --
+
+    def _next(self, rid: str) -> Reply | _Raw:
+        p = self._pending.get(rid)
+        if p is None:
+            raise KeyError(f"no request {rid} in flight on this client")
+        while not p.replies:
+            now = time.monotonic()
+            self._check_timers(now)
+            if p.replies:
+                break
+            wait = max(0.0, min(self._next_due(now), now + POLL_CAP) - now)
+            if self._socket().poll(int(wait * 1000) + 1, zmq.POLLIN):
+                self._read_all()
+        item = p.replies.popleft()
+        if p.done and not p.replies:
+            self._pending.pop(rid, None)
+        if isinstance(item, (RequestFailed, RequestTimeout)):
+            raise item
+        return item
+
+    def _next_due(self, now: float) -> float:
+        due = now + POLL_CAP
+        for p in self._pending.values():
+            if not p.done:
+                due = min(due, p.resend_at if p.resend_at is not None
+                          else p.last_activity + p.timeout)
+        return due
+
+    def _check_timers(self, now: float) -> None:
+        """Send scheduled `busy` retries; on a timed-out attempt, reconnect and resend all."""
+        resend_all = False
+        for p in self._pending.values():
+            if p.done:
+                continue
+            if p.resend_at is not None:
+                if now >= p.resend_at:
+                    p.resend_at = None
+                    self._transmit(p, now)
+            elif now - p.last_activity >= p.timeout:
+                if p.attempts >= p.max_attempts or self._past_deadline(p):
+                    p.done = True
+                    p.replies.append(RequestTimeout(
+                        f"no reply to {p.service.decode(errors='replace')} request {p.rid} "
+                        f"after {p.attempts} attempt(s) of {p.timeout:g}s"))
+                else:
+                    p.attempts += 1
+                    resend_all = True
+        if resend_all:
+            log.info("a request timed out; reconnecting to %s and resending %d request(s)",
+                     self.endpoint, sum(1 for p in self._pending.values() if not p.done))
+            self._reconnect()
+            for p in self._pending.values():
+                if not p.done and p.resend_at is None:
+                    self._transmit(p, now)
+
+    @staticmethod
+    def _past_deadline(p: _Pending, delay: float = 0.0) -> bool:
+        return p.deadline is not None and time.time() + delay > p.deadline
+
+    def _read_all(self) -> None:
+        sock = self._socket()
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            try:
+                self._on_frames(frames)
+            except (RemoteProtocolError, ValueError, TypeError) as exc:
+                log.warning("dropped a malformed reply: %s", exc)
+
+    def _on_frames(self, frames: Sequence[Frame]) -> None:
+        msg = mdp.parse_to_client(frames)
+        if not msg.body:
+            raise RemoteProtocolError("reply without a body")
+        try:
+            header = envelope.read_header(msg.body[0])
+        except BodyError:
+            self._on_raw(msg)
+            return
+        p = self._pending.get(header[schema.H_ID])
+        if p is None or p.done or p.raw:
+            log.debug("dropped a reply for request %s, which is not in flight",
+                      header[schema.H_ID])
+            return
+        env = envelope.unpack(msg.body)
+        now = time.monotonic()
+        p.last_activity = now
+        if not msg.final:
+            p.replies.append(Reply(False, env))
+        elif env.ok:
+            p.done = True
+            p.replies.append(Reply(True, env))
+        else:
+            self._on_error(p, _error_of(env), now)
+
+    def _on_error(self, p: _Pending, error: RequestFailed, now: float) -> None:
+        """An error FINAL: `busy` with a hint is retried within the budget, the rest raise."""
+        delay = error.retry_after
+        if (error.code == "busy" and delay is not None and p.attempts < p.max_attempts
+                and not self._past_deadline(p, delay)):
+            p.attempts += 1
+            p.resend_at = now + delay
+            log.debug("request %s: busy; retrying in %.2fs", p.rid, delay)
+            return
+        p.done = True
+        p.replies.append(error)
+
+    def _on_raw(self, msg: mdp.ClientReply) -> None:
+        """A body that is no envelope: an MMI answer, matched to the oldest request for it."""
+        if not msg.service.startswith(b"mmi."):
+            raise RemoteProtocolError("reply body is not a storymesh envelope")
+        for p in self._pending.values():
+            if p.service == msg.service and not p.done:
+                p.done = True
+                if p.raw:
+                    p.replies.append(_Raw(msg.body))
+                else:
+                    code = mdp.as_bytes(msg.body[0])[:16].decode(errors="replace")
+                    p.replies.append(RequestFailed(
+                        "no_such_service",
+                        f"the broker answered {code} to {msg.service.decode(errors='replace')}"))
+                return
+        log.debug("dropped an MMI reply nobody waits for")

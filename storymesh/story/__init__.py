@@ -1,0 +1,1 @@
+"""The story service: orchestrator, journal and client API."""
