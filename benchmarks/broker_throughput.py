@@ -71,6 +71,7 @@ TARGET_RSS_MB = 15.0
 START_TIMEOUT = 20.0     # seconds for a process to say "ready"
 DRIVE_TIMEOUT = 60.0     # seconds for one measured batch of requests
 SETTLE_TIMEOUT = 30.0    # seconds for a broker to register the crowd
+NAN = float("nan")
 PROCESS_CPU_CLOCK = 2    # CPUCLOCK_SCHED: the process-wide CPU clock id is ((~pid) << 3) | 2
 
 
@@ -107,12 +108,24 @@ def cpu_seconds(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def io_thread_seconds(pid: int) -> float:
+    """CPU time of the process's libzmq I/O threads (TCP reads and writes, wake-ups)."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if (task / "comm").read_text().startswith("ZMQbg/IO"):
+                total += int((task / "schedstat").read_text().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):  # a thread that just ended, or no schedstat
+            continue
+    return total
+
+
 def rss_mb(pid: int) -> float:
     """Resident set size in MB (VmRSS, 10^6 bytes)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024 / 1e6
-    return float("nan")
+    return NAN
 
 
 def free_port() -> int:
@@ -289,6 +302,7 @@ class Batch:
     done: int
     seconds: float
     cpu_s: float
+    io_s: float
     rss: float
     latencies: list[float]
     timed_out: bool
@@ -354,12 +368,12 @@ def measure(broker: Broker, size: int, inflight: int, count: int, warmup: int, t
     _, _, _, late = drive(broker, requests[:warmup], inflight, DRIVE_TIMEOUT)
     if late and broker.sock is not None:
         drain(broker.sock)
-    cpu0 = cpu_seconds(broker.pid)
+    io0, cpu0 = io_thread_seconds(broker.pid), cpu_seconds(broker.pid)
     done, seconds, latencies, timed_out = drive(broker, requests[warmup:], inflight, DRIVE_TIMEOUT)
-    cpu1 = cpu_seconds(broker.pid)
+    cpu1, io1 = cpu_seconds(broker.pid), io_thread_seconds(broker.pid)
     if timed_out and broker.sock is not None:
         drain(broker.sock)
-    return Batch(done, seconds, cpu1 - cpu0, rss_mb(broker.pid), latencies, timed_out)
+    return Batch(done, seconds, cpu1 - cpu0, io1 - io0, rss_mb(broker.pid), latencies, timed_out)
 
 
 # --- results -------------------------------------------------------------------------------
@@ -376,6 +390,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     cpu_us: float
+    io_us: float
     rss_mb: float
     timed_out: bool = False
     error: str = ""
@@ -384,8 +399,7 @@ class Result:
 def summarise(name: str, size: int, inflight: int, batches: list[Batch]) -> Result:
     good = [b for b in batches if b.done]
     if not good:
-        return Result(name, size, inflight, 0, 0.0, float("nan"), float("nan"), float("nan"),
-                      float("nan"), True, "no replies")
+        return Result(name, size, inflight, 0, 0.0, NAN, NAN, NAN, NAN, NAN, True, "no replies")
     lat = sorted(x for b in good for x in b.latencies)
     return Result(
         broker=name, payload=size, inflight=inflight, requests=sum(b.done for b in good),
@@ -393,6 +407,7 @@ def summarise(name: str, size: int, inflight: int, batches: list[Batch]) -> Resu
         p50_ms=lat[len(lat) // 2] * 1e3,
         p99_ms=lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3,
         cpu_us=statistics.median(b.cpu_s / b.done * 1e6 for b in good),
+        io_us=statistics.median(b.io_s / b.done * 1e6 for b in good),
         rss_mb=good[-1].rss,
         timed_out=any(b.timed_out for b in batches),
     )
@@ -414,9 +429,8 @@ def run_scenarios(brokers: list[Broker], plan: Plan, console: Console) -> list[R
                                                         plan.warmup(size), tag))
             for broker in brokers:
                 if broker.error:
-                    results.append(Result(broker.name, size, inflight, 0, float("nan"),
-                                          float("nan"), float("nan"), float("nan"),
-                                          float("nan"), error=broker.error))
+                    results.append(Result(broker.name, size, inflight, 0, NAN, NAN, NAN, NAN,
+                                          NAN, NAN, error=broker.error))
                 else:
                     results.append(summarise(broker.name, size, inflight, batches[broker.name]))
     return results
@@ -429,10 +443,10 @@ class CrowdResult:
     """RSS of ours and of a bare ROUTER with the same number of connected idle peers."""
 
     peers: int
-    bare_idle_mb: float = float("nan")
-    bare_mb: float = float("nan")
-    ours_idle_mb: float = float("nan")
-    ours_mb: float = float("nan")
+    bare_idle_mb: float = NAN
+    bare_mb: float = NAN
+    ours_idle_mb: float = NAN
+    ours_mb: float = NAN
     registered: int = 0
     error: str = ""
 
@@ -505,7 +519,7 @@ def _settled_registration(pid: int, sock: zmq.Socket[bytes], count: int) -> tupl
     """RSS read once the broker is quiet, just before a snapshot confirms the registrations."""
     deadline = time.monotonic() + SETTLE_TIMEOUT
     registered = 0
-    rss = float("nan")
+    rss = NAN
     while time.monotonic() < deadline:
         settle(pid, SETTLE_TIMEOUT)
         rss = rss_mb(pid)  # before the snapshot, whose 1,000-entry answer costs memory too
@@ -523,7 +537,7 @@ def fmt_size(size: int) -> str:
 
 
 def ratio(a: float, b: float) -> float:
-    return a / b if b and b == b and a == a else float("nan")
+    return a / b if b and b == b and a == a else NAN
 
 
 def find(results: list[Result], broker: str, size: int, inflight: int) -> Result | None:
@@ -535,17 +549,18 @@ def find(results: list[Result], broker: str, size: int, inflight: int) -> Result
 
 def scenario_table(results: list[Result], size: int, inflight: int) -> Table:
     table = Table(title=f"{fmt_size(size)} payload, {inflight} in flight")
-    for col in ("broker", "requests", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "RSS MB"):
+    for col in ("broker", "requests", "req/s", "p50 ms", "p99 ms", "CPU µs/req",
+                "of which I/O thread", "RSS MB"):
         table.add_column(col, justify="left" if col == "broker" else "right")
     for r in results:
         if (r.payload, r.inflight) != (size, inflight):
             continue
         if r.error:
-            table.add_row(r.broker, "-", f"[red]not run: {r.error}[/red]", "", "", "", "")
+            table.add_row(r.broker, "-", f"[red]not run: {r.error}[/red]", "", "", "", "", "")
             continue
         note = " [yellow](timed out)[/yellow]" if r.timed_out else ""
         table.add_row(r.broker + note, str(r.requests), f"{r.rps:,.0f}", f"{r.p50_ms:.3f}",
-                      f"{r.p99_ms:.3f}", f"{r.cpu_us:.1f}", f"{r.rss_mb:.1f}")
+                      f"{r.p99_ms:.3f}", f"{r.cpu_us:.1f}", f"{r.io_us:.1f}", f"{r.rss_mb:.1f}")
     ours = find(results, "ours", size, inflight)
     for base in ("proxy", "majortomo"):
         other = find(results, base, size, inflight)
@@ -555,6 +570,7 @@ def scenario_table(results: list[Result], size: int, inflight: int) -> Table:
                       f"{ratio(ours.p50_ms, other.p50_ms):.2f}x",
                       f"{ratio(ours.p99_ms, other.p99_ms):.2f}x",
                       f"{ratio(ours.cpu_us, other.cpu_us):.2f}x",
+                      f"{ratio(ours.io_us, other.io_us):.2f}x",
                       f"{ratio(ours.rss_mb, other.rss_mb):.2f}x")
     return table
 
@@ -580,13 +596,13 @@ def verdicts(results: list[Result], crowd_res: CrowdResult) -> list[Verdict]:
     for inflight in (100, 1):
         theirs = find(results, "majortomo", SMALL, inflight)
         mine = find(results, "ours", SMALL, inflight)
-        r = ratio(mine.rps, theirs.rps) if mine and theirs else float("nan")
+        r = ratio(mine.rps, theirs.rps) if mine and theirs else NAN
         out.append(Verdict(f"req/s ours / majortomo, 100 B, {inflight} in flight",
                            f"{r:.2f}x", f">= {TARGET_RPS_RATIO:g}x", None if r != r else r >= TARGET_RPS_RATIO))
     for inflight in (1, 100):
         proxy = find(results, "proxy", LARGE, inflight)
         mine = find(results, "ours", LARGE, inflight)
-        r = ratio(mine.cpu_us, proxy.cpu_us) if mine and proxy else float("nan")
+        r = ratio(mine.cpu_us, proxy.cpu_us) if mine and proxy else NAN
         measured = (f"{r:.2f}x ({mine.cpu_us:.0f} vs {proxy.cpu_us:.0f} µs)"
                     if mine and proxy else "-")
         out.append(Verdict(f"1 MiB CPU/request ours / zmq.proxy, {inflight} in flight",

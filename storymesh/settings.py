@@ -153,7 +153,7 @@ def _apply(cls: type, current: Any, values: Mapping[str, Any], source: str, pref
         if f is None:
             raise ConfigError(f"unknown setting {full!r} (from {source})")
         typ = _field_type(cls, key)
-        if dataclasses.is_dataclass(typ):
+        if isinstance(typ, type) and dataclasses.is_dataclass(typ):
             if not isinstance(raw, Mapping):
                 raise ConfigError(f"{full} (from {source}) must be a table")
             changes[key] = _apply(typ, getattr(current, key), raw, source, f"{full}.", sources)
@@ -194,8 +194,10 @@ def load(config: Path | str | None = None, *, env: Mapping[str, str] | None = No
     env = os.environ if env is None else env
     sources: dict[str, str] = {}
     settings = Settings()
-    path = Path(config) if config else Path(env.get("STORYMESH_CONFIG", DEFAULT_CONFIG))
-    if config or path.exists():
+    # A file named by --config or STORYMESH_CONFIG must exist; only the default may be absent.
+    explicit = config or env.get("STORYMESH_CONFIG")
+    path = Path(explicit) if explicit else DEFAULT_CONFIG
+    if explicit or path.exists():
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -215,7 +217,8 @@ def load(config: Path | str | None = None, *, env: Mapping[str, str] | None = No
             else:
                 nested[key] = value
         settings = _apply(Settings, settings, nested, "command line", "", sources)
-    return replace(settings, sources=sources)
+    result: Settings = replace(settings, sources=sources)
+    return result
 
 
 def describe(settings: Settings) -> list[tuple[str, Any, str]]:

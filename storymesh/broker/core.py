@@ -111,7 +111,8 @@ class BrokerCore:
     def on_frames(self, sender: bytes, frames: list[Frame], now: float,
                   wall: float | None = None) -> list[Send]:
         """Handle one message from `sender` (routing id already split off)."""
-        self._out = out = []
+        out: list[Send] = []
+        self._out = out
         if len(frames) > self.settings.max_frames:
             self._malformed(sender, f"{len(frames)} frames, over the limit")
             return out
@@ -131,7 +132,8 @@ class BrokerCore:
 
     def on_tick(self, now: float, wall: float | None = None) -> list[Send]:
         """Heartbeats, worker expiry and queue expiry; call a few times per interval."""
-        self._out = out = []
+        out: list[Send] = []
+        self._out = out
         if now >= self._next_beat:
             self._next_beat = now + self.settings.heartbeat_interval
             self._beat_and_expire(now)
@@ -140,7 +142,8 @@ class BrokerCore:
 
     def on_unreachable(self, identity: bytes, frames: list[Frame], now: float) -> list[Send]:
         """A send of `frames` to `identity` failed (EHOSTUNREACH): that peer is gone."""
-        self._out = out = []
+        out: list[Send] = []
+        self._out = out
         self.counters["unreachable"] += 1
         worker = self.workers.get(identity)
         if worker is not None:
@@ -151,7 +154,8 @@ class BrokerCore:
 
     def shutdown(self, now: float) -> list[Send]:
         """Answer every held request with a retryable `shutting_down`, DISCONNECT workers."""
-        self._out = out = []
+        out: list[Send] = []
+        self._out = out
         for service in self.services.values():
             while service.queue:
                 self._fail(service.queue.popleft(), "shutting_down", "the broker is stopping")
@@ -309,7 +313,8 @@ class BrokerCore:
         if nxt is WState.IGNORE:
             return
         if nxt is WState.VIOLATION:
-            self._violation(sender, worker, msg.dialect, now, f"{event.value} while {state.value}")
+            dialect = worker.dialect if worker is not None else msg.dialect
+            self._violation(sender, worker, dialect, now, f"{event.value} while {state.value}")
             return
         if worker is None:
             assert isinstance(msg, mdp.Ready)  # the table allows only READY from UNKNOWN
@@ -402,6 +407,7 @@ class BrokerCore:
                            f"{pending.attempts} workers died while serving the request")
             else:
                 self.counters["redispatched"] += 1
+                pending.enqueued = now  # a fresh service_wait for a worker to (re)appear
                 service.queue.appendleft(pending)
         log.info("worker %s gone (%s)", worker.identity.hex(), why)
         self._dispatch(service, now)
@@ -429,16 +435,16 @@ class BrokerCore:
 
     def _beat_and_expire(self, now: float) -> None:
         busy_timeout = self.settings.busy_timeout
-        for worker in list(self.workers.values()):
-            if worker.state is WState.BUSY and not worker.hb_busy:
-                dead = now - max(worker.busy_since, worker.last_seen) > busy_timeout
-            else:
-                dead = now > worker.expiry
-            if dead:
-                self.counters["workers_expired"] += 1
-                self._drop(worker, now, "heartbeat expired")
-            else:
-                self._send_worker(worker, mdp.Heartbeat(worker.dialect))
+        dead = [w for w in self.workers.values()
+                if (now - max(w.busy_since, w.last_seen) > busy_timeout
+                    if w.state is WState.BUSY and not w.hb_busy else now > w.expiry)]
+        for worker in dead:  # out of the idle lists before any re-dispatch reaches them
+            worker.service.idle.pop(worker.identity, None)
+        for worker in dead:
+            self.counters["workers_expired"] += 1
+            self._drop(worker, now, "heartbeat expired")
+        for worker in self.workers.values():
+            self._send_worker(worker, mdp.Heartbeat(worker.dialect))
 
     def _expire_queues(self, now: float) -> None:
         wait = self.settings.service_wait

@@ -55,9 +55,11 @@ def write_tokenizer(folder: Path) -> int:
 
 
 def _components(work: Path) -> dict[str, Any]:
+    import diffusers
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    d: Any = diffusers  # only partly typed
 
     torch.manual_seed(0)
     vocab_size = write_tokenizer(work / "tok")
@@ -69,20 +71,20 @@ def _components(work: Path) -> dict[str, Any]:
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     ))
-    unet = UNet2DConditionModel(
+    unet = d.UNet2DConditionModel(
         block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=4,
         out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=TEXT_DIM,
         attention_head_dim=4, norm_num_groups=8,
     )
     # Four encoder blocks = 8x downsampling, like real SD (vae_scale_factor 8).
-    vae = AutoencoderKL(
+    vae = d.AutoencoderKL(
         block_out_channels=(8, 8, 16, 16), in_channels=3, out_channels=3, latent_channels=4,
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
         layers_per_block=1, norm_num_groups=4, sample_size=128,
     )
     # DDIM: PNDM's warm-up steps crash at 2 inference steps.
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+    scheduler = d.DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               clip_sample=False, set_alpha_to_one=False)
     return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
             "scheduler": scheduler}
@@ -91,10 +93,10 @@ def _components(work: Path) -> dict[str, Any]:
 def _flag_everything_checker() -> tuple[Any, Any]:
     """A real, tiny safety checker whose thresholds flag every image, and its processor."""
     import torch
-    from diffusers.pipelines.stable_diffusion.safety_checker import (
-        StableDiffusionSafetyChecker,
-    )
+    from diffusers.pipelines.stable_diffusion import safety_checker
     from transformers import CLIPConfig, CLIPImageProcessor
+
+    checker_cls: Any = safety_checker.StableDiffusionSafetyChecker
 
     config = CLIPConfig(
         text_config={"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 1,
@@ -103,7 +105,7 @@ def _flag_everything_checker() -> tuple[Any, Any]:
                        "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
         projection_dim=16,
     )
-    checker = StableDiffusionSafetyChecker(config).eval()
+    checker = checker_cls(config).eval()
     with torch.no_grad():
         # A cosine similarity is >= -1, so a threshold of -2 marks every concept present.
         checker.concept_embeds_weights.fill_(-2.0)
@@ -115,15 +117,16 @@ def _flag_everything_checker() -> tuple[Any, Any]:
 
 def build_tiny_sd(folder: Path, *, with_safety_checker: bool = False) -> Path:
     """Build a tiny random SD pipeline and `save_pretrained` it into `folder/pipeline`."""
-    from diffusers import StableDiffusionPipeline
+    import diffusers
 
+    pipeline_cls: Any = diffusers.StableDiffusionPipeline
     parts = _components(folder / "work")
     if with_safety_checker:
         checker, processor = _flag_everything_checker()
-        pipe = StableDiffusionPipeline(**parts, safety_checker=checker,
+        pipe = pipeline_cls(**parts, safety_checker=checker,
                                        feature_extractor=processor)
     else:
-        pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
+        pipe = pipeline_cls(**parts, safety_checker=None, feature_extractor=None,
                                        requires_safety_checker=False)
     target = folder / "pipeline"
     pipe.save_pretrained(str(target))

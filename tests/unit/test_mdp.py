@@ -32,7 +32,7 @@ BODY = (b"header", b"payload")
 META = b"\x81\xa6hb_busy\xc3"  # msgpack {"hb_busy": True}
 
 
-def Buffer(data: bytes) -> array.array[int]:  # noqa: N802 - reads like a class in tests
+def Buffer(data: bytes) -> array.array[int]:
     """A zero-copy frame stand-in: an object with the buffer protocol that is not `bytes`
     (Python 3.11 has no `__buffer__`, so a plain class cannot offer it)."""
     return array.array("B", data)

@@ -20,11 +20,11 @@ from storymesh import catalog
 from storymesh.agents.author import lexicon as lx
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
-_SENTENCE_START = re.compile(r"(?:^|[.!?]\s+)([A-Z][a-z]+)")
-_NAMED = re.compile(r"\b(?:named|called)\s+([A-Z][a-z]+)")
-# Words that name a place only weakly ("find her way home" in a forest story).
-_WEAK_SETTING = frozenset({"home", "house", "tree", "trees", "boat", "ship", "waves", "sand",
-                           "field", "street", "school", "moon", "snowy", "wood"})
+# Words that name a place less surely than "forest" ("howls at the moon in the forest"),
+# and words that may just be where the hero lives ("find her way home" in a forest story).
+_WEAK_SETTING = frozenset({"boat", "ship", "waves", "sand", "field", "street", "school",
+                           "moon", "snowy", "wood"})
+_WEAKEST_SETTING = frozenset({"home", "house", "tree", "trees"})
 _STOP = frozenset({"but", "and", "who", "so", "wants", "want", "until", "when", "because",
                    "yet", "or", "is", "was", "that", "while", "then", "with", "to"})
 _GOAL_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -42,6 +42,10 @@ _GOAL_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 _GOAL_CUT = re.compile(r"[.,;:!?]| but | and then | because | when | while | before | so that "
                        r"| until | who | and ")
+_PLACE_TAIL = re.compile(r"\s+(?:in|on|at|near|under|across|beyond|inside|over|of|to)\s+"
+                         r"(?:the|a|an|his|her|their)?\s*(?:\w+\s+)?(?:"
+                         + "|".join(sorted(lx.SETTING_WORDS)) + r")\b", re.IGNORECASE)
+_OBJECT_TAIL = re.compile(r"\s+(?:from|in|on|at|with|before|for|by|near|under|so)\s+")
 _KINDS: tuple[tuple[str, str], ...] = (
     ("find", "find"), ("discover", "find"), ("get back", "find"), ("get", "find"),
     ("catch", "find"), ("bring back", "find"), ("save", "rescue"), ("rescue", "rescue"),
@@ -77,7 +81,13 @@ class Character:
         sp = self.kind
         if sp.person:
             return f"a {sp.noun} with {self.color}, wearing {sp.feature} and {self.accessory}"
-        return f"a {self.color} {sp.noun} with {sp.feature}, wearing {self.accessory}"
+        return f"{article(self.color)} {self.color} {sp.noun} with {sp.feature}, wearing " \
+               f"{self.accessory}"
+
+
+def article(word: str) -> str:
+    """'a' or 'an' for the word that follows."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,86 +130,120 @@ def analyze(plot: str, *, themes: Sequence[str], seed: int, target_age: str,
             art_style: str) -> World:
     """Read the plot into a World; every gap is filled from the lexicon, seeded."""
     rng = random.Random(f"world|{seed}|{' '.join(plot.lower().split())}")
-    words = _WORD.findall(plot)
-    kinds = _species_in(words)
-    setting = _setting_in(words, kinds, rng)
-    hero_kind = kinds[0][1] if kinds else rng.choice(
-        [s for s in lx.SETTINGS[setting].helpers if not lx.SPECIES[s].person] or ["fox"])
-    friend_kind = next((k for _, k in kinds if k != hero_kind), "")
-    friend_in_plot = bool(friend_kind)
-    if not friend_kind:
-        options = [s for s in lx.SETTINGS[setting].helpers if s != hero_kind]
-        friend_kind = rng.choice(options or ["owl"])
-    names = _names_in(plot, words)
-    hero = _character(rng, hero_kind, names[0] if names else "", _pronoun(plot, hero_kind, rng))
-    friend_name = names[1] if len(names) > 1 else ""
-    friend = _character(rng, friend_kind, friend_name, rng.choice(("she", "he")),
-                        avoid=hero.name)
+    tokens = [(m.group(0), m.start()) for m in _WORD.finditer(plot)]
+    words = [w for w, _ in tokens]
+    actors = _actors(plot, tokens)
+    setting = _setting_in(words, [a.species for a in actors if a.species], rng)
+    hero_pronoun = _pronoun(plot, actors[0].species if actors else "", rng)
+    hero_kind = _kind_for(actors[0] if actors else None, hero_pronoun, setting, rng, "")
+    friend_kind = _kind_for(actors[1] if len(actors) > 1 else None, "", setting, rng,
+                            hero_kind)
+    hero = _character(rng, hero_kind, actors[0].name if actors else "", hero_pronoun)
+    friend = _character(rng, friend_kind, actors[1].name if len(actors) > 1 else "",
+                        rng.choice(("she", "he")), avoid=hero)
     goal, kind, obj = _goal_in(plot, setting, rng)
     return World(
-        hero=hero, friend=friend, friend_in_plot=friend_in_plot,
-        trait=_trait_in(words, kinds[0][0] if kinds else -1, rng),
+        hero=hero, friend=friend, friend_in_plot=len(actors) > 1,
+        trait=_trait_in(words, actors[0].at if actors else -1, rng),
         setting=setting, goal=goal, goal_kind=kind, object=obj, fear=_fear_in(plot),
         themes=_themes(themes, words), target_age=target_age, art_style=art_style, seed=seed)
 
 
-def _species_in(words: Sequence[str]) -> list[tuple[int, str]]:
-    """(position, species key) for each creature word in the plot, in order."""
-    found: list[tuple[int, str]] = []
-    for i, word in enumerate(words):
-        kind = lx.species_of(word)
-        if kind is not None:
-            found.append((i, kind.noun))
-    return found
+@dataclass(frozen=True, slots=True)
+class _Actor:
+    """Someone the plot names: a proper name, a creature word, or both ("Milo the mouse")."""
+
+    at: int          # word position of the creature word (or the name)
+    name: str
+    species: str
 
 
-def _setting_in(words: Sequence[str], kinds: Sequence[tuple[int, str]],
-                rng: random.Random) -> str:
-    strong = [lx.SETTING_WORDS[w.lower()] for w in words
-              if w.lower() in lx.SETTING_WORDS and w.lower() not in _WEAK_SETTING]
-    weak = [lx.SETTING_WORDS[w.lower()] for w in words if w.lower() in _WEAK_SETTING
-            and w.lower() in lx.SETTING_WORDS]
-    if strong:
-        return strong[0]
-    homes = [lx.SPECIES[k].home for _, k in kinds if lx.SPECIES[k].home]
-    if homes:
-        return homes[0]
-    if weak:
-        return weak[0]
+def _actors(plot: str, tokens: Sequence[tuple[str, int]]) -> list[_Actor]:
+    """The plot's characters in order of appearance; a name pairs with a creature word
+    within three words of it ("Milo the mouse", "a mouse named Milo", "her robot Bolt")."""
+    kinds = {i: sp.noun for i, (w, _) in enumerate(tokens) if (sp := lx.species_of(w))}
+    names = [i for i in range(len(tokens)) if _is_name(plot, tokens, i)]
+    # Closest pairs first, never across an "and" ("Maya and her robot Bolt").
+    pairs = sorted((abs(j - i), i, j) for i in names for j in kinds if abs(j - i) <= 3
+                   and "and" not in {w.lower() for w, _ in tokens[min(i, j):max(i, j)]})
+    name_of: dict[int, int] = {}
+    for _, i, j in pairs:
+        if i not in name_of.values() and j not in name_of:
+            name_of[j] = i
+    actors = [_Actor(min(i, j), tokens[i][0], kinds[j]) for j, i in name_of.items()]
+    actors += [_Actor(i, tokens[i][0], "") for i in names if i not in name_of.values()]
+    actors += [_Actor(j, "", kind) for j, kind in kinds.items() if j not in name_of]
+    return sorted(actors, key=lambda a: a.at)
+
+
+_NAME_FOLLOWERS = frozenset({
+    "and", "the", "is", "was", "wants", "wanted", "has", "had", "lives", "lived", "loves",
+    "loved", "who", "finds", "found", "dreams", "goes", "must", "can", "learns", "tries",
+    "sets", "meets", "needs", "hopes", "decides", "discovers", "a", "an"})
+
+
+def _is_name(plot: str, tokens: Sequence[tuple[str, int]], i: int) -> bool:
+    word, at = tokens[i]
+    following = [w.lower() for w, _ in tokens[i + 1:i + 4]]
+    titled = following[:1] == ["the"] and any(lx.species_of(w) for w in following[1:])
+    if not (word[0].isupper() and word[1:].islower()) or word in lx.NOT_NAMES \
+            or lx.species_of(word) is not None or word.lower() in lx.TRAITS:
+        return False
+    if word.lower() in lx.SETTING_WORDS and not titled:  # "Coral the mermaid" is a name
+        return False
+    before = plot[:at].rstrip()
+    if before and before[-1] not in ".!?":
+        return True  # capitalised mid-sentence
+    # At a sentence start only when it reads like a subject: "Maya and ...", "Milo the mouse".
+    after = following[0] if following else ""
+    return titled or after in _NAME_FOLLOWERS or plot[at + len(word):at + len(word) + 1] == ","
+
+
+def _kind_for(actor: _Actor | None, pronoun: str, setting: str, rng: random.Random,
+              other: str) -> str:
+    """The species of an actor: as named; a person for a bare name; else a local creature."""
+    if actor is not None and actor.species:
+        return actor.species
+    if actor is not None:  # "Maya" alone is a child
+        return {"she": "girl", "he": "boy"}.get(pronoun, "child")
+    options = [s for s in lx.SETTINGS[setting].helpers
+               if s != other and (other or not lx.SPECIES[s].person)]
+    return rng.choice(options or ["owl"])
+
+
+def _setting_in(words: Sequence[str], kinds: Sequence[str], rng: random.Random) -> str:
+    """The first place word by strength; then where the hero's kind lives; then any."""
+    found = [w.lower() for w in words if w.lower() in lx.SETTING_WORDS]
+    homes = [lx.SPECIES[k].home for k in kinds if lx.SPECIES[k].home]
+    for tier in (
+        [lx.SETTING_WORDS[w] for w in found if w not in _WEAK_SETTING | _WEAKEST_SETTING],
+        [lx.SETTING_WORDS[w] for w in found if w in _WEAK_SETTING],
+        homes,
+        [lx.SETTING_WORDS[w] for w in found],
+    ):
+        if tier:
+            return tier[0]
     return rng.choice(sorted(lx.SETTINGS))
 
 
-def _names_in(plot: str, words: Sequence[str]) -> list[str]:
-    """Proper names in the plot, in order: "named X", then capitalised non-initial words."""
-    starts = {m.group(1) for m in _SENTENCE_START.finditer(plot)}
-    names = [m.group(1) for m in _NAMED.finditer(plot)]
-    for word in words:
-        if (word[0].isupper() and word[1:].islower() and word not in lx.NOT_NAMES
-                and word not in starts and lx.species_of(word) is None
-                and word.lower() not in lx.SETTING_WORDS and word not in names):
-            names.append(word)
-    # "Milo the mouse" at the very start of the plot is a name too.
-    for word in starts:
-        if re.search(rf"\b{word},?\s+the\s+\w+", plot) and word not in lx.NOT_NAMES \
-                and lx.species_of(word) is None and word not in names:
-            names.insert(0, word)
-    return names
-
-
 def _character(rng: random.Random, kind: str, name: str, pronoun: str,
-               avoid: str = "") -> Character:
+               avoid: Character | None = None) -> Character:
     sp = lx.SPECIES[kind]
     if not name:
-        alliterative = [n for n in lx.NAMES if n[0] == sp.noun[0].upper() and n != avoid]
+        taken = avoid.name if avoid else ""
+        alliterative = [n for n in lx.NAMES if n[0] == sp.noun[0].upper() and n != taken]
         pool = alliterative if alliterative and rng.random() < 0.5 else \
-            [n for n in lx.NAMES if n != avoid]
+            [n for n in lx.NAMES if n != taken]
         name = rng.choice(pool)
+    # No "red boots and shiny red boots", and no two characters in the same round glasses.
+    accessories = [a for a in lx.ACCESSORIES if a.split()[-1] not in sp.feature.split()
+                   and (avoid is None or a != avoid.accessory)]
     return Character(name=name, species=kind, pronoun=sp.pronoun or pronoun,
-                     color=rng.choice(sp.colors), accessory=rng.choice(lx.ACCESSORIES))
+                     color=rng.choice(sp.colors), accessory=rng.choice(accessories))
 
 
 def _pronoun(plot: str, kind: str, rng: random.Random) -> str:
-    fixed = lx.SPECIES[kind].pronoun
+    fixed = lx.SPECIES[kind].pronoun if kind else ""
     if fixed:
         return fixed
     lower = _WORD.findall(plot.lower())
@@ -235,6 +279,8 @@ def _goal_in(plot: str, setting: str, rng: random.Random) -> tuple[str, str, str
 
 
 def _clean_goal(goal: str) -> str:
+    # "find the lost star in the mountains": the place is the setting's business.
+    goal = _PLACE_TAIL.split(goal, maxsplit=1)[0]
     words = goal.strip().split()[:10]
     while words and words[-1].lower() in _STOP:
         words.pop()
@@ -248,7 +294,7 @@ def _goal_kind(goal: str) -> tuple[str, str]:
         return "home", "home"
     for verb, kind in _KINDS:
         if goal.startswith(verb + " "):
-            obj = goal[len(verb) + 1:].strip()
+            obj = _OBJECT_TAIL.split(goal[len(verb) + 1:], maxsplit=1)[0].strip()
             if obj and len(obj.split()) <= 6:
                 return kind, obj
     return "other", ""

@@ -58,7 +58,7 @@ _ACTIONS: Final = {
 }
 _KIND_TEXT: Final[dict[str, dict[str, str]]] = {
     "trouble_s": {
-        "find": "{object} was lost, and nobody knew where to look",
+        "find": "nobody knew where {object} could be",
         "rescue": "{object} was in trouble, and there was no time to lose",
         "reach": "{object} was far, far away",
         "home": "{name} was lost, far from home",
@@ -76,7 +76,7 @@ _KIND_TEXT: Final[dict[str, dict[str, str]]] = {
         "home": "{name} was home at last, warm and safe",
         "other": "{name} had done it, just as {they} had always dreamed"},
     "trouble_plan": {
-        "find": "{object} is lost, so {name} sets out to find it.",
+        "find": "Nobody knows where {object} is, so {name} sets out to find it.",
         "rescue": "{object} is in trouble, so {name} sets out to help.",
         "reach": "{name} sets out on the long road to {object}.",
         "home": "{name} is lost far from home and must find the way back.",
@@ -110,7 +110,7 @@ _CHAPTER_TITLES: Final[dict[str, tuple[str, ...]]] = {
     "climax": ("{name} Is Brave", "The Bravest Moment"),
     "resolution": ("Home Again", "A Happy Ending", "The Big Celebration"),
 }
-_TROUBLE_TITLES: Final = {"find": ("Where Is {object}?", "{object} Is Missing"),
+_TROUBLE_TITLES: Final = {"find": ("Where Is {object}?", "The Search Begins"),
                           "rescue": ("{object} in Trouble", "A Call for Help"),
                           "reach": ("The Long Road", "Setting Off"),
                           "home": ("Lost!", "Far from Home"),
@@ -169,19 +169,22 @@ def chapter_beats(count: int) -> list[tuple[str, ...]]:
     }
     if count in short:
         return short[count]
-    before, after = ["attempt"], []
+    # Long books: one more try alone, then the friends face obstacles together.
     extra = count - 6
     tail = ["setback"] if extra > 0 else []
-    for i in range(max(0, extra - 1)):
-        (before if i % 2 == 0 else after).append("attempt" if i % 2 == 0 else "together")
+    before = ["attempt", "attempt"] if extra >= 3 else ["attempt"]
+    after = ["together"] * (count - 5 - len(before) - len(tail))
     beats = ["setup", "trouble", *before, "friend", *after, *tail, "climax", "resolution"]
     return [(b,) for b in beats]
 
 
 def obstacles_for(world: World, arc: Sequence[Sequence[str]]) -> dict[int, lx.Obstacle]:
     """One obstacle per chapter with an attempt, drawn without repeats while they last."""
-    pool = list(lx.SETTINGS[world.setting].obstacles + lx.GENERIC_OBSTACLES)
-    random.Random(f"obstacles|{world.seed}|{world.setting}|{world.goal}").shuffle(pool)
+    rng = random.Random(f"obstacles|{world.seed}|{world.setting}|{world.goal}")
+    pool = rng.sample(lx.SETTINGS[world.setting].obstacles,
+                      len(lx.SETTINGS[world.setting].obstacles))
+    if world.setting not in ("sea", "space"):  # bridges and hills do not float
+        pool += rng.sample(lx.GENERIC_OBSTACLES, len(lx.GENERIC_OBSTACLES))
     wanting = [i for i, beats in enumerate(arc) if {"attempt", "together"} & set(beats)]
     return {index: pool[n % len(pool)] for n, index in enumerate(wanting)}
 
@@ -247,9 +250,9 @@ def _slots(world: World, scene: Scene, rng: random.Random, *, friend_known: bool
         slots.update(obstacle=scene.obstacle.problem, attempt=scene.obstacle.attempt,
                      solution=scene.obstacle.solution)
     weather_s = lx.WEATHER_SENTENCES.get(scene.weather) or _EXTRA_WEATHER.get(scene.weather, "")
-    slots["weather_s"] = tp.render(weather_s, level, slots) or ""
+    slots["weather_s"] = tp.render(weather_s, level, slots, cap=False) or ""
     for key, by_kind in _KIND_TEXT.items():
-        slots[key] = tp.render(by_kind[world.goal_kind], level, slots) or ""
+        slots[key] = tp.render(by_kind[world.goal_kind], level, slots, cap=False) or ""
     return slots
 
 
@@ -309,6 +312,7 @@ def _chapter_title(world: World, scene: Scene, slots: Mapping[str, str],
     beat = scene.shown
     if beat in ("attempt", "together") and scene.obstacle is not None:
         return scene.obstacle.title
+    options: tuple[str, ...]
     if beat == "trouble":
         options = _TROUBLE_TITLES[world.goal_kind]
     elif beat == "friend" and world.friend_in_plot:
@@ -399,16 +403,17 @@ def _allowance(beats: Sequence[str], total: int) -> list[int]:
 
 def _beat_paragraphs(beat: str, slots: Mapping[str, str], rng: random.Random, level: int,
                      budget: int) -> list[str]:
-    written: list[str] = []
-    for slot in tp.BEATS[beat]:
+    written: dict[int, str] = {}
+    for n, slot in enumerate(tp.BEATS[beat]):
         for variant in rng.sample(slot, len(slot)):
             text = tp.render_paragraph(variant, level, slots, _SENTENCES[level])
             if text:
-                written.append(text)
+                written[n] = text
                 break
-    if len(written) > budget:  # keep the opening and the ending, drop the middle
-        written = written[:budget - 1] + written[-1:] if budget > 1 else written[:1]
-    return written
+    # Over budget: keep the paragraphs that matter most to this beat, in story order.
+    order = tp.PRIORITY.get(beat, tuple(range(len(tp.BEATS[beat]))))
+    kept = sorted([n for n in order if n in written][:budget])
+    return [written[n] for n in kept]
 
 
 def _open_scene(paragraphs: list[str], index: int, slots: Mapping[str, str],

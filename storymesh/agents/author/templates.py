@@ -28,8 +28,10 @@ _FIELD = re.compile(r"\{(\w+)\}")
 _GATE = re.compile(r"\{\?(\w+)\}")
 
 
-def render(template: str, level: int, slots: Mapping[str, str]) -> str | None:
-    """One sentence for a reading level (0..3), or None when it needs an empty slot."""
+def render(template: str, level: int, slots: Mapping[str, str], *,
+           cap: bool = True) -> str | None:
+    """One sentence (or a fragment, cap=False) for a reading level 0..3; None if a slot is
+    empty."""
     text = _CHOICE.sub(lambda m: _pick(m.group(1).split("|"), level), template)
     text = _RICH.sub(lambda m: m.group(1) if level >= 2 else "", text)
     if any(not slots.get(key) for key in _GATE.findall(text)):
@@ -47,7 +49,7 @@ def render(template: str, level: int, slots: Mapping[str, str]) -> str | None:
     text = " ".join(text.split())
     if missing or not text.strip(" .!?\"'"):
         return None
-    return capfirst(text)
+    return capfirst(text) if cap else text
 
 
 def _pick(options: list[str], level: int) -> str:
@@ -81,22 +83,27 @@ def render_paragraph(paragraph: Sequence[str], level: int, slots: Mapping[str, s
 
 SETUP: Final[tuple[Slot, ...]] = (
     (
-        ("((This is {name}.|Once upon a time, there was a {trait} {species} called {name}."
-         "|Once upon a time, in {place}, there lived a {trait} {species} called {name}.))",
-         "{name} ((is a {trait} {species}|had {feature}[[ and always wore {accessory}]])).",
-         "{name} ((likes to {hobby}|loved to {hobby}[[, especially when {sensory}]])).",
+        (("((There was a {trait} {species} called {name}."
+         "|Once upon a time, there was a {trait} {species} called {name}."
+         "|Once upon a time, in {place}, there lived a {trait} {species} called {name}.))"),
+         "{name} had {feature}[[ and always wore {accessory}]].",
+         "{name} loved to {hobby}[[, especially when {sensory}]].",
          "[[Everyone in {place} knew {them} by {their} {accessory_noun}.]]"),
-        ("((Meet {name}.|In {place} lived {name}, a {trait} {species}."
-         "|Deep in {place}, where {sensory}, lived {name}, a {trait} {species}.))",
-         "(({name} is a {trait} {species}.|Every day, {name} liked to {hobby}."
-         "|Every day, {name} liked to {hobby}, humming a little tune.))",
+        (("(({name} was a {trait} {species}.|In {place} lived {name}, a {trait} {species}."
+         "|Deep in {place}, where {sensory}, lived {name}, a {trait} {species}.))"),
+         "Every day, {name} liked to {hobby}[[, humming a little tune]].",
          "{name} ((wore|always wore)) {accessory}.",
          "[[Nobody in {place} had ever seen {them} without it.]]"),
     ),
     (
         ("{name}'s best friend was {pal}, a {fspecies} with {ffeature}.",
-         "((They did everything together.|The two of them did everything together"
-         "[[, from breakfast until the stars came out]].))"),
+         ("((They did everything together.|The two of them did everything together"
+         "[[, from breakfast until the stars came out]].))")),
+    ),
+    (
+        (("(({name} was afraid of {fear}.|There was just one problem: {name} was afraid of "
+         "{fear}.))"),
+         "[[Just thinking about {fear} made {their} heart go thump, thump, thump.]]"),
     ),
     (
         ("{name} had a big dream.",
@@ -108,30 +115,25 @@ SETUP: Final[tuple[Slot, ...]] = (
          "[[Every night, {name} looked out towards {spot} and made the same wish.]]",
          "((Would it ever come true?|Would it ever come true? {name} did not know.))"),
     ),
-    (
-        ("((But {name} was afraid of {fear}.|There was just one problem: {name} was afraid of "
-         "{fear}.))",
-         "[[Just thinking about {fear} made {their} heart go thump, thump, thump.]]"),
-    ),
 )
 
 TROUBLE: Final[tuple[Slot, ...]] = (
     (
-        ("((Then something went wrong.|One {time}, something went wrong."
-         "|One {time}, something went terribly wrong.))",
+        (("((Then something went wrong.|One {time}, something went wrong."
+         "|One {time}, something went terribly wrong.))"),
          "{trouble_s}.",
          "{name} felt ((sad|very sad|a heavy, sinking sadness)).",
          "{sound}"),
-        ("((Oh no!|Then, one {time}, {name} got a surprise."
-         "|Then, one {time}, {name} heard news that changed everything.))",
+        (("((Uh-oh!|Then, one {time}, {name} got a surprise."
+         "|Then, one {time}, {name} heard news that changed everything.))"),
          "{trouble_s}.",
          "\"Oh no!\" cried {name}[[, and {their} voice echoed across {place}]]."),
     ),
     (
         ("{name} ((thought and thought|sat on a stone and thought very hard)).",
          "\"I will {goal},\" {name} said ((at last|at last, standing up tall)).",
-         "[[It would be a long way, but {name} packed a snack and a lantern and set off "
-         "before {they} could change {their} mind.]]"),
+         ("[[It would be a long way, but {name} packed a snack and a lantern and set off "
+         "before {they} could change {their} mind.]]")),
         ("Everyone said it was too hard.",
          "But {name} did not want to give up.",
          "So {name} set off ((to {goal}|to {goal}, one small step at a time)).",
@@ -141,21 +143,21 @@ TROUBLE: Final[tuple[Slot, ...]] = (
 
 ATTEMPT: Final[tuple[Slot, ...]] = (
     (
-        ("{name} ((walked|walked and walked|walked and walked, further than ever before)) "
-         "until {they} came to {obstacle}.",
+        (("{name} ((walked|walked and walked|walked and walked, further than ever before)) "
+         "until {they} came to {obstacle}."),
          "{sound}",
-         "[[It stood between {name} and {spot}, as if it had been waiting there just for "
-         "{them}.]]"),
+         ("[[It stood between {name} and {spot}, as if it had been waiting there just for "
+         "{them}.]]")),
         ("((Look!|Soon the path led to {obstacle}.|Soon the path led to {obstacle}.))",
-         "((There was {obstacle}.|{name} stopped and stared."
-         "|{name} stopped and stared, {their} heart beating fast.))",
+         ("((There was {obstacle}.|{name} stopped and stared."
+         "|{name} stopped and stared, {their} heart beating fast.))"),
          "\"How will I get past?\" {name} ((asked|wondered|wondered out loud)).",
          "{sound}"),
     ),
     (
         ("{name} tried to {attempt}.",
-         "But it was ((too hard|much too hard for one small {species}"
-         "[[, and {name} tumbled back with a bump]])).",
+         ("But it was ((too hard|much too hard for one small {species}"
+         "[[, and {name} tumbled back with a bump]]))."),
          "\"Oof!\" said {name}."),
         ("First, {name} tried to {attempt}.",
          "It did not work.",
@@ -200,8 +202,8 @@ FRIEND: Final[tuple[Slot, ...]] = (
 TOGETHER: Final[tuple[Slot, ...]] = (
     (
         ("Together, {name} and {friend} came to {obstacle}.",
-         "{name} wanted to {attempt}, but {friend} had ((a better idea|a cleverer idea"
-         "[[ and whispered it]])).",
+         ("{name} wanted to {attempt}, but {friend} had ((a better idea|a cleverer idea"
+         "[[ and whispered it]]))."),
          "So they {solution}.",
          "\"We did it!\" they cheered."),
         ("Next, they reached {obstacle}.",
@@ -247,8 +249,8 @@ CLIMAX: Final[tuple[Slot, ...]] = (
     ),
     (
         ("{name} felt afraid of {fear}, but {name} did not run away.",
-         "[[{name} remembered what {friend} had said, and the fear grew smaller and "
-         "smaller.]]"),
+         ("[[{name} remembered what {friend} had said, and the fear grew smaller and "
+         "smaller.]]")),
     ),
     (
         ("{climax_s}",
@@ -273,8 +275,8 @@ RESOLUTION: Final[tuple[Slot, ...]] = (
         ("That night, {name} smiled ((in bed|in the dark, too happy to sleep)).",
          "{name} knew that {lesson}.",
          "The end."),
-        ("((The sun went down.|As the sun went down, {name} thought about the day."
-         "|As the sun went down, {name} thought about everything that had happened.))",
+        (("((The sun went down.|As the sun went down, {name} thought about the day."
+         "|As the sun went down, {name} thought about everything that had happened.))"),
          "{name} had learned that {lesson}.",
          "The end."),
     ),
@@ -285,26 +287,33 @@ BEATS: Final[dict[str, tuple[Slot, ...]]] = {
     "together": TOGETHER, "setback": SETBACK, "climax": CLIMAX, "resolution": RESOLUTION,
 }
 
+# Which paragraph slots of a beat to keep first when a short chapter has little room
+# (default: in order). A setup keeps the hero's fear and wish before a friend's mention;
+# a climax keeps its payoff before the build-up.
+PRIORITY: Final[dict[str, tuple[int, ...]]] = {
+    "setup": (0, 2, 3, 1), "climax": (2, 1, 0),
+}
+
 # Teenagers get one reflective paragraph per chapter, after the action.
 REFLECTIONS: Final[dict[str, tuple[str, ...]]] = {
-    "setup": ("Sometimes {name} wondered whether dreams were meant for someone braver, or "
+    "setup": (("Sometimes {name} wondered whether dreams were meant for someone braver, or "
               "bigger, or older, and whether a {species} from {place} was allowed to want so "
-              "much.",
-              "{name} did not know yet that the ordinary days are often the ones right before "
-              "everything changes."),
-    "trouble": ("Somewhere deep down, {name} understood that some things only happen if you "
+              "much."),
+              ("{name} did not know yet that the ordinary days are often the ones right before "
+              "everything changes.")),
+    "trouble": (("Somewhere deep down, {name} understood that some things only happen if you "
                 "make them happen, and that waiting for someone else to fix them is a choice "
-                "too.",),
-    "attempt": ("It is a strange thing, failing: it stings, but it also shows you where not to "
-                "put your foot next time, and {name} was beginning to learn that.",),
-    "friend": ("{name} had always believed that asking for help meant being weak; now it felt "
-               "more like being wise.",),
-    "together": ("Later, {name} would remember this part of the journey not for the danger, "
-                 "but for the laughter that came after it.",),
-    "setback": ("In the quiet, {name} listened to {their} own heartbeat and realised that fear "
-                "and hope can sit side by side without either of them winning.",),
-    "climax": ("Everything {name} had learned along the way seemed to come together in that "
-               "single, shining moment.",),
-    "resolution": ("Years later, whenever someone in {place} spoke about {theme}, they told the "
-                   "story of {name} and {friend}.",),
+                "too."),),
+    "attempt": (("It is a strange thing, failing: it stings, but it also shows you where not to "
+                "put your foot next time, and {name} was beginning to learn that."),),
+    "friend": (("{name} had always believed that asking for help meant being weak; now it felt "
+               "more like being wise."),),
+    "together": (("Later, {name} would remember this part of the journey not for the danger, "
+                 "but for the laughter that came after it."),),
+    "setback": (("In the quiet, {name} listened to {their} own heartbeat and realised that fear "
+                "and hope can sit side by side without either of them winning."),),
+    "climax": (("Everything {name} had learned along the way seemed to come together in that "
+               "single, shining moment."),),
+    "resolution": (("Years later, whenever someone in {place} spoke about {theme}, they told the "
+                   "story of {name} and {friend}."),),
 }

@@ -9,6 +9,7 @@ downsampled at the end, which gives smooth edges.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -102,7 +103,8 @@ class Canvas:
         style = self.style
         luma = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
         if style.greyscale:
-            return (_clamp(luma),) * 3  # type: ignore[return-value]
+            grey = _clamp(luma)
+            return (grey, grey, grey)
         sat = [luma + (c - luma) * style.saturation for c in rgb]
         out = (_clamp(sat[0]), _clamp(sat[1]), _clamp(sat[2]))
         if style.lighten:
@@ -216,7 +218,7 @@ class Canvas:
 
 def _at(stops: Sequence[tuple[float, RGB]], t: float) -> RGB:
     """The colour at t along gradient stops [(0.0, rgb), ..., (1.0, rgb)]."""
-    for (t0, c0), (t1, c1) in zip(stops, stops[1:], strict=False):
+    for (t0, c0), (t1, c1) in itertools.pairwise(stops):
         if t <= t1:
             return mix(c0, c1, 0.0 if t1 == t0 else (t - t0) / (t1 - t0))
     return stops[-1][1]

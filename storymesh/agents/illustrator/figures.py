@@ -324,13 +324,14 @@ def draw_child(p: _Pose, f: Figure) -> None:
     _feet(p, a, (90, 60, 45))
     if girl:
         p.ell(0, a.head_y - 0.02, 0.21, 0.24, hair)  # long hair falls behind the shoulders
-    for side in (-1, 1):
-        p.stroke([(side * 0.11, 0.44), (side * 0.2, 0.3), (side * 0.22, 0.24)], skin, 0.05)
-        p.stroke([(side * 0.11, 0.44), (side * 0.17, 0.36)], cloth, 0.07)
     if girl:
         p.poly([(-0.1, 0.48), (0.1, 0.48), (0.21, 0.2), (-0.21, 0.2)], cloth)
     else:
         p.c.rect(*p.at(-0.12, 0.48), *p.at(0.12, 0.22), cloth, radius=0.05 * p.s)
+    for side in (-1, 1):  # arms over the clothes, so a dress does not swallow them
+        p.stroke([(side * 0.15, 0.38), (side * 0.2, 0.28)], skin, 0.045)
+        p.ell(side * 0.205, 0.27, 0.03, 0.03, skin)
+        p.stroke([(side * 0.1, 0.45), (side * 0.155, 0.37)], cloth, 0.065)
     p.ell(0, a.head_y, a.head_r, a.head_r, skin)
     p.poly([(-0.175, a.head_y), (-0.15, a.head_y + 0.12), (0, a.head_y + 0.185),
             (0.15, a.head_y + 0.12), (0.175, a.head_y), (0.1, a.head_y + 0.09),

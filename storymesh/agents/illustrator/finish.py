@@ -43,12 +43,12 @@ def soft(img: Image.Image, rng: random.Random) -> Image.Image:
 
 
 def watercolor(img: Image.Image, rng: random.Random) -> Image.Image:
-    radius = max(1.0, min(img.size) / 300)
+    radius = max(0.8, min(img.size) / 400)
     wet = img.filter(ImageFilter.GaussianBlur(radius))
     # Pigment pools at the edge of a wash: darken along the colour edges.
-    edges = wet.convert("L").filter(ImageFilter.FIND_EDGES).point(lambda v: min(255, v * 2))
+    edges = wet.convert("L").filter(ImageFilter.FIND_EDGES).point(lambda v: min(90, v))
     edges = edges.filter(ImageFilter.GaussianBlur(radius * 0.7))
-    wet = ImageChops.subtract(wet, Image.merge("RGB", (edges, edges, edges)), scale=2.5)
+    wet = ImageChops.subtract(wet, Image.merge("RGB", (edges, edges, edges)))
     blotches = _noise(rng, img.size, cell=max(4, min(img.size) // 24))
     wet = _texture(wet, blotches, 0.12)
     return _texture(wet, _noise(rng, img.size).filter(ImageFilter.BoxBlur(1)), 0.1)
@@ -60,7 +60,7 @@ def pencil(img: Image.Image, rng: random.Random) -> Image.Image:
     lines = ImageChops.invert(grey.filter(ImageFilter.FIND_EDGES).point(lambda v: min(255, v * 3)))
     paper = Image.new("L", img.size, 250)
     step = max(3, min(w, h) // 90)
-    for threshold, direction in ((170, 1), (110, -1), (60, 1)):
+    for threshold, direction in ((135, 1), (95, -1), (55, 1)):
         hatch = Image.new("L", img.size, 255)
         draw = ImageDraw.Draw(hatch)
         for k in range(-h, w + h, step):
@@ -69,7 +69,7 @@ def pencil(img: Image.Image, rng: random.Random) -> Image.Image:
                 draw.line((k + jitter, 0, k + h + jitter, h), fill=120, width=1)
             else:
                 draw.line((k + jitter, h, k + h + jitter, 0), fill=120, width=1)
-        if threshold == 60:
+        if threshold == 55:
             draw_offset = ImageChops.offset(hatch, step // 2, 0)
             hatch = ImageChops.multiply(hatch, draw_offset)
         dark = grey.point(lambda v, t=threshold: 255 if v < t else 0)
@@ -129,9 +129,9 @@ def paper(img: Image.Image, rng: random.Random) -> Image.Image:
 
 
 def vintage(img: Image.Image, rng: random.Random) -> Image.Image:
-    aged = _texture(img, _noise(rng, img.size, cell=max(4, min(img.size) // 16)), 0.1)
-    aged = _texture(aged, _noise(rng, img.size), 0.08)
-    return _vignette(aged, 0.7)
+    aged = _texture(img, _noise(rng, img.size, cell=max(4, min(img.size) // 16)), 0.08)
+    aged = _texture(aged, _noise(rng, img.size), 0.05)
+    return _vignette(aged, 0.45)
 
 
 def none(img: Image.Image, rng: random.Random) -> Image.Image:

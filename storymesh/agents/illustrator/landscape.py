@@ -86,13 +86,13 @@ def paint_sky(c: Canvas, scene: Scene, rng: random.Random, horizon: float) -> No
                         c.u * 0.16, shade(grey, 0.6 if _night(scene) else 1.0))
     elif clear and not _night(scene):
         for k in range(rng.randint(2, 3)):
-            props.cloud(c, c.w * (0.12 + 0.3 * k + rng.uniform(-0.05, 0.05)),
+            props.cloud(c, c.w * (0.1 + 0.26 * k + rng.uniform(-0.04, 0.04)),
                         c.h * rng.uniform(0.08, 0.25), c.u * rng.uniform(0.07, 0.1))
 
 
 def _sun(c: Canvas, scene: Scene, horizon: float) -> None:
     if scene.time == "sunset":
-        x, y, r, rgb = c.w * 0.68, horizon - c.h * 0.02, c.u * 0.11, (255, 150, 60)
+        x, y, r, rgb = c.w * 0.7, horizon - c.h * 0.12, c.u * 0.1, (255, 150, 60)
     elif scene.time == "morning":
         x, y, r, rgb = c.w * 0.2, horizon - c.h * 0.16, c.u * 0.07, (255, 225, 120)
     else:
@@ -213,7 +213,7 @@ def _sea(c: Canvas, scene: Scene, rng: random.Random) -> Stage:
     def front() -> None:
         props.hull(c, c.w * 0.5, deck, width)
         props.waves(c, rng, c.h * 0.9, c.h * 1.0, 10)
-    return Stage(ground=deck + c.h * 0.02, figure_h=c.h * 0.24, horizon=horizon,
+    return Stage(ground=deck + c.h * 0.03, figure_h=c.h * 0.3, horizon=horizon,
                  water=(c.h * 0.88, c.h * 0.98), front=front,
                  spots=(0.36, 0.52, 0.66, 0.8))
 
@@ -236,6 +236,13 @@ def _underwater(c: Canvas, scene: Scene, rng: random.Random) -> Stage:
             c.stroke([(c.w * x, c.h * 0.86), (c.w * x + math.cos(a) * c.u * 0.12,
                                               c.h * 0.86 - math.sin(a) * c.u * 0.14)],
                      (240, 110, 130), c.u * 0.018)
+    for k in range(4):  # a small shoal far off
+        x, y = c.w * rng.uniform(0.1, 0.9), c.h * rng.uniform(0.15, 0.55)
+        body = _far(c, scene, rng.choice(((250, 200, 60), (120, 200, 230), (240, 120, 150))),
+                    0.3)
+        c.ellipse(x, y, c.u * 0.03, c.u * 0.016, body, line=False)
+        c.poly([(x - c.u * 0.025, y), (x - c.u * 0.045, y - c.u * 0.014),
+                (x - c.u * 0.045, y + c.u * 0.014)], body, line=False)
     for _ in range(18):
         r = c.u * rng.uniform(0.005, 0.015)
         c.arc(rng.uniform(0, c.w), rng.uniform(0, c.h * 0.8), r, r, 0, 360, (230, 245, 255),

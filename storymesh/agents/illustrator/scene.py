@@ -173,10 +173,14 @@ def _colour_target(tokens: Sequence[str], i: int) -> str:
     return "body"
 
 
-def read_figure(look: str, name: str = "", default_kind: str = "boy") -> Figure:
-    """Turn a look ("a small grey mouse with a red scarf") into a Figure."""
+def read_figure(look: str, name: str = "", kind: str | None = None) -> Figure:
+    """Turn a look ("a small grey mouse with a red scarf") into a Figure.
+
+    Without a `kind`, the look's first species word decides (a person if it names none).
+    """
     tokens = words(look)
-    kind = next((KINDS[t] for t in tokens if t in KINDS), default_kind)
+    if kind is None:
+        kind = next((KINDS[t] for t in tokens if t in KINDS), "boy")
     body: RGB | None = None
     garment = hair = None
     worn: dict[str, RGB] = {}
@@ -212,7 +216,9 @@ def _extra_figures(tokens: Sequence[str], taken: set[str], banned: set[str]) -> 
         if kind is None or token in banned or kind in taken:
             continue
         taken.add(kind)
-        found.append(read_figure(" ".join(tokens[max(0, i - 3):i + 1]), default_kind=kind))
+        # The words just before the species carry its colours ("a big brown bear").
+        start = max([0] + [j + 1 for j in range(max(0, i - 3), i) if tokens[j] in KINDS])
+        found.append(read_figure(" ".join(tokens[start:i + 1]), kind=kind))
     return found
 
 

@@ -108,7 +108,7 @@ STYLES = MappingProxyType({
         "vintage storybook illustration, 1950s golden book style, muted warm colors, "
         "aged paper, fine ink lines",
         "modern, neon, photo, 3d render",
-        PainterStyle(saturation=0.7, tint=(150, 110, 60), tint_amount=0.22,
+        PainterStyle(saturation=0.7, lighten=0.08, tint=(150, 110, 60), tint_amount=0.2,
                      outline=0.003, outline_rgb=(70, 45, 25), finish="vintage"),
     ),
 })

@@ -1,0 +1,233 @@
+"""Checking `story.author` requests: every field, with a clear error for each bad one.
+
+`parse_request()` turns a payload into an `OutlineRequest` or a `ChapterRequest`, or raises
+`FatalAgentError`: `too_large` for text or lists over a catalog limit, `bad_request` for
+anything missing, of the wrong type or out of range. Never `assert`: this is peer input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from storymesh import catalog
+from storymesh.agents.author.storyteller import BEAT_NAMES, chapter_beats
+from storymesh.errors import FatalAgentError
+
+OPS = ("outline", "chapter")
+MAX_CHARACTERS = 20
+MAX_NAME_CHARS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class OutlineRequest:
+    """A checked `op: "outline"` request."""
+
+    plot: str
+    themes: tuple[str, ...]
+    target_age: str
+    art_style: str
+    chapters: int
+    seed: int
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChapterRequest:
+    """A checked `op: "chapter"` request; `outline` is the outline FINAL, checked."""
+
+    outline: Mapping[str, Any]
+    index: int
+    previous_text: str
+    seed: int
+    target_age: str | None
+    themes: tuple[str, ...] | None
+    art_style: str | None
+
+    @property
+    def chapter(self) -> Mapping[str, Any]:
+        chapter: Mapping[str, Any] = self.outline["chapters"][self.index]
+        return chapter
+
+    @property
+    def total(self) -> int:
+        return len(self.outline["chapters"])
+
+    def arc(self) -> list[tuple[str, ...]]:
+        """The beats of every chapter: the outline's own when it has them, else the default."""
+        given = [c.get("beats") for c in self.outline["chapters"]]
+        if all(_good_beats(b) for b in given):
+            return [tuple(b) for b in given if isinstance(b, list)]
+        return chapter_beats(self.total)
+
+
+def _good_beats(beats: object) -> bool:
+    return (isinstance(beats, list) and 0 < len(beats) <= len(BEAT_NAMES)
+            and all(b in BEAT_NAMES for b in beats))
+
+
+def bad(message: str) -> FatalAgentError:
+    return FatalAgentError("bad_request", message)
+
+
+def too_large(message: str) -> FatalAgentError:
+    return FatalAgentError("too_large", message)
+
+
+def parse_request(payload: object) -> OutlineRequest | ChapterRequest:
+    """Check a payload and return the typed request; raise FatalAgentError when it is bad."""
+    if not isinstance(payload, Mapping):
+        raise bad("the request payload must be a map")
+    op = payload.get("op")
+    if op == "outline":
+        return parse_outline(payload)
+    if op == "chapter":
+        return parse_chapter(payload)
+    if op is None:
+        raise bad("missing 'op': expected 'outline' or 'chapter'")
+    raise bad(f"unknown op {op!r}: expected 'outline' or 'chapter'")
+
+
+def parse_outline(payload: Mapping[str, Any]) -> OutlineRequest:
+    plot = text_field(payload, "plot", catalog.MAX_PLOT_CHARS, required=True)
+    title = text_field(payload, "title", catalog.MAX_TITLE_CHARS)
+    return OutlineRequest(
+        plot=plot, themes=themes_field(payload) or (), target_age=age_field(payload) or
+        catalog.DEFAULT_AGE, art_style=style_field(payload) or catalog.DEFAULT_ART_STYLE,
+        chapters=chapters_field(payload), seed=seed_field(payload), title=title or None)
+
+
+def parse_chapter(payload: Mapping[str, Any]) -> ChapterRequest:
+    outline = outline_field(payload.get("outline"))
+    index = payload.get("index")
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise bad(f"'index' must be an integer chapter number from 0, got {index!r}")
+    count = len(outline["chapters"])
+    if not 0 <= index < count:
+        raise bad(f"'index' {index} is out of range: the outline has {count} chapters "
+                  f"(0..{count - 1})")
+    return ChapterRequest(
+        outline=outline, index=index,
+        previous_text=text_field(payload, "previous_text", catalog.MAX_CHAPTER_TEXT_CHARS),
+        seed=seed_field(payload), target_age=age_field(payload),
+        themes=themes_field(payload), art_style=style_field(payload))
+
+
+# --- fields -------------------------------------------------------------------------------
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def text_field(payload: Mapping[str, Any], key: str, limit: int, *,
+               required: bool = False) -> str:
+    value = payload.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        raise bad(f"'{key}' must be a string, got {type(value).__name__}")
+    if len(value) > limit:
+        raise too_large(f"'{key}' is {len(value)} characters; the limit is {limit}")
+    if required and not value.strip():
+        raise bad(f"'{key}' must not be empty")
+    return value.strip()
+
+
+def themes_field(payload: Mapping[str, Any]) -> tuple[str, ...] | None:
+    value = payload.get("themes")
+    if value is None:
+        return None
+    if not isinstance(value, Sequence) or isinstance(value, str | bytes):
+        raise bad(f"'themes' must be a list of strings, got {type(value).__name__}")
+    if len(value) > catalog.MAX_THEMES:
+        raise too_large(f"'themes' has {len(value)} entries; the limit is {catalog.MAX_THEMES}")
+    themes: list[str] = []
+    for theme in value:
+        if not isinstance(theme, str):
+            raise bad(f"each theme must be a string, got {type(theme).__name__}")
+        if len(theme) > catalog.MAX_THEME_CHARS:
+            raise too_large(f"a theme is {len(theme)} characters; the limit is "
+                            f"{catalog.MAX_THEME_CHARS}")
+        if theme.strip():
+            themes.append(" ".join(theme.split()))
+    return tuple(themes)
+
+
+def age_field(payload: Mapping[str, Any]) -> str | None:
+    value = payload.get("target_age")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise bad(f"'target_age' must be a string like '4-7', got {type(value).__name__}")
+    try:
+        low, high = catalog.parse_age(value.strip())
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    return f"{low}-{high}"
+
+
+def style_field(payload: Mapping[str, Any]) -> str | None:
+    value = payload.get("art_style")
+    if value is None:
+        return None
+    if value not in catalog.ART_STYLES:
+        raise bad(f"unknown art_style {value!r}: expected one of "
+                  f"{', '.join(catalog.ART_STYLES)}")
+    return str(value)
+
+
+def chapters_field(payload: Mapping[str, Any]) -> int:
+    value = payload.get("chapters")
+    if value is None:
+        length = payload.get("length", catalog.DEFAULT_LENGTH)
+        if length not in catalog.LENGTHS:
+            raise bad(f"unknown length {length!r}: expected one of "
+                      f"{', '.join(catalog.LENGTHS)}")
+        return catalog.LENGTHS[length]
+    if not _is_int(value):
+        raise bad(f"'chapters' must be an integer, got {type(value).__name__}")
+    if not 1 <= value <= catalog.MAX_CHAPTERS:
+        raise bad(f"'chapters' must be between 1 and {catalog.MAX_CHAPTERS}, got {value}")
+    return int(value)
+
+
+def seed_field(payload: Mapping[str, Any]) -> int:
+    value = payload.get("seed", 0)
+    if value is None:
+        return 0
+    if not _is_int(value):
+        raise bad(f"'seed' must be an integer, got {type(value).__name__}")
+    return int(value)
+
+
+def outline_field(value: object) -> dict[str, Any]:
+    """The outline of a chapter request, checked: title, chapters, characters, cover."""
+    if not isinstance(value, Mapping):
+        raise bad("'outline' must be the map returned by op 'outline'")
+    title = text_field(value, "title", catalog.MAX_TITLE_CHARS, required=True)
+    chapters = _list_of_maps(value, "chapters", catalog.MAX_CHAPTERS, required=True)
+    checked = [{**c, "title": text_field(c, "title", catalog.MAX_TITLE_CHARS, required=True),
+                "plan": text_field(c, "plan", catalog.MAX_PROMPT_CHARS)} for c in chapters]
+    characters = [{"name": text_field(c, "name", MAX_NAME_CHARS, required=True),
+                   "look": text_field(c, "look", catalog.MAX_PROMPT_CHARS)}
+                  for c in _list_of_maps(value, "characters", MAX_CHARACTERS)]
+    return {**value, "title": title, "chapters": checked, "characters": characters,
+            "cover_prompt": text_field(value, "cover_prompt", catalog.MAX_PROMPT_CHARS)}
+
+
+def _list_of_maps(value: Mapping[str, Any], key: str, limit: int, *,
+                  required: bool = False) -> list[Mapping[str, Any]]:
+    items = value.get(key)
+    if items is None and not required:
+        return []
+    if not isinstance(items, list | tuple):
+        raise bad(f"outline '{key}' must be a list")
+    if required and not items:
+        raise bad(f"outline '{key}' must not be empty")
+    if len(items) > limit:
+        raise too_large(f"outline '{key}' has {len(items)} entries; the limit is {limit}")
+    if not all(isinstance(item, Mapping) for item in items):
+        raise bad(f"each entry of outline '{key}' must be a map")
+    return list(items)

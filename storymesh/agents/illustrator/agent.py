@@ -1,0 +1,103 @@
+"""The `story.illustrator` agent: one picture per request, from the chosen backend.
+
+The agent checks its options at construction (a bad option is a ConfigError naming it),
+loads the backend once in `setup()`, and for each request validates the payload
+(request.py), renders it and answers one FINAL:
+`{"width", "height", "seed", "backend", "png": <PNG bytes>}` (+ `"nsfw": true` when the
+safety checker withheld the picture). A request without a seed gets one derived from its
+prompt, reported back so the picture can be made again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from storymesh import catalog
+from storymesh.agents.base import Agent, AgentInfo, Final, Reply, Request
+from storymesh.agents.illustrator.backends import (
+    BACKENDS,
+    DTYPES,
+    Backend,
+    BackendOptions,
+    make_backend,
+)
+from storymesh.agents.illustrator.request import MAX_GUIDANCE, Defaults, parse_request
+from storymesh.errors import ConfigError, FatalAgentError
+
+log = logging.getLogger(__name__)
+
+
+def _check_option(ok: bool, key: str, value: object, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"illustrator option {key}={value!r} is invalid: expected {expected}")
+
+
+class IllustratorAgent(Agent):
+    """Draws a story's pictures: embedded Pillow painter or a diffusers pipeline."""
+
+    service = "story.illustrator"
+
+    def __init__(self, *, backend: str = "embedded", model: str | None = None,
+                 device: str = "cpu", dtype: str = "auto", width: int = 512,
+                 height: int = 512, steps: int = 25, guidance: float = 7.5,
+                 safety_checker: bool = True, torch_threads: int | None = None) -> None:
+        side = (catalog.MIN_IMAGE_SIDE, catalog.MAX_IMAGE_SIDE)
+        _check_option(backend in BACKENDS, "backend", backend, " or ".join(BACKENDS))
+        _check_option(dtype in DTYPES, "dtype", dtype, " / ".join(DTYPES))
+        _check_option(bool(device), "device", device, "cpu, cuda, cuda:N or mps")
+        for key, value in (("width", width), ("height", height)):
+            _check_option(side[0] <= value <= side[1], key, value, f"{side[0]}..{side[1]}")
+        _check_option(1 <= steps <= catalog.MAX_STEPS, "steps", steps,
+                      f"1..{catalog.MAX_STEPS}")
+        _check_option(0 <= guidance <= MAX_GUIDANCE, "guidance", guidance,
+                      f"0..{MAX_GUIDANCE:g}")
+        _check_option(torch_threads is None or torch_threads >= 1, "torch_threads",
+                      torch_threads, "a positive integer")
+        self.backend_name = backend
+        self.defaults = Defaults(width=width, height=height, steps=steps, guidance=guidance)
+        self.options = BackendOptions(model=model, device=device, dtype=dtype,
+                                      safety_checker=safety_checker,
+                                      torch_threads=torch_threads)
+        self._backend: Backend | None = None
+        self._setup_lock = threading.Lock()
+
+    def setup(self) -> AgentInfo:
+        """Load the backend; raises FatalAgentError naming the fix if it cannot."""
+        return self._load()[1]
+
+    def _load(self) -> tuple[Backend, AgentInfo]:
+        with self._setup_lock:
+            backend = make_backend(self.backend_name, self.options)
+            info = backend.load()
+            self._backend = backend
+        log.info("illustrator ready: %s", info.as_meta())
+        return backend, info
+
+    def _ready_backend(self) -> Backend:
+        # Used without the runtime (tests, scripts), the agent loads on first use.
+        return self._backend if self._backend is not None else self._load()[0]
+
+    def handle(self, request: Request) -> Iterator[Reply]:
+        backend = self._ready_backend()
+        job = parse_request(request.payload, self.defaults)
+        if request.cancel.is_set():
+            raise FatalAgentError("cancelled", "the request was cancelled")
+        started = time.monotonic()
+        rendered = backend.render(job, request.cancel)
+        log.debug("request %s: %dx%d %s seed %s in %.2fs", request.id, rendered.width,
+                  rendered.height, job.art_style, job.seed, time.monotonic() - started)
+        reply: dict[str, Any] = {"width": rendered.width, "height": rendered.height,
+                                 "seed": job.seed, "backend": backend.name,
+                                 "art_style": job.art_style, "png": rendered.png}
+        if rendered.nsfw:
+            reply["nsfw"] = True
+        yield Final(reply)
+
+    def teardown(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
