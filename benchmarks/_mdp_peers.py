@@ -8,6 +8,7 @@ benchmark measures the broker, not the peers. Subcommands:
     proxy      --front EP --back EP                    zmq.proxy(ROUTER, DEALER): the no-protocol baseline
     router     --bind EP                               a bare ROUTER that reads and drops everything
     majortomo  --bind EP                               majortomo's MDP broker, logging at WARNING
+    ours-bare  --bind EP                               our BrokerServer without the CLI around it
 
 Framings (what a worker puts on the wire, see ../../shared/MDP.md):
 
@@ -246,6 +247,22 @@ def run_router(bind: str, max_seconds: float) -> int:
     return 0
 
 
+def run_ours_bare(bind: str) -> int:
+    """Our BrokerServer in a bare interpreter, without the CLI (to tell the CLI's imports apart)."""
+    import signal
+    import threading
+
+    from storymesh import settings
+    from storymesh.broker.server import BrokerServer
+
+    logging.basicConfig(level=logging.WARNING)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    server = BrokerServer(settings.load(env={}, flags={"bind": bind}))
+    print("ready", flush=True)
+    return server.run(stop)
+
+
 def run_majortomo(bind: str) -> int:
     """majortomo's broker as its own `main()` runs it, but logging at WARNING (not per message)."""
     import signal
@@ -276,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     proxy = sub.add_parser("proxy")
     proxy.add_argument("--front", required=True)
     proxy.add_argument("--back", required=True)
-    for name in ("router", "majortomo"):
+    for name in ("router", "majortomo", "ours-bare"):
         sub.add_parser(name).add_argument("--bind", required=True)
     parser.add_argument("--max-seconds", type=float, default=MAX_SECONDS)
     args = parser.parse_args(argv)
@@ -289,6 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_proxy(args.front, args.back)
     if args.cmd == "router":
         return run_router(args.bind, args.max_seconds)
+    if args.cmd == "ours-bare":
+        return run_ours_bare(args.bind)
     return run_majortomo(args.bind)
 
 

@@ -448,6 +448,8 @@ class CrowdResult:
     ours_idle_mb: float = NAN
     ours_mb: float = NAN
     registered: int = 0
+    bare_ours_idle_mb: float = NAN   # our BrokerServer without the CLI process around it
+    bare_ours_mb: float = NAN
     error: str = ""
 
     @property
@@ -496,23 +498,36 @@ def run_crowd(kids: Children, ctx: zmq.Context[zmq.Socket[bytes]], count: int,
         kids.stop(router)
 
         console.log(f"our broker with {count} workers")
-        port = free_port()
-        ep = f"tcp://127.0.0.1:{port}"
-        ours = kids.start("ours-crowd", ours_argv(ep), ready=None)
-        if not wait_port(port, ours, START_TIMEOUT):
-            raise RuntimeError(f"our broker did not bind: {kids.tail('ours-crowd')}")
-        time.sleep(0.3)
-        res.ours_idle_mb = rss_mb(ours.pid)
-        sock = client_socket(ctx, ep)
-        try:
-            with crowd(kids, "ours", ep, count):
-                res.ours_mb, res.registered = _settled_registration(ours.pid, sock, count)
-        finally:
-            sock.close()
-        kids.stop(ours)
+        res.ours_idle_mb, res.ours_mb, res.registered = _crowd_ours(kids, ctx, count, cli=True)
+        console.log(f"our BrokerServer without the CLI, with {count} workers")
+        res.bare_ours_idle_mb, res.bare_ours_mb, _ = _crowd_ours(kids, ctx, count, cli=False)
     except Exception as exc:  # report and carry on
         res.error = str(exc) or type(exc).__name__
     return res
+
+
+def _crowd_ours(kids: Children, ctx: zmq.Context[zmq.Socket[bytes]], count: int,
+                cli: bool) -> tuple[float, float, int]:
+    """(idle RSS, RSS with `count` registered workers, registered) for a fresh broker of ours."""
+    port = free_port()
+    ep = f"tcp://127.0.0.1:{port}"
+    name = "ours-crowd" if cli else "ours-bare-crowd"
+    argv = ours_argv(ep) if cli else peer_argv("ours-bare", "--bind", ep)
+    ours = kids.start(name, argv, ready=None)
+    try:
+        if not wait_port(port, ours, START_TIMEOUT):
+            raise RuntimeError(f"our broker did not bind: {kids.tail(name)}")
+        time.sleep(0.3)
+        idle = rss_mb(ours.pid)
+        sock = client_socket(ctx, ep)
+        try:
+            with crowd(kids, "ours", ep, count):
+                rss, registered = _settled_registration(ours.pid, sock, count)
+        finally:
+            sock.close()
+    finally:
+        kids.stop(ours)
+    return idle, rss, registered
 
 
 def _settled_registration(pid: int, sock: zmq.Socket[bytes], count: int) -> tuple[float, int]:
@@ -549,8 +564,9 @@ def find(results: list[Result], broker: str, size: int, inflight: int) -> Result
 
 def scenario_table(results: list[Result], size: int, inflight: int) -> Table:
     table = Table(title=f"{fmt_size(size)} payload, {inflight} in flight")
-    for col in ("broker", "requests", "req/s", "p50 ms", "p99 ms", "CPU µs/req",
-                "of which I/O thread", "RSS MB"):
+    table.caption = "CPU: the broker process, all threads; I/O: of which libzmq's I/O thread"
+    for col in ("broker", "requests", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "I/O µs/req",
+                "RSS MB"):
         table.add_column(col, justify="left" if col == "broker" else "right")
     for r in results:
         if (r.payload, r.inflight) != (size, inflight):
@@ -626,6 +642,11 @@ def crowd_table(res: CrowdResult) -> Table:
                   f"{res.ours_mb:.1f}", f"{res.ours_mb - res.ours_idle_mb:.1f}")
     table.add_row("[bold]ours - bare[/bold]", f"{res.ours_idle_mb - res.bare_idle_mb:.1f}",
                   f"{res.diff_mb:.1f}", "")
+    table.add_row("ours without the CLI (BrokerServer only)", f"{res.bare_ours_idle_mb:.1f}",
+                  f"{res.bare_ours_mb:.1f}", f"{res.bare_ours_mb - res.bare_ours_idle_mb:.1f}")
+    table.add_row("[bold]ours without the CLI - bare[/bold]",
+                  f"{res.bare_ours_idle_mb - res.bare_idle_mb:.1f}",
+                  f"{res.bare_ours_mb - res.bare_mb:.1f}", "")
     if res.error:
         table.caption = f"[red]{res.error}[/red]"
     return table
@@ -679,7 +700,8 @@ def report(out: dict[str, Any], plan: Plan, console: Console) -> list[Verdict]:
     for size in (SMALL, LARGE):
         for inflight in (1, 100):
             console.print(scenario_table(results, size, inflight))
-    console.print(crowd_table(out["crowd"]))
+    if out["crowd"].peers:
+        console.print(crowd_table(out["crowd"]))
     items = verdicts(results, out["crowd"])
     console.print(verdict_table(items))
     console.print(f"{plan.repeats} repeat(s) per scenario, medians; measured in "
@@ -706,6 +728,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     plan.warmup_small, plan.warmup_large)
     wanted = [b for b in args.brokers.split(",") if b in BROKERS]
     console = Console(stderr=args.json)
+    if not console.is_terminal:
+        console.width = 120  # a log file or a pipe: do not squeeze the tables into 80 columns
     signal.signal(signal.SIGTERM, _terminate)
     out = run(plan, console, wanted)
     items = report(out, plan, console)

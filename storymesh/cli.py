@@ -72,7 +72,7 @@ def broker(
 
 @app.command()
 def agent(
-    name: Annotated[str, typer.Argument(help="echo | author | illustrator | publisher")],
+    name: Annotated[str, typer.Argument(help="echo | author | illustrator | publisher | story")],
     broker: BrokerOpt = None,
     slots: Annotated[Optional[int], typer.Option(help="worker connections around one loaded model")] = None,
     backend: Annotated[Optional[str], typer.Option(help="embedded | transformers | diffusers")] = None,
@@ -88,8 +88,9 @@ def agent(
     """Run an agent daemon that serves one service."""
     from storymesh.agents.registry import FACTORIES
 
-    if name not in FACTORIES:
-        typer.echo(f"storymesh: unknown agent {name!r}; choose one of {', '.join(FACTORIES)}", err=True)
+    if name not in (*FACTORIES, "story"):
+        typer.echo(f"storymesh: unknown agent {name!r}; choose one of "
+                   f"{', '.join(FACTORIES)}, story", err=True)
         raise typer.Exit(schema.EXIT_USAGE)
     section = {f"{name}.{k}": v for k, v in dict(
         slots=slots, backend=backend, model=model, device=device, dtype=dtype,

@@ -179,6 +179,32 @@ class Client:
                 return reply.envelope
         raise RequestFailed("internal", "the reply stream ended without a FINAL")
 
+    def recv_any(self, timeout: float) -> tuple[str, Reply | RequestFailed | RequestTimeout] | None:
+        """The next reply to any request in flight, as (id, Reply or the error it ended
+        with), or None when nothing arrived within `timeout` seconds. Never raises for a
+        single request's failure, so one caller can drive many requests at once."""
+        end = time.monotonic() + timeout
+        while True:
+            for rid, p in list(self._pending.items()):
+                if p.replies and not p.raw:
+                    try:
+                        return rid, self.recv(rid)
+                    except (RequestFailed, RequestTimeout) as exc:
+                        return rid, exc
+            now = time.monotonic()
+            if now >= end:
+                return None
+            self._check_timers(now)
+            if any(p.replies for p in self._pending.values()):
+                continue
+            wait = max(0.0, min(self._next_due(now), end) - now)
+            if self._socket().poll(int(wait * 1000) + 1, zmq.POLLIN):
+                self._read_all()
+
+    def in_flight(self) -> int:
+        """How many requests still wait for their FINAL."""
+        return sum(1 for p in self._pending.values() if not p.done)
+
     def discard(self, rid: str) -> None:
         """Forget request `rid`: its later replies are dropped."""
         self._pending.pop(rid, None)

@@ -15,10 +15,13 @@ log = logging.getLogger(__name__)
 
 def run_named_agent(name: str, settings: Settings, stop: threading.Event | None = None) -> int:
     """Run agent `name` until SIGTERM/SIGINT (or `stop`); returns the exit code."""
-    agent = build_agent(name, settings)
     if stop is None:
         stop = threading.Event()
         install_signal_handlers(stop)
+    if name == "story":  # three services around one engine, not a single agent
+        from storymesh.story.service import run_story_service
+        return run_story_service(settings, stop)
+    agent = build_agent(name, settings)
     slots = settings.agent(name).slots
     log.info("starting agent %s (%d slot%s) for %s", name, slots, "" if slots == 1 else "s",
              settings.broker)

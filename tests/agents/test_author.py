@@ -4,12 +4,15 @@ and the transformers backend on a tiny random model built offline."""
 from __future__ import annotations
 
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from storymesh import catalog
 from storymesh.agents.author import AuthorAgent
@@ -224,6 +227,29 @@ def _bad_outlines() -> Iterator[Any]:
     yield pytest.param({"op": None}, "bad_request", "op", id="missing-op")
 
 
+_MARKUP = re.compile(r"[{}]|\(\(|\)\)|\[\[|\]\]|\bNone\b|  ")
+
+
+@settings(max_examples=25, deadline=None)
+@given(plot=st.text(min_size=1, max_size=300).filter(str.strip),
+       age=st.sampled_from(catalog.AGE_BANDS), chapters=st.integers(1, 12),
+       seed=st.integers(-(2**63), 2**63 - 1),
+       themes=st.lists(st.text(min_size=1, max_size=20), max_size=3))
+def test_any_plot_gives_a_complete_clean_book(plot: str, age: str, chapters: int, seed: int,
+                                              themes: list[str]) -> None:
+    # Given any plot text at all (any language, symbols, nonsense)
+    agent = AuthorAgent()
+    outline = _outline(agent, plot=plot, target_age=age, chapters=chapters, seed=seed,
+                       themes=themes)
+    # Then the outline is complete and no template markup leaks into any text
+    assert outline["title"] and len(outline["chapters"]) == chapters
+    for index in (0, chapters - 1):
+        chapter = _run(agent, {"op": "chapter", "outline": outline, "index": index,
+                               "seed": seed})[1].payload
+        for text in (chapter["text"], chapter["picture_prompt"], outline["cover_prompt"]):
+            assert text.strip() and not _MARKUP.search(text), text
+
+
 @pytest.mark.parametrize(("fields", "code", "words"), list(_bad_outlines()))
 def test_bad_outline_requests_are_refused(embedded: AuthorAgent, fields: dict[str, Any],
                                           code: str, words: str) -> None:
@@ -430,6 +456,19 @@ def test_a_model_without_chat_template_gets_a_plain_prompt(
     assert info.extra["chat_template"] is False
     assert len(final.payload["chapters"]) == 2
     agent.teardown()
+
+
+def test_a_missing_ml_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch,
+                                                     tiny_lm: Path) -> None:  # noqa: F811
+    # Given a Python without torch (a None entry makes `import torch` fail)
+    monkeypatch.setitem(sys.modules, "torch", None)
+    agent = AuthorAgent(backend="transformers", model=str(tiny_lm))
+    # When the agent is set up
+    with pytest.raises(FatalAgentError) as caught:
+        agent.setup()
+    # Then the error says how to install the extra
+    assert "pip install 'storymesh[ml]'" in caught.value.message
+    assert "torch" in caught.value.message
 
 
 @pytest.mark.parametrize("folder", ["/nonexistent/storymesh-model", "./no-such-model",

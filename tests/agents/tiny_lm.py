@@ -61,9 +61,9 @@ def build_tiny_lm(folder: Path, *, chat_template: bool = True) -> Path:
     raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     raw.decoder = decoders.WordPiece(prefix="##")  # joins words with single spaces
     raw.train_from_iterator(LINES, trainers.WordLevelTrainer(special_tokens=SPECIAL))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]",
-                                        pad_token="[PAD]", bos_token="[BOS]",
-                                        eos_token="[EOS]")
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+        tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]", bos_token="[BOS]",
+        eos_token="[EOS]")
     if chat_template:
         tokenizer.chat_template = CHAT_TEMPLATE
     config = LlamaConfig(

@@ -206,7 +206,9 @@ class AuthorAgent(Agent):
         for piece in self._lm.stream(prompt, seed=req.seed, cancel=request.cancel):
             pieces.append(piece)
             yield Partial({"text": piece})
-        text = self._finish(req, draft, "".join(pieces), prompt)
+        # A cancelled request is not worth a retry: nobody is waiting for it.
+        retry_prompt = None if request.cancel.is_set() else prompt
+        text = self._finish(req, draft, "".join(pieces), retry_prompt)
         yield _chapter_final(draft, text)
 
     def _finish(self, req: ChapterRequest, draft: ChapterDraft, raw: str,

@@ -291,7 +291,9 @@ def outline_lines(outline: Mapping[str, Any]) -> list[str]:
 
 
 def book_title(world: World, rng: random.Random) -> str:
-    options = _BOOK_TITLES[world.goal_kind] + _GENERIC_BOOK_TITLES
+    options: tuple[str, ...] = _BOOK_TITLES[world.goal_kind] + _GENERIC_BOOK_TITLES
+    if world.trait in lx.SIZE_TRAITS:  # not "The Little Little Rabbit"
+        options = tuple(o for o in options if "Little" not in o)
     slots = {"name": world.hero.name, "object": _as_title_object(world.object),
              "trait": world.trait, "species": world.hero.kind.noun, "setting": world.setting}
     return titlecase(tp.render(rng.choice(options), 1, slots) or world.hero.name)

@@ -105,6 +105,7 @@ def paint(request: IllustrationRequest) -> Image.Image:
     c = Canvas(request.width, request.height, style, _light(scene), rng, scale)
     stage = landscape.paint_setting(c, scene, rng)
     _props_in_sky(c, scene, stage, rng)
+    landscape.paint_mist(c, scene)
     with c.subject():
         _place(c, stage, scene.figures, rng)
         _props_in_front(c, scene, stage)

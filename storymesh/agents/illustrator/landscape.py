@@ -69,8 +69,11 @@ def _sky_stops(scene: Scene) -> Stops:
 
 def paint_sky(c: Canvas, scene: Scene, rng: random.Random, horizon: float) -> None:
     """Sky gradient, then sun/moon/stars and clouds as the time and weather allow."""
-    c.gradient(0, horizon + c.h * 0.02, _sky_stops(scene))
-    clear = scene.weather not in ("rain", "storm", "fog")
+    stops = _sky_stops(scene)
+    c.gradient(0, horizon, stops)
+    # Below the horizon the sky colour carries on, so no ridge can leave a gap.
+    c.rect(0, horizon - 1, c.w, c.h, stops[-1][1], glow=True, line=False)
+    clear = scene.weather in ("clear", "sunny")
     if _night(scene):
         if clear or scene.weather == "fog":
             _stars(c, rng, horizon, 45 if clear else 12)
@@ -84,6 +87,10 @@ def paint_sky(c: Canvas, scene: Scene, rng: random.Random, horizon: float) -> No
         for k in range(9):
             props.cloud(c, c.w * (k / 8) + rng.uniform(-20, 20), c.h * rng.uniform(0.02, 0.1),
                         c.u * 0.16, shade(grey, 0.6 if _night(scene) else 1.0))
+    elif scene.weather == "snow" and not _night(scene):
+        for k in range(4):
+            props.cloud(c, c.w * (0.1 + 0.27 * k), c.h * rng.uniform(0.05, 0.14), c.u * 0.12,
+                        (225, 228, 236))
     elif clear and not _night(scene):
         for k in range(rng.randint(2, 3)):
             props.cloud(c, c.w * (0.1 + 0.26 * k + rng.uniform(-0.04, 0.04)),
@@ -190,7 +197,7 @@ def _beach(c: Canvas, scene: Scene, rng: random.Random) -> Stage:
     props.waves(c, rng, horizon + c.h * 0.02, c.h * 0.64, 22)
     top = props.hills(c, c.h * 0.68, c.h * 0.012, SAND, rng, waves=1.0)
     c.stroke(top, (250, 250, 245), c.u * 0.012)
-    props.palm(c, c.w * 0.88, c.h * 0.82, c.h * 0.55)
+    props.palm(c, c.w * 0.1, c.h * 0.82, c.h * 0.55)
     for _ in range(5):
         x, y = rng.uniform(0.05, 0.95) * c.w, rng.uniform(0.78, 0.98) * c.h
         colour = rng.choice(((250, 180, 160), (245, 225, 200), (240, 140, 90)))
@@ -524,7 +531,15 @@ def paint_weather(c: Canvas, scene: Scene, rng: random.Random) -> None:
             c.circle(rng.uniform(0, c.w), rng.uniform(0, c.h), r, (255, 255, 255), glow=True,
                      line=False)
     if scene.weather == "fog":
-        for k in range(4):
-            y = c.h * (0.45 + k * 0.12)
-            c.veil((230, 233, 238), 45, y, y + c.h * 0.09)
-        c.veil((230, 233, 238), 40)
+        c.veil((230, 233, 238), 30)
+
+
+def paint_mist(c: Canvas, scene: Scene) -> None:
+    """Fog banks between the landscape and the figures: the scene fades, the story's
+    characters stay readable in front of it."""
+    if scene.weather != "fog":
+        return
+    for k in range(4):
+        y = c.h * (0.4 + k * 0.12)
+        c.veil((230, 233, 238), 60, y, y + c.h * 0.1)
+    c.veil((230, 233, 238), 40)

@@ -173,11 +173,19 @@ def palm(c: Canvas, x: float, base: float, h: float) -> None:
     pts = [(x + h * 0.12 * math.sin(t / 8 * 1.6), base - h * t / 8) for t in range(9)]
     c.stroke(pts, (150, 105, 60), h * 0.06)
     tx, ty = pts[-1]
-    for k in range(6):
-        a = math.pi * (0.05 + k * 0.18)
-        c.ellipse(tx + math.cos(a) * h * 0.17, ty - math.sin(a) * h * 0.03 + h * 0.05,
-                  h * 0.18, h * 0.05, (60, 150, 70))
-    c.circle(tx, ty + h * 0.05, h * 0.04, (120, 80, 40))
+    for k in range(7):  # fronds fan out from the crown and droop at the tips
+        a = math.pi * (0.02 + k * 0.16)
+        length = h * 0.32
+        upper, lower = [], []
+        for step in range(9):
+            t = step / 8
+            x = tx + math.cos(a) * length * t
+            y = ty - math.sin(a) * length * t * 0.6 + length * 0.55 * t * t
+            half = length * 0.07 * math.sin(math.pi * t)
+            upper.append((x, y - half))
+            lower.append((x, y + half))
+        c.poly(upper + lower[::-1], (60, 150, 70) if k % 2 else (75, 170, 80))
+    c.circle(tx, ty, h * 0.035, (120, 80, 40))
 
 
 def cactus(c: Canvas, x: float, base: float, h: float, rgb: RGB = (80, 150, 80)) -> None:

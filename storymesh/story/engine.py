@@ -1,0 +1,256 @@
+"""One story-service instance: accepts stories, runs each in the background, answers queries
+and watchers, and shares the journal (and the work) with other instances through leases.
+
+A story is owned by one instance at a time: the journal's lease. The owner renews its leases
+every `lease_ttl / 3`; an instance that dies stops renewing, and after `lease_ttl` another
+instance (or the same one restarted) claims the story and resumes it from its last finished
+step. Watchers read progress from the journal, so they can follow a story whichever
+instance runs it, and across restarts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import zmq
+
+from storymesh.agents.base import Final, Partial, Reply
+from storymesh.client import Client
+from storymesh.errors import FatalAgentError
+from storymesh.schema import Status
+from storymesh.settings import Settings
+from storymesh.story.journal import Journal, StepKind, StepRow, StoryRow
+from storymesh.story.pipeline import StoryCancelled, StoryFailed, StoryPipeline
+from storymesh.story.spec import StorySpec
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY = 600.0  # seconds between retention sweeps
+WATCH_POLL = 0.25    # seconds between journal reads of a watcher when nothing wakes it
+
+
+def corr_for(rid: str) -> str:
+    """The story id for a submission id: a retried submission finds its story again."""
+    return "st-" + hashlib.sha256(rid.encode()).hexdigest()[:16]
+
+
+def progress(row: StoryRow, steps: list[StepRow]) -> dict[str, Any]:
+    """Counts for a progress bar: finished steps of each kind and the total to do."""
+    chapters = int(row.request.get("chapters") or 0)
+    done = [s for s in steps if s.done]
+    count = {kind: sum(1 for s in done if s.kind == kind) for kind in StepKind}
+    total = 1 + chapters + (chapters + 1) + 1  # outline, chapters, pictures + cover, publishing
+    finished = sum(count.values()) + (1 if row.status == Status.COMPLETE else 0)
+    return {"done": finished, "total": total, "outline": count[StepKind.OUTLINE] > 0,
+            "chapters": chapters, "chapters_written": count[StepKind.CHAPTER],
+            "pictures_painted": count[StepKind.PICTURE] + count[StepKind.COVER]}
+
+
+class StoryEngine:
+    """Runs stories for the story services (`story.submit`, `story.watch`, `story.query`)."""
+
+    def __init__(self, settings: Settings, journal: Journal, *,
+                 context: zmq.Context[Any] | None = None, instance: str | None = None) -> None:
+        self.settings = settings
+        self.journal = journal
+        self.context = context
+        self.instance = instance or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._runs: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._upkeep: threading.Thread | None = None
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the lease upkeep (renew, claim orphaned stories, prune)."""
+        self._upkeep = threading.Thread(target=self._keep_leases, name="story-leases", daemon=True)
+        self._upkeep.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop running stories (they stay resumable) and release their leases."""
+        self._stop.set()
+        self._wake()
+        for thread in list(self._runs.values()) + ([self._upkeep] if self._upkeep else []):
+            thread.join(timeout)
+
+    def _keep_leases(self) -> None:
+        ttl = self.settings.lease_ttl
+        next_prune = time.monotonic()
+        while not self._stop.wait(min(ttl / 3, 1.0)):
+            try:
+                self.journal.renew(self.instance, ttl)
+                for corr in self.journal.claimable(self.instance, 16):
+                    if corr not in self._runs and self.journal.acquire(corr, self.instance, ttl):
+                        log.info("resuming story %s", corr)
+                        self._start_run(corr)
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + PRUNE_EVERY
+                    removed = self.journal.prune(self.settings.retention_days * 86400,
+                                                 self.settings.retention_bytes)
+                    if removed:
+                        log.info("pruned %d old stories from the journal", removed)
+            except Exception:  # the upkeep must outlive a bad turn (a locked db, say)
+                log.exception("lease upkeep failed; trying again")
+
+    # --- submit -----------------------------------------------------------------------
+
+    def submit(self, payload: dict[str, Any], rid: str, principal: str | None = None) -> dict[str, Any]:
+        """Check and accept a story; it runs in the background. Idempotent per `rid`."""
+        spec = StorySpec.parse(payload)
+        corr = corr_for(rid)
+        existing = self.journal.get_story(corr)
+        if existing is None:
+            self.journal.create_story(corr, spec.as_dict(), self.instance, principal,
+                                      ttl=self.settings.lease_ttl)
+            self.journal.record(corr, principal or "client", "story", "submit", rid)
+            self._start_run(corr)
+            status = Status.ACCEPTED
+        else:
+            status = existing.status
+        return {"corr": corr, "status": str(status)}
+
+    def _start_run(self, corr: str) -> None:
+        with self._lock:
+            if corr in self._runs and self._runs[corr].is_alive():
+                return
+            thread = threading.Thread(target=self._run, args=(corr,), name=f"story-{corr}",
+                                      daemon=True)
+            self._runs[corr] = thread
+        thread.start()
+
+    def _run(self, corr: str) -> None:
+        row = self.journal.get_story(corr)
+        if row is None or row.done:
+            return
+        try:
+            spec = StorySpec.parse(row.request)
+            self.journal.set_status(corr, Status.RUNNING)
+            with Client(self.settings.broker, settings=self.settings, context=self.context,
+                        timeout=self.settings.step_timeout, retries=1) as client:
+                StoryPipeline(corr, spec, self.settings, self.journal, client,
+                              notify=lambda c: self._wake(), stop=self._stop).run()
+            self.journal.set_status(corr, Status.COMPLETE)
+            log.info("story %s complete", corr)
+        except StoryCancelled:
+            if not self._stop.is_set():
+                self.journal.set_status(corr, Status.CANCELLED)
+        except (StoryFailed, FatalAgentError) as exc:
+            log.warning("story %s failed: %s", corr, exc)
+            self.journal.set_status(corr, Status.FAILED, error=str(exc))
+        except Exception as exc:  # a bug must fail this story, not the service
+            log.exception("story %s failed unexpectedly", corr)
+            self.journal.set_status(corr, Status.FAILED, error=f"internal error: {exc}")
+        finally:
+            self.journal.release(corr, self.instance)
+            with self._lock:
+                self._runs.pop(corr, None)
+            self._wake()
+
+    # --- queries ----------------------------------------------------------------------
+
+    def _story(self, corr: Any) -> StoryRow:
+        if not isinstance(corr, str) or not corr:
+            raise FatalAgentError("bad_request", "'corr' (the story id) is required")
+        row = self.journal.get_story(corr)
+        if row is None:
+            raise FatalAgentError("not_found", f"no story {corr}")
+        return row
+
+    def status(self, corr: str) -> dict[str, Any]:
+        row = self._story(corr)
+        return {"corr": corr, "status": str(row.status), "title": row.title, "error": row.error,
+                "steps": progress(row, self.journal.steps(corr, with_blobs=False)),
+                "created": row.created, "updated": row.updated,
+                "owner": self.journal.lease_owner(corr)}
+
+    def history(self, corr: str) -> list[dict[str, Any]]:
+        self._story(corr)
+        return [{"sender": h.sender, "receiver": h.receiver, "message_type": h.message_type,
+                 "time": h.time, "id": h.id} for h in self.journal.history(corr)]
+
+    def fetch(self, corr: str) -> dict[str, Any]:
+        row = self._story(corr)
+        return {"corr": corr, "status": str(row.status), "title": row.title,
+                "publications": self.journal.publications(corr)}
+
+    def list(self, limit: int = 50) -> list[dict[str, Any]]:
+        return [{"corr": r.corr, "status": str(r.status), "title": r.title,
+                 "created": r.created, "updated": r.updated,
+                 "plot": str(r.request.get("plot", ""))[:80]}
+                for r in self.journal.list_stories(limit)]
+
+    def cancel(self, corr: str) -> dict[str, Any]:
+        row = self._story(corr)
+        if not row.done:
+            self.journal.set_status(corr, Status.CANCELLED)
+            self.journal.record(corr, "client", "story", "cancel", corr)
+            self._wake()
+        return {"corr": corr, "status": str(self._story(corr).status)}
+
+    # --- watching ---------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def watch(self, corr: str, cancel: threading.Event) -> Iterator[Reply]:
+        """PARTIAL progress events from the journal, then a FINAL with the outcome."""
+        row = self._story(corr)
+        seen: set[tuple[str, int]] = set()
+        published = False
+        while True:
+            steps = self.journal.steps(corr, with_blobs=False)
+            bar = progress(row, steps)
+            title = row.title
+            for step in sorted((s for s in steps if s.done), key=lambda s: s.finished or 0):
+                if (step.kind, step.index) in seen:
+                    continue
+                seen.add((step.kind, step.index))
+                yield Partial(self._event(step, bar, title))
+            if row.done:
+                yield Final(self._outcome(row))
+                return
+            all_painted = bar["chapters"] and bar["pictures_painted"] == bar["chapters"] + 1 \
+                and bar["chapters_written"] == bar["chapters"]
+            if all_painted and not published:
+                published = True
+                yield Partial({"event": "publishing", "index": 0, "total": bar["total"],
+                               "done": bar["done"], "title": title})
+            if cancel.is_set() or self._stop.is_set():
+                raise FatalAgentError("shutting_down", "the story service is stopping")
+            with self._changed:
+                self._changed.wait(WATCH_POLL)
+            row = self._story(corr)
+
+    @staticmethod
+    def _event(step: StepRow, bar: dict[str, Any], title: str | None) -> dict[str, Any]:
+        data = step.data or {}
+        event: dict[str, Any] = {"event": "picture" if step.kind == StepKind.COVER else str(step.kind),
+                                 "index": -1 if step.kind == StepKind.COVER else step.index,
+                                 "total": bar["total"], "done": bar["done"],
+                                 "chapters": bar["chapters"], "title": title}
+        if step.kind == StepKind.CHAPTER:
+            event["chapter_title"] = data.get("title")
+        if step.kind == StepKind.OUTLINE:
+            event["title"] = title or data.get("title")
+        if step.kind == StepKind.COVER:
+            event["cover"] = True
+        return event
+
+    def _outcome(self, row: StoryRow) -> dict[str, Any]:
+        final: dict[str, Any] = {"corr": row.corr, "status": str(row.status), "title": row.title}
+        if row.status == Status.COMPLETE:
+            final["publications"] = self.journal.publications(row.corr)
+        if row.error:
+            final["error"] = row.error
+        return final

@@ -1,0 +1,109 @@
+"""`storymesh agent story`: the three story services around one engine and one journal.
+
+Separate worker connections per service (a few for `story.submit` and `story.query`, many
+for the long-held `story.watch`), so watchers never starve submissions or queries.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from storymesh.agents.base import Agent, AgentInfo, Final, Reply, Request
+from storymesh.agents.runtime import run_agent
+from storymesh.errors import FatalAgentError
+from storymesh.settings import Settings
+from storymesh.story.engine import StoryEngine
+from storymesh.story.journal import Journal
+
+log = logging.getLogger(__name__)
+
+SUBMIT_SLOTS = 2
+QUERY_SLOTS = 2
+
+
+class _StoryAgent(Agent):
+    def __init__(self, engine: StoryEngine) -> None:
+        self.engine = engine
+
+    def setup(self) -> AgentInfo:
+        return AgentInfo(backend="story", extra={"instance": self.engine.instance})
+
+
+class SubmitAgent(_StoryAgent):
+    """`story.submit`: check a story, accept it, run it in the background."""
+
+    service = "story.submit"
+
+    def handle(self, request: Request) -> Iterator[Reply]:
+        yield Final(self.engine.submit(request.payload, request.id, request.principal))
+
+
+class WatchAgent(_StoryAgent):
+    """`story.watch`: progress PARTIALs, then the FINAL with status and publications."""
+
+    service = "story.watch"
+
+    def handle(self, request: Request) -> Iterator[Reply]:
+        yield from self.engine.watch(request.payload.get("corr"), request.cancel)
+
+
+class QueryAgent(_StoryAgent):
+    """`story.query`: status, history, fetch, list, cancel."""
+
+    service = "story.query"
+
+    def handle(self, request: Request) -> Iterator[Reply]:
+        payload, engine = request.payload, self.engine
+        op = payload.get("op", "status")
+        corr = payload.get("corr")
+        result: dict[str, Any]
+        if op == "status":
+            result = engine.status(corr)
+        elif op == "history":
+            result = {"corr": corr, "history": engine.history(corr)}
+        elif op == "fetch":
+            result = engine.fetch(corr)
+        elif op == "list":
+            limit = payload.get("limit", 50)
+            if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+                raise FatalAgentError("bad_request", "'limit' must be an integer in 1..1000")
+            result = {"stories": engine.list(limit)}
+        elif op == "cancel":
+            result = engine.cancel(corr)
+        else:
+            raise FatalAgentError("bad_request", f"unknown op {op!r}; choose status, history, "
+                                                 "fetch, list or cancel")
+        yield Final(result)
+
+
+def open_journal(settings: Settings) -> Journal:
+    return Journal(Path(settings.journal).expanduser())
+
+
+def run_story_service(settings: Settings, stop: threading.Event, *,
+                      context: zmq.Context[Any] | None = None,
+                      journal: Journal | None = None) -> int:
+    """Serve the three story services until `stop`; returns the exit code."""
+    journal = journal or open_journal(settings)
+    engine = StoryEngine(settings, journal, context=context)
+    engine.start()
+    plan = [(SubmitAgent(engine), SUBMIT_SLOTS), (QueryAgent(engine), QUERY_SLOTS),
+            (WatchAgent(engine), settings.watch_slots)]
+    codes: list[int] = []
+    threads = [threading.Thread(target=lambda a=agent, n=slots: codes.append(
+        run_agent(a, settings, slots=n, stop=stop, context=context)),
+        name=f"runtime-{agent.service}", daemon=True) for agent, slots in plan]
+    for t in threads:
+        t.start()
+    log.info("story service %s up (journal %s)", engine.instance, settings.journal)
+    for t in threads:
+        t.join()
+    engine.close()
+    journal.close()
+    return max(codes, default=0)
