@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+PLOT ?= A brave mouse goes on an adventure to find the lost moon
 run: $(STAMP)
-	$(BIN)/python -m storymesh demo
+	$(BIN)/python -m storymesh story --local --plot "$(PLOT)" --themes courage friendship --age 4-7 --length short --out out
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest

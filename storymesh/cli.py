@@ -161,6 +161,88 @@ def demo(
     raise typer.Exit(run_demo(settings, count))
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+def story(
+    ctx: typer.Context,
+    plot: Annotated[Optional[str], typer.Option(help="what happens in the story")] = None,
+    plot_file: Annotated[Optional[Path], typer.Option(help="read the plot from a file")] = None,
+    themes: Annotated[Optional[list[str]], typer.Option("--themes", "--theme", help="themes (repeat, or list after --themes)")] = None,
+    age: Annotated[str, typer.Option("--age", help="target age band, e.g. 4-7")] = "4-7",
+    length: Annotated[str, typer.Option(help="short | medium | long")] = "short",
+    chapters: Annotated[Optional[int], typer.Option(help="number of chapters (overrides --length)")] = None,
+    style: Annotated[str, typer.Option("--style", help="art style, e.g. children_book, watercolor")] = "children_book",
+    fmt: Annotated[Optional[list[str]], typer.Option("--format", help="pdf | html | epub (repeatable; default all)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="same seed, same book")] = None,
+    title: Annotated[Optional[str], typer.Option(help="the book's title (default: the author's)")] = None,
+    out: Annotated[Path, typer.Option(help="folder for the finished book")] = Path("out"),
+    timeout: Annotated[float, typer.Option(help="seconds to wait without progress")] = 3600.0,
+    detach: Annotated[bool, typer.Option(help="submit, print the story id, return")] = False,
+    local: Annotated[bool, typer.Option(help="run the whole mesh inside this process")] = False,
+    illustrators: Annotated[int, typer.Option(help="illustrators in --local mode")] = 1,
+    broker: BrokerOpt = None, config: ConfigOpt = None, log_level: LogLevelOpt = None,
+) -> None:
+    """Turn a plot into an illustrated book (PDF, HTML, EPUB)."""
+    from storymesh.story.console import run_story
+
+    settings = _settings(config, broker=broker, log_level=log_level or "warning")
+    if plot_file is not None:
+        try:
+            plot = plot_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            typer.echo(f"storymesh: cannot read --plot-file: {exc}", err=True)
+            raise typer.Exit(schema.EXIT_USAGE) from None
+    if not plot:
+        typer.echo("storymesh: give the story a --plot (or --plot-file)", err=True)
+        raise typer.Exit(schema.EXIT_USAGE)
+    # `--themes courage friendship`: values after the first arrive as extra arguments.
+    all_themes = [t.strip() for item in [*(themes or []), *ctx.args] for t in item.split(",")]
+    request: dict[str, Any] = {"plot": plot, "themes": [t for t in all_themes if t],
+                               "target_age": age, "length": length, "art_style": style}
+    extras = {"chapters": chapters, "formats": fmt, "seed": seed, "title": title}
+    request.update({k: v for k, v in extras.items() if v is not None})
+    raise typer.Exit(run_story(settings, request, out=out, local=local, detach=detach,
+                               timeout=timeout, illustrators=illustrators))
+
+
+StoryId = Annotated[str, typer.Argument(help="the story id (correlation id)")]
+
+
+@app.command("list")
+def list_stories(broker: BrokerOpt = None, limit: int = 50, config: ConfigOpt = None) -> None:
+    """Recent stories and their state."""
+    from storymesh.story.console import show_list
+    raise typer.Exit(show_list(_settings(config, broker=broker, log_level="warning"), limit))
+
+
+@app.command()
+def status(corr: StoryId, broker: BrokerOpt = None, config: ConfigOpt = None) -> None:
+    """A story's status and progress."""
+    from storymesh.story.console import show_status
+    raise typer.Exit(show_status(_settings(config, broker=broker, log_level="warning"), corr))
+
+
+@app.command()
+def history(corr: StoryId, broker: BrokerOpt = None, config: ConfigOpt = None) -> None:
+    """A story's messages: sender -> receiver, type, time."""
+    from storymesh.story.console import show_history
+    raise typer.Exit(show_history(_settings(config, broker=broker, log_level="warning"), corr))
+
+
+@app.command()
+def fetch(corr: StoryId, out: Annotated[Path, typer.Option(help="folder to write the book to")] = Path("out"),
+          broker: BrokerOpt = None, config: ConfigOpt = None) -> None:
+    """Write a finished story's book files to a folder."""
+    from storymesh.story.console import fetch_story
+    raise typer.Exit(fetch_story(_settings(config, broker=broker, log_level="warning"), corr, out))
+
+
+@app.command()
+def cancel(corr: StoryId, broker: BrokerOpt = None, config: ConfigOpt = None) -> None:
+    """Cancel a story that is still running."""
+    from storymesh.story.console import cancel_story
+    raise typer.Exit(cancel_story(_settings(config, broker=broker, log_level="warning"), corr))
+
+
 @config_app.command("show")
 def config_show(config: ConfigOpt = None,
                 as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:

@@ -29,7 +29,15 @@ COLOURS: dict[str, RGB] = {
     "cream": (245, 235, 205), "white": (246, 246, 242), "grey": (150, 150, 158),
     "gray": (150, 150, 158), "silver": (195, 200, 210), "black": (45, 45, 52),
     "spotted": (245, 245, 240), "striped": (225, 120, 45), "tabby": (205, 140, 70),
+    "honey": (215, 160, 70), "sandy": (220, 190, 130), "ruby": (180, 30, 50),
+    "olive": (120, 130, 60), "coral": (245, 125, 100), "caramel": (195, 130, 70),
+    "chestnut": (150, 75, 40), "fawn": (200, 160, 110), "amber": (230, 150, 40),
+    "copper": (190, 110, 60), "lemon": (250, 230, 90), "mossy": (100, 140, 70),
+    "rainbow": (150, 90, 210), "sky": (130, 190, 240),
 }
+# Words that change the colour after them: "pale pink", "dark brown".
+TONES: dict[str, float] = {"pale": 1.4, "light": 1.35, "pastel": 1.4, "bright": 1.1,
+                           "dark": 0.65, "deep": 0.7}
 
 # Species words -> the figure kind drawn for them.
 KINDS: dict[str, str] = {
@@ -40,7 +48,18 @@ KINDS: dict[str, str] = {
     "bear": "bear", "teddy": "bear", "cub": "bear", "owl": "owl", "owlet": "owl",
     "dragon": "dragon", "bird": "bird", "robin": "bird", "sparrow": "bird", "parrot": "bird",
     "bluebird": "bird", "fish": "fish", "goldfish": "fish",
-    "robot": "robot", "android": "robot",
+    "robot": "robot", "android": "robot", "bot": "robot", "alien": "robot",
+    "lion": "lion", "tiger": "lion", "penguin": "penguin",
+    "duck": "bird", "duckling": "bird", "hen": "bird", "chick": "bird", "chicken": "bird",
+    "goose": "bird", "butterfly": "bird", "bee": "bird",
+    "whale": "fish", "dolphin": "fish", "octopus": "fish", "crab": "fish", "seal": "fish",
+    "squirrel": "fox", "raccoon": "cat", "hedgehog": "mouse", "otter": "bear",
+    "beaver": "bear", "monkey": "bear", "panda": "bear", "pig": "bear", "piglet": "bear",
+    "elephant": "bear", "monster": "bear", "troll": "bear", "dinosaur": "dragon",
+    "dino": "dragon", "horse": "dog", "pony": "dog", "unicorn": "dog", "deer": "dog",
+    "camel": "dog", "giraffe": "dog", "frog": "rabbit", "turtle": "bear",
+    "fairy": "girl", "mermaid": "girl", "daughter": "girl", "astronaut": "boy",
+    "giant": "boy", "son": "boy", "ghost": "boy",
     "girl": "girl", "princess": "girl", "queen": "girl", "witch": "girl", "woman": "girl",
     "grandma": "girl", "mother": "girl", "mum": "girl", "mom": "girl", "sister": "girl",
     "boy": "boy", "prince": "boy", "king": "boy", "wizard": "boy", "knight": "boy",
@@ -53,7 +72,7 @@ DEFAULT_BODY: dict[str, RGB] = {
     "fox": (235, 120, 40), "rabbit": (235, 232, 225), "bear": (140, 92, 55),
     "owl": (150, 105, 70), "dragon": (80, 170, 90), "bird": (70, 130, 220),
     "fish": (245, 140, 40), "robot": (180, 190, 205), "girl": (225, 85, 110),
-    "boy": (60, 120, 200),
+    "boy": (60, 120, 200), "lion": (232, 180, 70), "penguin": (45, 45, 55),
 }
 
 # Nouns a colour may describe: accessories/garments, or parts that colour the body or hair.
@@ -63,13 +82,19 @@ _ACCESSORY_WORDS: dict[str, str] = {
     "cape": "cape", "cloak": "cape", "glasses": "glasses", "spectacles": "glasses",
     "bow": "bow", "ribbon": "bow", "boots": "boots", "shoes": "boots", "wellies": "boots",
 }
-_GARMENTS = ("dress", "shirt", "coat", "jacket", "jumper", "sweater", "overalls", "tunic",
-             "robe", "fur", "feathers", "scales", "body", "skin", "suit")
+_GARMENTS = ("dress", "shirt", "coat", "raincoat", "jacket", "jumper", "sweater", "overalls",
+             "tunic", "robe", "armour", "armor", "suit", "trousers", "skirt", "hoodie")
+_BODY = ("fur", "feathers", "scales", "body", "skin", "coat", "shell")
+# Parts whose colour is not the body's: "round pink ears" must not make a pink mouse.
+_PARTS = ("ears", "ear", "eyes", "eye", "nose", "tail", "beak", "feet", "paws", "spots",
+          "stripes", "mane", "wings", "horn", "socks", "comb", "spines", "patches", "mask",
+          "cheeks", "flippers", "antenna", "helmet", "beard", "bandana", "flower", "hooves")
 _HAIR = ("hair", "curls", "pigtails", "braids", "ponytail")
 # Who wears what without saying so.
 _IMPLIED: dict[str, tuple[str, ...]] = {
     "princess": ("crown",), "queen": ("crown",), "king": ("crown",), "prince": ("crown",),
     "wizard": ("wizard_hat",), "witch": ("wizard_hat",), "pirate": ("hat",),
+    "pointy": ("wizard_hat",), "pointed": ("wizard_hat",),
 }
 
 SETTINGS: dict[str, tuple[str, ...]] = {
@@ -102,7 +127,7 @@ WEATHERS: dict[str, tuple[str, ...]] = {
     "rain": ("rain", "rainy", "raining", "drizzle", "umbrella", "puddle", "puddles",
              "raindrops", "shower"),
     "snow": ("snow", "snowing", "snowfall", "snowflakes", "snowflake", "blizzard"),
-    "fog": ("fog", "foggy", "mist", "misty", "haze"),
+    "fog": ("fog", "foggy", "mist", "haze"),  # not "misty": it names places too
     "sunny": ("sunny", "sunshine", "sunlight", "bright"),
 }
 PROPS: dict[str, tuple[str, ...]] = {
@@ -116,6 +141,8 @@ PROPS: dict[str, tuple[str, ...]] = {
 }
 
 _WORD_RE = re.compile(r"[a-z]+")
+_LOOK_RE = re.compile(r"[a-z]+(?:-[a-z]+)*")
+_COLOUR_FILLERS = ("and", "coloured", "colored", "speckled", "patched", "striped", "tipped")
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,16 +186,40 @@ def _first_match(tokens: Sequence[str], table: dict[str, tuple[str, ...]],
     return best[2] if best else None
 
 
+def colour_of(tokens: Sequence[str], i: int) -> RGB | None:
+    """The colour tokens[i] names, if any: "grey", "red-brown" (a blend), "black-and-white"
+    (the first), with a tone word before it ("pale pink", "dark brown")."""
+    parts = [p for p in tokens[i].split("-") if p not in _COLOUR_FILLERS]
+    named = [COLOURS[p] for p in parts if p in COLOURS]
+    if not named or len(named) < len(parts):
+        return None
+    colour = named[0] if "-and-" in tokens[i] or len(named) == 1 else \
+        tuple(sum(c[k] for c in named) // len(named) for k in range(3))  # type: ignore[assignment]
+    tone = TONES.get(tokens[i - 1]) if i > 0 else None
+    if tone is None:
+        return colour
+    if tone <= 1.0:
+        return (round(colour[0] * tone), round(colour[1] * tone), round(colour[2] * tone))
+    t = tone - 1.0
+    return (round(colour[0] + (255 - colour[0]) * t), round(colour[1] + (255 - colour[1]) * t),
+            round(colour[2] + (255 - colour[2]) * t))
+
+
 def _colour_target(tokens: Sequence[str], i: int) -> str:
-    """What a colour at tokens[i] describes: an accessory, 'garment', 'hair' or 'body'."""
-    for noun in tokens[i + 1:i + 4]:
+    """What a colour at tokens[i] describes: an accessory, 'garment', 'hair', 'body', or
+    'part' (ears, beak...: not drawn in a colour of their own)."""
+    for j in range(i + 1, min(i + 4, len(tokens))):
+        noun = tokens[j]
         if noun in _ACCESSORY_WORDS:
             return _ACCESSORY_WORDS[noun]
         if noun in _GARMENTS:
             return "garment"
         if noun in _HAIR:
             return "hair"
-        if noun in KINDS or noun in COLOURS or noun in ("and", "with", "or"):
+        if noun in _PARTS:
+            return "part"
+        if noun in _BODY or noun in KINDS or colour_of(tokens, j) is not None \
+                or noun in ("and", "with", "or", "wearing"):
             break
     return "body"
 
@@ -178,30 +229,33 @@ def read_figure(look: str, name: str = "", kind: str | None = None) -> Figure:
 
     Without a `kind`, the look's first species word decides (a person if it names none).
     """
-    tokens = words(look)
+    tokens = _LOOK_RE.findall(look.lower())
     if kind is None:
         kind = next((KINDS[t] for t in tokens if t in KINDS), "boy")
     body: RGB | None = None
     garment = hair = None
     worn: dict[str, RGB] = {}
-    for i, token in enumerate(tokens):
-        if token not in COLOURS:
+    for i in range(len(tokens)):
+        colour = colour_of(tokens, i)
+        if colour is None:
             continue
         target = _colour_target(tokens, i)
         if target == "body" and body is None:
-            body = COLOURS[token]
+            body = colour
         elif target == "garment" and garment is None:
-            garment = COLOURS[token]
+            garment = colour
         elif target == "hair" and hair is None:
-            hair = COLOURS[token]
+            hair = colour
         elif target in ACCESSORIES and target not in worn:
-            worn[target] = COLOURS[token]
+            worn[target] = colour
     for token in tokens:  # accessories named without a colour get a cheerful default
         accessory = _ACCESSORY_WORDS.get(token)
         if accessory and accessory not in worn:
             worn[accessory] = (205, 45, 45) if accessory != "glasses" else (45, 45, 52)
         for implied in _IMPLIED.get(token, ()):
             worn.setdefault(implied, (232, 180, 45) if implied == "crown" else (80, 60, 160))
+    if "wizard_hat" in worn and "hat" in worn:  # "a pointy purple hat" is one hat
+        worn["wizard_hat"] = worn.pop("hat")
     if kind in ("girl", "boy") and body is not None and garment is None:
         garment, body = body, None  # "a boy in blue": blue is his clothes, not his skin
     return Figure(kind=kind, body=body or DEFAULT_BODY[kind], accessories=worn,

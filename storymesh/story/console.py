@@ -1,0 +1,170 @@
+"""What the story commands show a person: live progress bars, tables, written files."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from storymesh import schema
+from storymesh.errors import RequestFailed, RequestTimeout
+from storymesh.settings import Settings
+from storymesh.story.api import StoryClient, write_publications
+
+STATUS_STYLE = {"complete": "green", "failed": "red", "cancelled": "yellow",
+                "running": "cyan", "accepted": "blue"}
+
+
+@contextlib.contextmanager
+def story_client(settings: Settings, *, local: bool, timeout: float | None = None,
+                 illustrators: int = 1) -> Iterator[StoryClient]:
+    """A StoryClient on the configured broker, or on a whole mesh in this process."""
+    if not local:
+        with StoryClient(settings.broker, settings=settings, timeout=timeout) as client:
+            yield client
+        return
+    from storymesh.story.local import LocalMesh
+    with LocalMesh(settings, illustrators=illustrators) as mesh, \
+            StoryClient(mesh.endpoint, settings=mesh.settings, context=mesh.context,
+                        timeout=timeout) as client:
+        yield client
+
+
+def _when(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def follow(client: StoryClient, corr: str, console: Console) -> dict[str, Any]:
+    """Live progress bars for one story until it ends; returns the outcome."""
+    columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as bars:
+        overall = bars.add_task("[bold]book", total=None)
+        chapters = bars.add_task("chapters written", total=None)
+        pictures = bars.add_task("pictures painted", total=None)
+        outcome: dict[str, Any] = {}
+        for event in client.events(corr):
+            if event["final"]:
+                outcome = event
+                break
+            n = event.get("chapters") or None
+            if event.get("title"):
+                bars.update(overall, description=f"[bold]{event['title'][:22]}")
+            bars.update(overall, total=event.get("total"), completed=event.get("done", 0))
+            if n:
+                bars.update(chapters, total=n)
+                bars.update(pictures, total=n + 1)
+            if event["event"] == "chapter":
+                bars.advance(chapters)
+            elif event["event"] == "picture":
+                bars.advance(pictures)
+        if outcome.get("status") == "complete":
+            bars.update(overall, completed=bars.tasks[overall].total or 1)
+    return outcome
+
+
+def run_story(settings: Settings, request: dict[str, Any], *, out: Path, local: bool,
+              detach: bool, timeout: float, illustrators: int = 1) -> int:
+    """`storymesh story`: submit, follow with progress bars, write the files."""
+    console = Console(stderr=False)
+    try:
+        with story_client(settings, local=local, timeout=timeout,
+                          illustrators=illustrators) as client:
+            corr = client.submit_request(request)
+            if detach:
+                console.print(corr)
+                return schema.EXIT_OK
+            console.print(f"story [bold]{corr}[/bold] accepted")
+            outcome = follow(client, corr, console)
+    except RequestFailed as exc:
+        console.print(f"[red]refused[/red] {exc.code}: {exc.message}")
+        return schema.exit_code_for(exc.code)
+    except RequestTimeout as exc:
+        console.print(f"[red]timeout[/red] {exc}; the story goes on: "
+                      f"`storymesh fetch {locals().get('corr', 'ID')} --out {out}` later")
+        return schema.EXIT_TIMEOUT
+    status = outcome.get("status", "failed")
+    if status != "complete":
+        console.print(f"[red]{status}[/red]: {outcome.get('error') or 'no reason given'}")
+        return schema.exit_code_for(status if status in schema.ERROR_CODES else "failed")
+    paths = write_publications(outcome.get("publications") or {}, out, outcome.get("title") or corr)
+    console.print(f"[green]complete[/green]: [bold]{outcome.get('title')}[/bold]")
+    for fmt, path in paths.items():
+        console.print(f"  {fmt:<5} {path}")
+    return schema.EXIT_OK
+
+
+def _guarded(settings: Settings, action: Any) -> int:
+    """Run one query against the story service, mapping errors to exit codes."""
+    console = Console()
+    try:
+        with StoryClient(settings.broker, settings=settings) as client:
+            action(client, console)
+    except RequestFailed as exc:
+        console.print(f"[red]error[/red] {exc.code}: {exc.message}")
+        return schema.exit_code_for(exc.code)
+    except RequestTimeout as exc:
+        console.print(f"[red]timeout[/red] {exc}")
+        return schema.EXIT_TIMEOUT
+    return schema.EXIT_OK
+
+
+def show_list(settings: Settings, limit: int) -> int:
+    def action(client: StoryClient, console: Console) -> None:
+        table = Table("story", "status", "title", "updated", "plot", title="stories")
+        for s in client.list(limit):
+            style = STATUS_STYLE.get(s["status"], "")
+            table.add_row(s["corr"], f"[{style}]{s['status']}[/{style}]", s.get("title") or "-",
+                          _when(s.get("updated")), s.get("plot") or "")
+        console.print(table)
+    return _guarded(settings, action)
+
+
+def show_status(settings: Settings, corr: str) -> int:
+    def action(client: StoryClient, console: Console) -> None:
+        s = client.status(corr)
+        steps = s["steps"]
+        style = STATUS_STYLE.get(s["status"], "")
+        console.print(f"[bold]{corr}[/bold] [{style}]{s['status']}[/{style}] "
+                      f"{s.get('title') or ''}")
+        console.print(f"  steps {steps['done']}/{steps['total']}: chapters "
+                      f"{steps['chapters_written']}/{steps['chapters']}, pictures "
+                      f"{steps['pictures_painted']}/{steps['chapters'] + 1}")
+        if s.get("error"):
+            console.print(f"  [red]error[/red] {s['error']}")
+    return _guarded(settings, action)
+
+
+def show_history(settings: Settings, corr: str) -> int:
+    def action(client: StoryClient, console: Console) -> None:
+        table = Table("time", "sender", "", "receiver", "type", "id", title=f"history of {corr}")
+        for h in client.history(corr):
+            table.add_row(_when(h["time"]), h["sender"], "->", h["receiver"],
+                          h["message_type"], h["id"])
+        console.print(table)
+    return _guarded(settings, action)
+
+
+def fetch_story(settings: Settings, corr: str, out: Path) -> int:
+    def action(client: StoryClient, console: Console) -> None:
+        status = client.status(corr)
+        pubs = client.fetch(corr)
+        if not pubs:
+            raise RequestFailed("not_found", f"story {corr} is {status['status']}: no book yet")
+        for fmt, path in write_publications(pubs, out, status.get("title") or corr).items():
+            console.print(f"  {fmt:<5} {path}")
+    return _guarded(settings, action)
+
+
+def cancel_story(settings: Settings, corr: str) -> int:
+    def action(client: StoryClient, console: Console) -> None:
+        console.print(f"{corr}: {client.cancel(corr)['status']}")
+    return _guarded(settings, action)
