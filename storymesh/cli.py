@@ -56,6 +56,7 @@ def broker(
     busy_timeout: Annotated[Optional[float], typer.Option(help="seconds, for workers that do not heartbeat while busy")] = None,
     max_attempts: Annotated[Optional[int], typer.Option(help="dispatches per request before worker_lost")] = None,
     queue_limit: Annotated[Optional[int], typer.Option(help="queued requests per service")] = None,
+    metrics_bind: Annotated[Optional[str], typer.Option(help="serve Prometheus /metrics on [HOST:]PORT (host defaults to 127.0.0.1)")] = None,
     config: ConfigOpt = None, log_level: LogLevelOpt = None, log_format: LogFormatOpt = None,
 ) -> None:
     """Run the broker daemon."""
@@ -64,10 +65,15 @@ def broker(
 
     settings = _settings(config, bind=bind, heartbeat_interval=heartbeat_interval,
                          liveness=liveness, busy_timeout=busy_timeout, max_attempts=max_attempts,
-                         queue_limit=queue_limit, log_level=log_level, log_format=log_format)
+                         queue_limit=queue_limit, metrics_bind=metrics_bind,
+                         log_level=log_level, log_format=log_format)
     stop = threading.Event()
     install_signal_handlers(stop)
-    raise typer.Exit(run_broker(settings, stop))
+    try:
+        code = run_broker(settings, stop)
+    except StorymeshError as exc:
+        raise _fail(exc, schema.EXIT_USAGE) from None
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -50,6 +50,14 @@ def _choice(*allowed: str) -> Callable[[str], str | None]:
     return check
 
 
+def _host_port(value: str) -> str | None:
+    """'' (off), PORT, :PORT, HOST:PORT or [V6]:PORT."""
+    port = value.rpartition(":")[2]
+    if not value or (port.isdigit() and int(port) <= 65535):
+        return None
+    return "must be empty (off), PORT or HOST:PORT"
+
+
 def _meta(check: Callable[[Any], str | None] | None = None, doc: str = "") -> dict[str, Any]:
     return {"check": check, "doc": doc}
 
@@ -96,6 +104,7 @@ class Settings:
     step_timeout: float = field(default=900.0, metadata=_meta(_positive, "seconds one author/illustrator/publisher step may take"))
     step_attempts: int = field(default=3, metadata=_meta(_at_least_one, "tries of a failing story step before the story fails"))
     picture_size: int = field(default=512, metadata=_meta(_at_least_one, "illustration width and height in pixels"))
+    metrics_bind: str = field(default="", metadata=_meta(_host_port, "broker Prometheus endpoint, [HOST:]PORT ('' = off; host defaults to 127.0.0.1)"))
     echo: AgentSettings = field(default_factory=AgentSettings)
     author: AgentSettings = field(default_factory=AgentSettings)
     illustrator: AgentSettings = field(default_factory=AgentSettings)

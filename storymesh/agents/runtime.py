@@ -51,6 +51,7 @@ from storymesh.agents.base import Agent, AgentInfo, Final, Partial, Request
 from storymesh.errors import AgentError, BodyError, RemoteProtocolError
 from storymesh.lifecycle import install_signal_handlers
 from storymesh.mdp import Frame
+from storymesh.ops.sdnotify import notifier
 from storymesh.settings import Settings
 
 __all__ = ["Backoff", "LinkTimer", "ReplyCache", "WorkerRuntime", "decode_request",
@@ -386,6 +387,7 @@ class WorkerRuntime:
         self._by_socket: dict[zmq.Socket[Any], Slot] = {}
         self._wake: zmq.Socket[Any] | None = None
         self._stop_at: float | None = None
+        self._heard_at = 0.0  # last message from the broker on any slot (watchdog)
 
     # -- lifecycle --
 
@@ -429,7 +431,9 @@ class WorkerRuntime:
         now = self.clock()
         for slot in self.slots:
             self._connect(slot, now)
+        self._heard_at = now
         self.ready.set()
+        notifier().ready(f"{self.agent.service}: {self.nslots} slot(s) on {self.settings.broker}")
 
     def _loop(self) -> None:
         while any(slot.state is not SlotState.DONE for slot in self.slots):
@@ -440,6 +444,8 @@ class WorkerRuntime:
                 self._give_up_drain()
             for slot in self.slots:
                 self._tick(slot, now)
+            if now - self._heard_at < self.settings.liveness_timeout:
+                notifier().watchdog()  # fed only while this loop turns and the broker answers
             for sock, _ in self._poller.poll(self._poll_ms(now)):
                 if sock is self._wake:
                     self._drain_results()
@@ -573,6 +579,7 @@ class WorkerRuntime:
                 self._drop_link(slot, now, "the broker sent DISCONNECT")
                 return
             slot.timer.heard(now)
+            self._heard_at = now
             slot.backoff.reset()
             if isinstance(msg, mdp.WorkerRequest):
                 self._on_request(slot, msg, now)
@@ -642,6 +649,7 @@ class WorkerRuntime:
     def _begin_drain(self, now: float) -> None:
         self._stop_at = now
         busy = sum(1 for slot in self.slots if slot.job is not None)
+        notifier().stopping(f"{self.agent.service}: draining {busy} busy slot(s)")
         log.info("%s: stopping; draining %d busy slot(s) for up to %.1fs", self.agent.service,
                  busy, self.settings.drain_grace)
         for slot in self.slots:

@@ -355,7 +355,19 @@ class BrokerCore:
                 msgpack.StackError, UnicodeDecodeError):
             self.counters["malformed"] += 1
             return {}
-        return meta if isinstance(meta, dict) else {}
+        if not isinstance(meta, dict):
+            return {}
+        # Keep a flat map of short scalars: it is shown to every monitor, so a worker must
+        # not be able to make the snapshot deep or huge.
+        flat: dict[str, Any] = {}
+        for key, value in list(meta.items())[:32]:
+            if not isinstance(key, str) or len(key) > 64:
+                continue
+            if isinstance(value, str):
+                flat[key] = value[:256]
+            elif value is None or isinstance(value, (bool, int, float)):
+                flat[key] = value
+        return flat
 
     def _on_reply(self, worker: Worker, msg: mdp.WorkerReply, now: float) -> None:
         pending = worker.request

@@ -21,6 +21,7 @@ import zmq
 
 from storymesh.broker.core import BrokerCore, Send
 from storymesh.mdp import Frame
+from storymesh.ops.sdnotify import notifier
 from storymesh.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class BrokerServer:
         now = self.clock()
         held = self.core.queued() + sum(1 for w in self.core.workers.values() if w.request)
         log.info("broker stopping: answering %d held requests with shutting_down", held)
+        notifier().stopping(f"answering {held} held requests with shutting_down")
         self._send_all(self.core.shutdown(now), now)
         self.socket.setsockopt(zmq.LINGER, SHUTDOWN_LINGER_MS)
 
@@ -177,6 +179,31 @@ class BrokerServer:
 
 
 def run_broker(settings: Settings, stop: threading.Event) -> int:
-    """The `storymesh broker` daemon: bind, serve until `stop`, exit code."""
+    """The `storymesh broker` daemon: bind, serve until `stop`, exit code.
+
+    With `metrics_bind` it also serves Prometheus metrics; under systemd it says READY once
+    bound and feeds the watchdog from the loop (storymesh.ops)."""
+    from storymesh.ops.metrics import BrokerMetrics
+
     server = BrokerServer(settings)
-    return server.run(stop)
+    metrics = BrokerMetrics() if settings.metrics_bind else None
+    notify = notifier()
+
+    def on_turn(core: BrokerCore, now: float) -> None:
+        notify.watchdog()
+        if metrics is not None:
+            metrics.observe(core, now)
+
+    server.on_turn = on_turn
+    try:
+        if metrics is not None:
+            try:
+                metrics.serve(settings.metrics_bind)
+            except BaseException:
+                server.close()  # run() never starts, so close what __init__ bound
+                raise
+        notify.ready(f"broker on {server.endpoint}")
+        return server.run(stop)
+    finally:
+        if metrics is not None:
+            metrics.close()

@@ -134,8 +134,9 @@ class StoryPipeline:
         common = {"target_age": spec.target_age, "themes": list(spec.themes),
                   "art_style": spec.art_style}
         if kind == StepKind.OUTLINE:
+            extra = {"title": spec.title} if spec.title else {}
             return AUTHOR, {"op": "outline", "plot": spec.plot, "chapters": spec.chapters,
-                            "seed": spec.seed, **common}
+                            "seed": spec.seed, **extra, **common}
         if kind == StepKind.CHAPTER:
             previous = self.texts.get(index - 1, {}).get("text", "")
             return AUTHOR, {"op": "chapter", "outline": outline, "index": index,

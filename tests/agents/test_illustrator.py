@@ -22,7 +22,7 @@ from storymesh.agents.base import Final, Request
 from storymesh.agents.illustrator import IllustratorAgent
 from storymesh.agents.illustrator.prompt import CLIP_BUDGET, approx_tokens, build_prompt
 from storymesh.agents.illustrator.request import Character, Defaults, parse_request
-from storymesh.agents.illustrator.scene import read_scene
+from storymesh.agents.illustrator.scene import read_figure, read_scene
 from storymesh.errors import ConfigError, FatalAgentError
 from tests.agents.tiny_sd import tiny_sd, tiny_sd_flagging  # noqa: F401 - fixtures
 
@@ -229,6 +229,25 @@ def test_scene_reads_setting_time_weather_and_cast() -> None:
     mouse = scene.figures[0]
     assert mouse.accessories["scarf"][0] > 150 and mouse.body[0] == mouse.body[1]
     assert scene.figures[1].body == (135, 88, 50)  # "brown fox"
+
+
+@pytest.mark.parametrize(("look", "kind", "body"), [
+    ("a black-and-white penguin with a bright orange beak", "penguin", (45, 45, 52)),
+    ("a mouse with round pink ears", "mouse", (160, 160, 168)),  # pink ears, grey mouse
+    ("a red-brown fox", "fox", (170, 66, 47)),  # a blend of both
+    ("a pale pink pig", "bear", (247, 189, 207)),  # pink lightened; no pig figure: a bear
+])
+def test_looks_are_read_into_figures(look: str, kind: str, body: tuple[int, int, int]
+                                     ) -> None:
+    figure = read_figure(look)
+    assert (figure.kind, figure.body) == (kind, body)
+
+
+def test_people_wear_their_clothes_and_hats() -> None:
+    witch = read_figure("a witch with wild purple hair and a pointy black hat")
+    assert witch.kind == "girl" and witch.hair == (135, 65, 175)
+    assert set(witch.accessories) == {"wizard_hat"}
+    assert witch.accessories["wizard_hat"] == (45, 45, 52)
 
 
 def test_negative_prompt_words_are_not_drawn() -> None:

@@ -7,6 +7,8 @@ anything missing, of the wrong type or out of range. Never `assert`: this is pee
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -135,6 +137,9 @@ def text_field(payload: Mapping[str, Any], key: str, limit: int, *,
     return value.strip()
 
 
+_THEME_JUNK = re.compile(r"[^\w\s'-]|_")
+
+
 def themes_field(payload: Mapping[str, Any]) -> tuple[str, ...] | None:
     value = payload.get("themes")
     if value is None:
@@ -150,8 +155,10 @@ def themes_field(payload: Mapping[str, Any]) -> tuple[str, ...] | None:
         if len(theme) > catalog.MAX_THEME_CHARS:
             raise too_large(f"a theme is {len(theme)} characters; the limit is "
                             f"{catalog.MAX_THEME_CHARS}")
-        if theme.strip():
-            themes.append(" ".join(theme.split()))
+        # Themes are woven into prose: keep words, drop symbols that read as markup.
+        words = " ".join(_THEME_JUNK.sub(" ", theme).split())
+        if words:
+            themes.append(words)
     return tuple(themes)
 
 

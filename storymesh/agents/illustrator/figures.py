@@ -26,7 +26,7 @@ SKINS: tuple[RGB, ...] = ((255, 222, 190), (240, 196, 156), (205, 150, 108), (15
 HAIRS: tuple[RGB, ...] = ((110, 70, 40), (45, 35, 35), (235, 195, 95), (190, 85, 40))
 
 # Figure height relative to the scene's standard figure height: some kinds are bigger.
-SIZES: dict[str, float] = {"bear": 1.2, "dragon": 1.45, "robot": 1.1, "boy": 1.15,
+SIZES: dict[str, float] = {"bear": 1.2, "lion": 1.1, "penguin": 0.9, "dragon": 1.45, "robot": 1.1, "boy": 1.15,
                            "girl": 1.15, "mouse": 0.85, "bird": 0.55, "fish": 0.6,
                            "owl": 0.9, "rabbit": 0.95}
 FLYERS = ("bird",)
@@ -57,6 +57,8 @@ ANCHORS: dict[str, Anchors] = {
     "boy": Anchors(0.64, 0.17, 0.48, 0.64, 0.065, 0.055),
     "girl": Anchors(0.64, 0.17, 0.48, 0.64, 0.065, 0.055),
     "robot": Anchors(0.66, 0.16, 0.5, 0.68, 0.07, 0.08),
+    "lion": Anchors(0.6, 0.2, 0.42, 0.62, 0.08),
+    "penguin": Anchors(0.62, 0.2, 0.42, 0.66, 0.075, 0.08),
 }
 
 
@@ -171,6 +173,41 @@ def draw_cat(p: _Pose, f: Figure) -> None:
     p.poly([(-0.03, a.head_y - 0.05), (0.03, a.head_y - 0.05), (0, a.head_y - 0.085)], PINK)
     _smile(p, a.head_y - 0.09, 0.03)
     _cheeks(p, a)
+
+
+def draw_lion(p: _Pose, f: Figure) -> None:
+    a = ANCHORS["lion"]
+    mane = shade(f.body, 0.72)
+    p.stroke([(0.16, 0.08), (0.34, 0.08), (0.4, 0.22)], f.body, 0.04)
+    p.ell(0.41, 0.25, 0.04, 0.05, mane)
+    _feet(p, a, f.body)
+    _sitting_body(p, f)
+    for k in range(12):  # the mane: a ring of tufts around the face
+        t = k * math.tau / 12
+        p.ell(math.cos(t) * 0.2, a.head_y + math.sin(t) * 0.19, 0.09, 0.09, mane, line=False)
+    for side in (-1, 1):
+        p.ell(side * 0.14, a.head_y + 0.14, 0.05, 0.05, f.body)
+    p.ell(0, a.head_y, 0.19, 0.18, f.body)
+    p.ell(0, a.head_y - 0.08, 0.09, 0.065, mix(f.body, WHITE, 0.55))
+    _eyes(p, a)
+    p.poly([(-0.035, a.head_y - 0.045), (0.035, a.head_y - 0.045), (0, a.head_y - 0.085)],
+           (120, 70, 50))
+    _smile(p, a.head_y - 0.1, 0.035)
+
+
+def draw_penguin(p: _Pose, f: Figure) -> None:
+    a = ANCHORS["penguin"]
+    _feet(p, a, (245, 150, 40))
+    for side in (-1, 1):  # flippers
+        p.rot_ell(side * 0.2, 0.3, 0.05, 0.16, side * -20, f.body)
+    p.ell(0, 0.36, 0.2, 0.34, f.body)
+    p.ell(0, 0.3, 0.14, 0.25, WHITE, line=False)
+    for side in (-1, 1):  # the white face mask
+        p.ell(side * 0.07, a.eye_y - 0.01, 0.075, 0.07, WHITE, line=False)
+    _eyes(p, a, 0.03)
+    p.poly([(-0.04, a.eye_y - 0.06), (0.04, a.eye_y - 0.06), (0, a.eye_y - 0.13)],
+           (245, 150, 40))
+    _cheeks(p, a, 0.08)
 
 
 def draw_dog(p: _Pose, f: Figure) -> None:
@@ -293,7 +330,7 @@ def draw_bird(p: _Pose, f: Figure) -> None:
     """A bird in flight, side on."""
     p.poly([(-0.15, 0.0), (-0.34, 0.07), (-0.32, -0.06)], shade(f.body, 0.75))
     p.ell(0, 0.0, 0.19, 0.13, f.body)
-    p.ell(0.03, -0.04, 0.11, 0.07, (240, 110, 80) if f.kind == "bird" else WHITE, line=False)
+    p.ell(0.03, -0.04, 0.11, 0.07, mix(f.body, WHITE, 0.5), line=False)
     p.poly([(-0.08, 0.02), (-0.2, 0.3), (0.1, 0.05)], shade(f.body, 0.8))
     p.ell(0.16, 0.08, 0.1, 0.1, f.body)
     p.poly([(0.24, 0.1), (0.34, 0.07), (0.24, 0.04)], (245, 170, 40))
@@ -367,7 +404,7 @@ DRAW: dict[str, Callable[[_Pose, Figure], None]] = {
     "mouse": draw_mouse, "cat": draw_cat, "dog": draw_dog, "fox": draw_fox,
     "rabbit": draw_rabbit, "bear": draw_bear, "owl": draw_owl, "dragon": draw_dragon,
     "bird": draw_bird, "fish": draw_fish, "boy": draw_child, "girl": draw_child,
-    "robot": draw_robot,
+    "robot": draw_robot, "lion": draw_lion, "penguin": draw_penguin,
 }
 
 

@@ -74,14 +74,14 @@ def paint_sky(c: Canvas, scene: Scene, rng: random.Random, horizon: float) -> No
     # Below the horizon the sky colour carries on, so no ridge can leave a gap.
     c.rect(0, horizon - 1, c.w, c.h, stops[-1][1], glow=True, line=False)
     clear = scene.weather in ("clear", "sunny")
+    if "rainbow" in scene.props and not _night(scene):
+        props.rainbow(c, c.w * 0.5, horizon + c.h * 0.05, c.w * 0.42)
     if _night(scene):
         if clear or scene.weather == "fog":
             _stars(c, rng, horizon, 45 if clear else 12)
             _moon(c, c.w * 0.78, c.h * 0.17, c.u * 0.065, _sky_stops(scene)[0][1])
     elif clear:
         _sun(c, scene, horizon)
-    if "rainbow" in scene.props and not _night(scene):
-        props.rainbow(c, c.w * 0.5, horizon + c.h * 0.05, c.w * 0.42)
     if scene.weather in ("rain", "storm"):
         grey = (95, 100, 115) if scene.weather == "rain" else (60, 62, 75)
         for k in range(9):
@@ -99,9 +99,10 @@ def paint_sky(c: Canvas, scene: Scene, rng: random.Random, horizon: float) -> No
 
 def _sun(c: Canvas, scene: Scene, horizon: float) -> None:
     if scene.time == "sunset":
-        x, y, r, rgb = c.w * 0.7, horizon - c.h * 0.12, c.u * 0.1, (255, 150, 60)
+        x, y, r, rgb = c.w * 0.7, horizon - c.h * 0.12, c.u * 0.1, (240, 95, 60)
     elif scene.time == "morning":
-        x, y, r, rgb = c.w * 0.2, horizon - c.h * 0.16, c.u * 0.07, (255, 225, 120)
+        x, y, r, rgb = c.w * 0.2, min(horizon - c.h * 0.16, c.h * 0.2), c.u * 0.07, \
+            (255, 225, 120)
     else:
         x, y, r, rgb = c.w * 0.82, c.h * 0.15, c.u * 0.075, (255, 215, 70)
     c.halo(x, y, r * 2.2, rgb, alpha=40)

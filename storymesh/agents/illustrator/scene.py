@@ -128,7 +128,7 @@ WEATHERS: dict[str, tuple[str, ...]] = {
              "raindrops", "shower"),
     "snow": ("snow", "snowing", "snowfall", "snowflakes", "snowflake", "blizzard"),
     "fog": ("fog", "foggy", "mist", "haze"),  # not "misty": it names places too
-    "sunny": ("sunny", "sunshine", "sunlight", "bright"),
+    "sunny": ("sunny", "sunshine", "sunlight"),
 }
 PROPS: dict[str, tuple[str, ...]] = {
     "rainbow": ("rainbow",), "boat": ("boat", "ship", "sailboat", "raft", "sail", "sailing"),
@@ -191,10 +191,13 @@ def colour_of(tokens: Sequence[str], i: int) -> RGB | None:
     (the first), with a tone word before it ("pale pink", "dark brown")."""
     parts = [p for p in tokens[i].split("-") if p not in _COLOUR_FILLERS]
     named = [COLOURS[p] for p in parts if p in COLOURS]
-    if not named or len(named) < len(parts):
+    if not named or parts[-1] not in COLOURS:  # "sea-green" is green, "sea-horse" no colour
         return None
-    colour = named[0] if "-and-" in tokens[i] or len(named) == 1 else \
-        tuple(sum(c[k] for c in named) // len(named) for k in range(3))  # type: ignore[assignment]
+    colour = named[0]
+    if "-and-" not in tokens[i] and len(named) > 1:  # "red-brown": between the two
+        n = len(named)
+        colour = (sum(c[0] for c in named) // n, sum(c[1] for c in named) // n,
+                  sum(c[2] for c in named) // n)
     tone = TONES.get(tokens[i - 1]) if i > 0 else None
     if tone is None:
         return colour

@@ -1,0 +1,293 @@
+"""Sleep-based story agents with a set cost per step, for tests and benchmarks.
+
+`SleepyAuthor`, `SleepyIllustrator` and `SleepyPublisher` serve the same services and the
+same payload keys as the real agents (DESIGN.md section 4), but each step only sleeps for its
+configured cost and returns a small, valid answer: an outline and chapters with the keys the
+story pipeline reads, a tiny PNG, a few bytes per publication format. So a test or a benchmark
+can set how long every step takes and check how the story service schedules them.
+
+Each agent logs `start <op> <request id>` and `done <op> <request id>` at INFO, so a system
+test can see from a process's log what it was doing when it was killed.
+
+Two ways to run them:
+- in one process: `SleepyMesh(settings, costs, illustrators=2)`, a broker, the sleepy agents
+  and the story service in threads on an `inproc://` endpoint (like `LocalMesh`);
+- as a daemon: `python -m storymesh.agents.sleepy illustrator --broker EP --cost 1.0`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import logging
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import zmq
+
+from storymesh import catalog
+from storymesh.agents.base import Agent, AgentInfo, Final, Partial, Reply, Request
+from storymesh.agents.runtime import run_agent
+from storymesh.errors import FatalAgentError, StorymeshError
+from storymesh.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ROLES = ("author", "illustrator", "publisher")
+STORY_SERVICES = ("story.author", "story.illustrator", "story.publisher", "story.submit",
+                  "story.query", "story.watch")
+PNG_SIDE = 16  # pixels: tiny, but a real PNG every publisher can embed
+
+
+@dataclass(frozen=True, slots=True)
+class Costs:
+    """Seconds each step sleeps."""
+
+    outline: float = 0.2
+    chapter: float = 0.5
+    picture: float = 1.0
+    publish: float = 0.3
+
+    def critical_path(self, chapters: int) -> float:
+        """The fastest a story can be with enough illustrators: outline, every chapter
+        written in order, the last chapter's picture, publishing."""
+        return self.outline + chapters * self.chapter + self.picture + self.publish
+
+
+def _sleep(request: Request, seconds: float) -> None:
+    """Sleep, but stop early (with an error the runtime reports) if the request is cancelled."""
+    if seconds > 0 and request.cancel.wait(seconds):
+        raise FatalAgentError("cancelled", "the request was cancelled while it slept")
+
+
+def _int(payload: dict[str, Any], key: str, low: int, high: int) -> int:
+    value = payload.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise FatalAgentError("bad_request", f"'{key}' must be an integer in {low}..{high}")
+    return value
+
+
+def tiny_png(seed: int = 0) -> bytes:
+    """A PNG_SIDE x PNG_SIDE PNG whose colour depends on `seed`."""
+    from PIL import Image  # Pillow: a core dependency, imported only when a picture is made
+
+    colour = (seed * 67 % 256, seed * 131 % 256, seed * 29 % 256)
+    buffer = io.BytesIO()
+    Image.new("RGB", (PNG_SIDE, PNG_SIDE), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class _Sleepy(Agent):
+    def setup(self) -> AgentInfo:
+        return AgentInfo(backend="sleepy", extra={"costs": dataclasses.asdict(self.costs)})
+
+    def __init__(self, costs: Costs) -> None:
+        self.costs = costs
+
+    def _step(self, request: Request, op: str, seconds: float) -> None:
+        log.info("start %s %s", op, request.id)
+        _sleep(request, seconds)
+        log.info("done %s %s", op, request.id)
+
+
+class SleepyAuthor(_Sleepy):
+    """`story.author`: an outline of `chapters` chapters, then chapters, after set sleeps."""
+
+    service = "story.author"
+
+    def handle(self, request: Request) -> Iterator[Reply]:
+        payload = request.payload
+        op = payload.get("op")
+        if op == "outline":
+            chapters = _int(payload, "chapters", 1, catalog.MAX_CHAPTERS)
+            self._step(request, "outline", self.costs.outline)
+            yield Partial({"text": "An outline.\n"})
+            yield Final(self._outline(str(payload.get("plot", "")), chapters))
+        elif op == "chapter":
+            index = _int(payload, "index", 0, catalog.MAX_CHAPTERS)
+            self._step(request, f"chapter-{index}", self.costs.chapter)
+            yield Partial({"text": f"Chapter {index + 1}. "})
+            yield Final({"title": f"Chapter {index + 1}",
+                         "text": f"This is chapter {index + 1}. The mouse walked on.\n\n"
+                                 "And then the day was over.",
+                         "picture_prompt": f"a mouse in scene {index + 1}"})
+        else:
+            raise FatalAgentError("bad_request", f"unknown op {op!r}; choose outline or chapter")
+
+    @staticmethod
+    def _outline(plot: str, chapters: int) -> dict[str, Any]:
+        return {"title": "The Sleepy Mouse",
+                "characters": [{"name": "Mo", "look": "a small grey mouse"}],
+                "chapters": [{"title": f"Chapter {i + 1}", "plan": f"{plot[:40]} (part {i + 1})"}
+                             for i in range(chapters)],
+                "cover_prompt": "a small grey mouse on a hill"}
+
+
+class SleepyIllustrator(_Sleepy):
+    """`story.illustrator`: a tiny PNG after a set sleep."""
+
+    service = "story.illustrator"
+
+    def handle(self, request: Request) -> Iterator[Reply]:
+        payload = request.payload
+        if not isinstance(payload.get("prompt"), str):
+            raise FatalAgentError("bad_request", "'prompt' must be a string")
+        seed = payload.get("seed")
+        seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+        self._step(request, "picture", self.costs.picture)
+        yield Final({"width": PNG_SIDE, "height": PNG_SIDE, "seed": seed, "backend": "sleepy",
+                     "png": tiny_png(seed)})
+
+
+class SleepyPublisher(_Sleepy):
+    """`story.publisher`: a few bytes per requested format after a set sleep."""
+
+    service = "story.publisher"
+
+    def handle(self, request: Request) -> Iterator[Reply]:
+        payload = request.payload
+        formats = payload.get("formats") or list(catalog.FORMATS)
+        if not isinstance(formats, list) or any(f not in catalog.FORMATS for f in formats):
+            raise FatalAgentError("bad_request", f"'formats' must be a list of "
+                                                 f"{', '.join(catalog.FORMATS)}")
+        chapters = payload.get("chapters")
+        if not isinstance(chapters, list):
+            raise FatalAgentError("bad_request", "'chapters' must be a list")
+        self._step(request, "publish", self.costs.publish)
+        title = str(payload.get("title", ""))
+        yield Final({"publications": {fmt: f"{fmt}: {title}, {len(chapters)} chapters".encode()
+                                      for fmt in formats}})
+
+
+def build_sleepy(role: str, costs: Costs) -> Agent:
+    """The sleepy agent for `role` (author, illustrator or publisher)."""
+    kinds: dict[str, type[_Sleepy]] = {"author": SleepyAuthor, "illustrator": SleepyIllustrator,
+                                        "publisher": SleepyPublisher}
+    if role not in kinds:
+        raise StorymeshError(f"unknown sleepy role {role!r}; choose one of {', '.join(ROLES)}")
+    return kinds[role](costs)
+
+
+class SleepyMesh:
+    """Broker, sleepy agents and the story service in threads of this process (inproc).
+
+    `with SleepyMesh(settings, Costs(...), illustrators=2) as mesh:` then talk to
+    `mesh.endpoint` with `mesh.context`; `mesh.journal_path` is the story journal.
+    """
+
+    def __init__(self, settings: Settings, costs: Costs, *, illustrators: int = 1,
+                 journal: str | Path | None = None, start_timeout: float = 30.0) -> None:
+        self.context: zmq.Context[Any] = zmq.Context()
+        self.endpoint = f"inproc://storymesh-sleepy-{uuid.uuid4().hex[:8]}"
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if journal is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="storymesh-sleepy-")
+            journal = Path(self._tmp.name) / "journal.db"
+        self.journal_path = Path(journal)
+        self.settings = dataclasses.replace(settings, bind=self.endpoint, broker=self.endpoint,
+                                            journal=str(journal))
+        self.costs = costs
+        self.roles = ["author", *["illustrator"] * illustrators, "publisher"]
+        self.start_timeout = start_timeout
+        self.stop_event = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._broker: Any = None
+
+    def start(self) -> Self:
+        from storymesh.broker.server import BrokerServer
+        from storymesh.story.service import run_story_service
+
+        self._broker = BrokerServer(self.settings, context=self.context)
+        self._broker.start()
+        for i, role in enumerate(self.roles):
+            self._spawn(f"sleepy-{role}-{i}", run_agent, build_sleepy(role, self.costs),
+                        self.settings, stop=self.stop_event, context=self.context)
+        self._spawn("sleepy-story", run_story_service, self.settings, self.stop_event,
+                    context=self.context)
+        self._wait_ready()
+        return self
+
+    def _spawn(self, name: str, target: Any, *args: Any, **kwargs: Any) -> None:
+        def body() -> None:
+            try:
+                target(*args, **kwargs)
+            except Exception:
+                log.exception("%s stopped with an error", name)
+        thread = threading.Thread(target=body, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _wait_ready(self) -> None:
+        from storymesh.client import Client
+
+        deadline = time.monotonic() + self.start_timeout
+        with Client(self.endpoint, settings=self.settings, context=self.context,
+                    timeout=1.0, retries=1) as client:
+            missing: Sequence[str] = STORY_SERVICES
+            while missing:
+                missing = [s for s in missing if not client.service_available(s)]
+                if missing and time.monotonic() > deadline:
+                    self.close()
+                    raise StorymeshError(f"sleepy mesh did not start: no worker for "
+                                         f"{', '.join(missing)}")
+                if missing:
+                    time.sleep(0.02)
+
+    def close(self) -> None:
+        self.stop_event.set()
+        for thread in self._threads:
+            thread.join(10)
+        if self._broker is not None:
+            self._broker.stop()
+            self._broker = None
+        if not self.context.closed:
+            self.context.term()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m storymesh.agents.sleepy ROLE --broker EP --cost S`: one sleepy daemon."""
+    from storymesh import settings as settings_mod
+    from storymesh.lifecycle import install_signal_handlers
+    from storymesh.logs import setup_logging
+
+    parser = argparse.ArgumentParser(prog="python -m storymesh.agents.sleepy",
+                                     description="Run a sleep-based story agent.")
+    parser.add_argument("role", choices=ROLES)
+    parser.add_argument("--broker", help="broker endpoint to connect to")
+    parser.add_argument("--config", help="TOML settings file")
+    parser.add_argument("--cost", type=float, default=None,
+                        help="seconds per step (all ops of this role)")
+    parser.add_argument("--log-level", default=None)
+    args = parser.parse_args(argv)
+    settings = settings_mod.load(args.config, flags={"broker": args.broker,
+                                                     "log_level": args.log_level})
+    setup_logging(settings.log_level, settings.log_format)
+    costs = Costs()
+    if args.cost is not None:
+        costs = Costs(outline=args.cost, chapter=args.cost, picture=args.cost,
+                      publish=args.cost)
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    return run_agent(build_sleepy(args.role, costs), settings, stop=stop)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Operations: the live monitor, Prometheus metrics and systemd readiness/watchdog notices."""
