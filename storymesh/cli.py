@@ -156,6 +156,24 @@ def health(
 
 
 @app.command()
+def monitor(
+    broker: BrokerOpt = None,
+    refresh: Annotated[float, typer.Option(help="seconds between refreshes")] = 0.25,
+    once: Annotated[bool, typer.Option("--once", help="print one snapshot and exit (2 if the broker is down)")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="with --once: print JSON")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Live view of the broker, services, workers and stories in progress."""
+    from storymesh.ops.monitor import run_monitor
+
+    if refresh <= 0:
+        typer.echo("storymesh: --refresh must be > 0", err=True)
+        raise typer.Exit(schema.EXIT_USAGE)
+    settings = _settings(config, broker=broker, log_level="error")
+    raise typer.Exit(run_monitor(settings, refresh=refresh, once=once or as_json, as_json=as_json))
+
+
+@app.command()
 def demo(
     count: Annotated[int, typer.Option(help="requests to send through the mesh")] = 20,
     config: ConfigOpt = None,
@@ -247,6 +265,24 @@ def cancel(corr: StoryId, broker: BrokerOpt = None, config: ConfigOpt = None) ->
     """Cancel a story that is still running."""
     from storymesh.story.console import cancel_story
     raise typer.Exit(cancel_story(_settings(config, broker=broker, log_level="warning"), corr))
+
+
+@app.command()
+def up(
+    bind: BindOpt = None,
+    authors: Annotated[int, typer.Option(min=1, help="author instances")] = 1,
+    illustrators: Annotated[int, typer.Option(min=1, help="illustrator instances")] = 1,
+    config: ConfigOpt = None, log_level: LogLevelOpt = None, log_format: LogFormatOpt = None,
+) -> None:
+    """Start a broker and the story agents on this machine, supervise them; Ctrl-C stops all."""
+    from storymesh.supervisor import run_up
+
+    settings = _settings(config, bind=bind, log_level=log_level, log_format=log_format)
+    try:
+        code = run_up(settings, authors=authors, illustrators=illustrators, config=config)
+    except StorymeshError as exc:
+        raise _fail(exc, schema.EXIT_USAGE) from None
+    raise typer.Exit(code)
 
 
 @config_app.command("show")

@@ -1,0 +1,297 @@
+"""`storymesh monitor`: a live view of the broker, its services, its workers and the stories
+in progress, and `--once` / `--json` snapshots for scripts.
+
+Three layers, so the view is testable without a terminal:
+- `Poller` talks to the broker (`mmi.storymesh.snapshot`) and, when a story service is
+  registered, to `story.query` (`list`, then `status` of each story in progress). A broker
+  that does not answer is not an error: the poll says it is down, and the next poll tries
+  again on a fresh socket, so the monitor rides out broker restarts.
+- `Observation` is what one poll saw (pure data), and `rates()` turns two of them into
+  messages per second.
+- `render(observation)` is a pure function from that data to a rich renderable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from storymesh import schema
+from storymesh.client import Client
+from storymesh.errors import RequestFailed, RequestTimeout, StorymeshError
+from storymesh.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STORY_QUERY = "story.query"
+IN_PROGRESS = ("accepted", "running")
+STORY_LIMIT = 50        # stories listed per poll; the view shows those in progress
+STORY_DETAILS = 10      # stories whose current step is asked for, per poll
+STORY_EVERY = 1.0       # seconds between story polls (the snapshot is polled faster)
+MESSAGE_COUNTERS = ("requests", "replies", "partials")
+
+
+@dataclass
+class Observation:
+    """One poll: the broker snapshot (None while down) and the stories in progress."""
+
+    broker: str
+    at: float                                   # wall clock of the poll
+    snapshot: dict[str, Any] | None = None
+    error: str | None = None                    # why the snapshot is missing
+    down_since: float | None = None             # wall clock of the first failed poll
+    stories: list[dict[str, Any]] | None = None  # None: no story service registered
+    messages_per_s: float | None = None
+
+    @property
+    def up(self) -> bool:
+        return self.snapshot is not None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"broker": self.broker, "up": self.up, "at": self.at, "error": self.error,
+                "messages_per_s": self.messages_per_s, "snapshot": self.snapshot,
+                "stories": self.stories}
+
+
+def rates(previous: Observation | None, current: Observation) -> float | None:
+    """Messages per second between two polls of the same broker run (None if unknown)."""
+    if previous is None or previous.snapshot is None or current.snapshot is None:
+        return None
+    elapsed = current.snapshot["uptime"] - previous.snapshot["uptime"]
+    if elapsed <= 0:  # the broker restarted between the polls: its counters started again
+        return None
+    count = sum(current.snapshot["counters"].get(k, 0) - previous.snapshot["counters"].get(k, 0)
+                for k in MESSAGE_COUNTERS)
+    return max(0.0, count / elapsed)
+
+
+def current_step(steps: dict[str, Any] | None, status: str) -> str:
+    """A story's step in words, from `story.query` op `status` progress counts."""
+    if not steps:
+        return status
+    chapters = int(steps.get("chapters") or 0)
+    written = int(steps.get("chapters_written") or 0)
+    pictures = int(steps.get("pictures_painted") or 0)
+    if not steps.get("outline"):
+        return "outline"
+    parts = []
+    if written < chapters:
+        parts.append(f"chapter {written + 1}/{chapters}")
+    if pictures < chapters + 1:
+        parts.append(f"pictures {pictures}/{chapters + 1}")
+    return ", ".join(parts) if parts else "publishing"
+
+
+# --- rendering ------------------------------------------------------------------------
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _broker_panel(obs: Observation) -> Panel:
+    if obs.snapshot is None:
+        since = f" for {_age(obs.at - obs.down_since)}" if obs.down_since else ""
+        text = Text.assemble(("DOWN", "bold red"), f"  broker {obs.broker}{since}: ",
+                             (obs.error or "no answer", "red"))
+        return Panel(text, title="broker", border_style="red")
+    snap = obs.snapshot
+    c = snap.get("counters", {})
+    rate = "-" if obs.messages_per_s is None else f"{obs.messages_per_s:.1f}"
+    errors = sum(c.get(k, 0) for k in ("busy", "expired", "worker_lost", "no_such_service",
+                                        "too_large", "bad_request", "shutting_down"))
+    text = Text.assemble(
+        ("UP", "bold green"), f"  broker {obs.broker}  pid {snap.get('pid', '?')}  "
+        f"uptime {_age(snap.get('uptime'))}\n",
+        f"requests {c.get('requests', 0)}  replies {c.get('replies', 0)}  "
+        f"partials {c.get('partials', 0)}  messages/s {rate}  errors {errors}  "
+        f"re-dispatched {c.get('redispatched', 0)}  workers expired "
+        f"{c.get('workers_expired', 0)}  malformed {c.get('malformed', 0)}")
+    return Panel(text, title="broker", border_style="green")
+
+
+def _services_table(snap: dict[str, Any]) -> Table:
+    table = Table("service", "workers", "idle", "busy", "queue", "served", "failed",
+                  "mean time", title="services", expand=True)
+    for name, s in sorted(snap.get("services", {}).items()):
+        mean = s.get("mean_service_time")
+        style = "red" if s.get("workers", 0) == 0 else None
+        table.add_row(name, str(s.get("workers", 0)), str(s.get("idle", 0)),
+                      str(s.get("busy", 0)), str(s.get("queue", 0)), str(s.get("served", 0)),
+                      str(s.get("failed", 0)), "-" if mean is None else f"{mean:.3f}s",
+                      style=style)
+    return table
+
+
+def _loaded(meta: dict[str, Any]) -> str:
+    parts = [str(meta[k]) for k in ("backend", "model", "device", "dtype") if meta.get(k)]
+    return " ".join(parts) or "-"
+
+
+def _workers_table(snap: dict[str, Any]) -> Table:
+    table = Table(title="workers", expand=True)
+    for name in ("service", "worker", "state", "heartbeat", "served"):
+        table.add_column(name, no_wrap=True)  # short values that must stay readable
+    for name in ("request", "story", "host", "loaded"):
+        table.add_column(name, overflow="fold")
+    for w in sorted(snap.get("workers", []), key=lambda w: (w["service"], w["id"])):
+        meta = w.get("meta") or {}
+        req = w.get("request") or {}
+        host = f"{meta.get('host', '?')}:{meta.get('pid', '?')}" if meta else "-"
+        state_style = "yellow" if w.get("state") == "busy" else "green"
+        table.add_row(w["service"], w["id"], Text(str(w.get("state")), style=state_style),
+                      _age(w.get("heartbeat_age")), str(w.get("served", 0)),
+                      f"{req.get('id') or '?'} ({_age(req.get('age'))})" if req else "-",
+                      req.get("corr") or "-", host, _loaded(meta))
+    return table
+
+
+def _stories_table(stories: list[dict[str, Any]]) -> Table:
+    table = Table("story", "status", "step", "title", "updated", title="stories in progress",
+                  expand=True)
+    for s in stories:
+        table.add_row(s.get("corr", "?"), s.get("status", "?"), s.get("step", "?"),
+                      s.get("title") or s.get("plot") or "-",
+                      time.strftime("%H:%M:%S", time.localtime(s["updated"]))
+                      if s.get("updated") else "-")
+    return table
+
+
+def render(obs: Observation, *, live: bool = False) -> RenderableType:
+    """The whole view of one observation (pure: data in, renderable out)."""
+    parts: list[RenderableType] = [_broker_panel(obs)]
+    if obs.snapshot is not None:
+        parts += [_services_table(obs.snapshot), _workers_table(obs.snapshot)]
+        if obs.stories is not None:
+            parts.append(_stories_table(obs.stories))
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(obs.at))
+    hint = "  (Ctrl-C to quit)" if live else ""
+    parts.append(Text(f"storymesh monitor  {stamp}{hint}", style="dim"))
+    return Group(*parts)
+
+
+# --- polling --------------------------------------------------------------------------
+
+class Poller:
+    """Polls one broker; survives it going away and coming back."""
+
+    def __init__(self, settings: Settings, *, timeout: float = 1.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.timeout = timeout
+        self.clock = clock
+        self._client: Client | None = None
+        self._last: Observation | None = None
+        self._down_since: float | None = None
+        self._stories: list[dict[str, Any]] | None = None
+        self._stories_at = float("-inf")
+
+    def poll(self) -> Observation:
+        now = self.clock()
+        obs = Observation(self.settings.broker, now)
+        try:
+            obs.snapshot = self._call_snapshot()
+        except (RequestTimeout, RequestFailed, StorymeshError) as exc:
+            self._reset()  # a fresh socket next time: nothing stale is left queued on it
+            obs.error = str(exc) or type(exc).__name__
+        if obs.snapshot is None:
+            self._down_since = self._down_since or now
+            obs.down_since = self._down_since
+            self._stories = None
+        else:
+            self._down_since = None
+            obs.stories = self._poll_stories(obs.snapshot, now)
+        obs.messages_per_s = rates(self._last, obs)
+        if obs.snapshot is not None:
+            self._last = obs
+        return obs
+
+    def _client_(self) -> Client:
+        if self._client is None:
+            self._client = Client(self.settings.broker, settings=self.settings,
+                                  timeout=self.timeout, retries=1)
+        return self._client
+
+    def _call_snapshot(self) -> dict[str, Any]:
+        return self._client_().snapshot()
+
+    def _poll_stories(self, snap: dict[str, Any], now: float) -> list[dict[str, Any]] | None:
+        if snap.get("services", {}).get(STORY_QUERY, {}).get("workers", 0) == 0:
+            self._stories = None
+            return None
+        if now - self._stories_at < STORY_EVERY and self._stories is not None:
+            return self._stories
+        self._stories_at = now
+        try:
+            self._stories = self._fetch_stories()
+        except (RequestTimeout, RequestFailed) as exc:
+            log.debug("story.query failed: %s", exc)
+            self._reset()
+        return self._stories
+
+    def _fetch_stories(self) -> list[dict[str, Any]]:
+        client = self._client_()
+        listed = client.call(STORY_QUERY, {"op": "list", "limit": STORY_LIMIT}).payload
+        running = [s for s in listed.get("stories", []) if s.get("status") in IN_PROGRESS]
+        for story in running[:STORY_DETAILS]:
+            try:
+                status = client.call(STORY_QUERY, {"op": "status", "corr": story["corr"]}).payload
+            except RequestFailed:
+                continue  # finished or pruned in between: the next poll will not list it
+            story["status"] = status.get("status", story.get("status"))
+            story["step"] = current_step(status.get("steps"), story["status"])
+        return running
+
+    def _reset(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def close(self) -> None:
+        self._reset()
+
+
+def run_monitor(settings: Settings, *, refresh: float = 0.25, once: bool = False,
+                as_json: bool = False, console: Console | None = None,
+                stop: threading.Event | None = None) -> int:
+    """The `storymesh monitor` command; returns its exit code.
+
+    `once` prints one snapshot (JSON with `as_json`) and exits 0 when the broker answered,
+    2 when it is down; otherwise the live view runs until Ctrl-C (or `stop`).
+    """
+    console = console or Console()
+    stop = stop or threading.Event()
+    poller = Poller(settings, timeout=max(0.5, min(2.0, refresh * 4)))
+    try:
+        if once:
+            obs = poller.poll()
+            if as_json:
+                console.print_json(json.dumps(obs.as_json(), default=str))
+            else:
+                console.print(render(obs))
+            return schema.EXIT_OK if obs.up else schema.EXIT_DOWN
+        with Live(render(poller.poll(), live=True), console=console, refresh_per_second=max(1, int(1 / refresh)),
+                  screen=False) as live:
+            while not stop.wait(refresh):
+                live.update(render(poller.poll(), live=True))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        poller.close()
+    return schema.EXIT_OK
