@@ -6,14 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv bench clean
+.PHONY: run test venv bench clean sysdeps
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	# torch first, pinned: the CPU build; an open range would pull a multi-GB CUDA build.
 	$(BIN)/pip install "torch==2.13.0"
-	$(BIN)/pip install -e ".[ml,test,dev]"
+	$(BIN)/pip install -e ".[ml,test,dev,deploy-test,bench]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -22,7 +22,15 @@ PLOT ?= A brave mouse goes on an adventure to find the lost moon
 run: $(STAMP)
 	$(BIN)/python -m storymesh story --local --plot "$(PLOT)" --themes courage friendship --age 4-7 --length short --out out
 
-test: $(STAMP)
+# Debian tools some tests use: systemd-analyze (unit files), pdfimages/pdftoppm (PDF checks).
+sysdeps:
+	@if ! command -v systemd-analyze >/dev/null || ! command -v pdfimages >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd poppler-utils; \
+	  else echo "install the Debian packages systemd and poppler-utils for the full test suite"; fi; \
+	fi
+
+test: $(STAMP) sysdeps
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -30,6 +30,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import zmq
 
@@ -76,8 +77,8 @@ class ClientFraming:
     final_index: int | None     # where the reply's command byte sits (None: every reply is final)
     final: bytes | None
 
-    def request(self, service: bytes, body: Sequence[object]) -> list[object]:
-        head: list[object] = [*self.prefix, service] if self.with_service else [*self.prefix]
+    def request(self, service: bytes, body: Sequence[Any]) -> list[Any]:
+        head: list[Any] = [*self.prefix, service] if self.with_service else [*self.prefix]
         return [*head, *body]
 
     def is_final(self, frames: Sequence[zmq.Frame]) -> bool:
@@ -162,7 +163,7 @@ def run_echo(framing: Framing, endpoint: str, service: bytes, max_seconds: float
                     continue
                 cmd = frames[ci].bytes
                 if cmd == framing.request:
-                    reply: list[object] = list(frames)
+                    reply: list[Any] = list(frames)
                     reply[ci] = framing.final
                     sock.send_multipart(reply, copy=False)
                     last_sent = now  # a reply is a sign of life: no heartbeat needed
@@ -272,9 +273,9 @@ def run_majortomo(bind: str) -> int:
     logging.basicConfig(level=logging.WARNING)
     raise_fd_limit()
     broker = Broker(bind=bind)
-    signal.signal(signal.SIGTERM, lambda *_: broker.stop())
+    signal.signal(signal.SIGTERM, lambda *_: broker.stop())  # type: ignore[no-untyped-call]
     print("ready", flush=True)
-    broker.run()
+    broker.run()  # type: ignore[no-untyped-call]
     return 0
 
 

@@ -6,7 +6,8 @@ cost (default: outline 0.2 s, chapter 0.5 s, picture 1.0 s, publish 0.3 s). For 
 illustrators it prints:
 
 - wall: from `story.submit` to the watcher's FINAL;
-- busy: the sum of all step times (outline, chapters, cover, pictures, publishing);
+- sum of steps: the agents' work, every step's set cost (outline, chapters, cover,
+  pictures, publishing), counted from the journal;
 - bound: the best any schedule could do with that many illustrators (the author writes the
   chapters in order; each picture needs its chapter and a free illustrator; publishing needs
   every picture);
@@ -44,10 +45,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from storymesh import settings as settings_mod  # noqa: E402
-from storymesh.agents.sleepy import Costs, SleepyMesh  # noqa: E402
-from storymesh.story.api import StoryClient  # noqa: E402
-from storymesh.story.journal import Journal, StepKind  # noqa: E402
+from storymesh import settings as settings_mod
+from storymesh.agents.sleepy import Costs, SleepyMesh
+from storymesh.story.api import StoryClient
+from storymesh.story.journal import Journal, StepKind
 
 TARGET = 1.10  # wall within 10% of the optimum
 
@@ -58,7 +59,7 @@ class Run:
 
     illustrators: int
     wall: float
-    busy: float
+    work: float
     bound: float
     optimum: float
     overhead: dict[str, float]
@@ -102,13 +103,14 @@ def measure(costs: Costs, chapters: int, illustrators: int) -> Run:
             if outcome.get("status") != "complete":
                 raise SystemExit(f"story ended {outcome.get('status')}: {outcome.get('error')}")
             with Journal(journal_path) as journal:
-                busy, overhead = _step_times(journal, corr, costs)
-    return Run(illustrators, wall, busy, schedule_bound(costs, chapters, illustrators),
+                work, overhead = _step_times(journal, corr, costs)
+    return Run(illustrators, wall, work, schedule_bound(costs, chapters, illustrators),
                costs.critical_path(chapters), overhead)
 
 
 def _step_times(journal: Journal, corr: str, costs: Costs) -> tuple[float, dict[str, float]]:
-    """The sum of step durations, and where time went beyond the set costs."""
+    """The agents' work (the set cost of every journalled step), and the mesh's overhead:
+    how much longer than its set cost a step took from the orchestrator's side."""
     steps = [s for s in journal.steps(corr, with_blobs=False) if s.finished is not None]
     durations = {(s.kind, s.index): s.finished - s.started for s in steps}  # type: ignore[operator]
     times = {h.message_type: h.time for h in journal.history(corr)}
@@ -118,7 +120,10 @@ def _step_times(journal: Journal, corr: str, costs: Costs) -> tuple[float, dict[
     # round trip: orchestrator -> broker -> author -> broker -> orchestrator -> journal.
     overhead = {"chapter_round_trip": statistics.median(chapters) - costs.chapter,
                 "publish_round_trip": publish - costs.publish}
-    return sum(durations.values()) + publish, overhead
+    work = (costs.outline + len(chapters) * costs.chapter
+            + sum(1 for kind, _ in durations if kind in (StepKind.PICTURE, StepKind.COVER))
+            * costs.picture + costs.publish)
+    return work, overhead
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,24 +154,31 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _table(costs: Costs, chapters: int, best: dict[int, Run], median: dict[int, float]) -> int:
-    table = Table("illustrators", "wall (median)", "wall (best)", "busy (sum of steps)",
-                  "bound", "optimum", "median / optimum", "median / bound",
-                  "chapter round trip", "verdict",
-                  title=f"story pipeline: {chapters} chapters, outline {costs.outline:g} s, "
+    table = Table("illustrators", "wall", "best", "sum of steps", "bound", "optimum", "wall / optimum",
+                  "wall / bound", "verdict",
+                  title=f"story pipeline: {chapters} chapters; outline {costs.outline:g} s, "
                         f"chapter {costs.chapter:g} s, picture {costs.picture:g} s, "
                         f"publish {costs.publish:g} s")
     missed = False
     for n, run in best.items():
         wall = median[n]
+        # One illustrator cannot reach the optimum: judge it against its own bound.
         reference = run.optimum if run.bound <= run.optimum * 1.001 else run.bound
         ok = wall <= reference * TARGET
         missed |= not ok
-        table.add_row(str(n), f"{wall:.2f} s", f"{run.wall:.2f} s", f"{run.busy:.2f} s",
-                      f"{run.bound:.2f} s", f"{run.optimum:.2f} s", f"{wall / run.optimum:.3f}",
+        table.add_row(str(n), f"{wall:.2f} s", f"{run.wall:.2f} s", f"{run.work:.2f} s", f"{run.bound:.2f} s",
+                      f"{run.optimum:.2f} s", f"{wall / run.optimum:.3f}",
                       f"{wall / run.bound:.3f}",
-                      f"+{run.overhead['chapter_round_trip'] * 1000:.0f} ms",
                       "[green]PASS[/green]" if ok else "[red]MISS[/red]")
-    Console().print(table)
+    console = Console(width=max(100, Console().width))
+    console.print(table)
+    trips = [r.overhead["chapter_round_trip"] for r in best.values()]
+    pubs = [r.overhead["publish_round_trip"] for r in best.values()]
+    console.print(f"wall: median of the repeats (best: the fastest), from submit to the "
+                  f"watcher's FINAL. sum of steps: "
+                  f"the agents' work. mesh overhead per step (journal, beyond the set cost): "
+                  f"chapter +{statistics.median(trips) * 1000:.0f} ms, "
+                  f"publishing +{statistics.median(pubs) * 1000:.0f} ms.")
     return 1 if missed else 0
 
 

@@ -78,7 +78,8 @@ def broker(
 
 @app.command()
 def agent(
-    name: Annotated[str, typer.Argument(help="echo | author | illustrator | publisher | story")],
+    name: Annotated[str, typer.Argument(help="echo | author | illustrator | publisher | story; "
+                                            "a suffix after '-' names the instance (illustrator-gpu1)")],
     broker: BrokerOpt = None,
     slots: Annotated[Optional[int], typer.Option(help="worker connections around one loaded model")] = None,
     backend: Annotated[Optional[str], typer.Option(help="embedded | transformers | diffusers")] = None,
@@ -94,6 +95,7 @@ def agent(
     """Run an agent daemon that serves one service."""
     from storymesh.agents.registry import FACTORIES
 
+    name = name.partition("-")[0]  # systemd's storymesh-agent@illustrator-gpu1 runs the illustrator
     if name not in (*FACTORIES, "story"):
         typer.echo(f"storymesh: unknown agent {name!r}; choose one of "
                    f"{', '.join(FACTORIES)}, story", err=True)
@@ -149,6 +151,9 @@ def health(
     """Exit 0 when healthy, 1 when degraded (a service without workers), 2 when down."""
     from storymesh.tools import check_health
 
+    if timeout <= 0:
+        typer.echo("storymesh: --timeout must be > 0", err=True)
+        raise typer.Exit(schema.EXIT_USAGE)
     settings = _settings(config, broker=broker, log_level="error")
     code, reason = check_health(settings, service or [], timeout)
     typer.echo(reason)

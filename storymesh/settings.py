@@ -72,6 +72,12 @@ class AgentSettings:
     dtype: str = field(default="auto", metadata=_meta(_choice("auto", "float32", "float16", "bfloat16")))
     slots: int = field(default=1, metadata=_meta(_at_least_one, "worker connections around one model"))
     torch_threads: int = field(default=1, metadata=_meta(_at_least_one, "torch CPU threads"))
+    max_new_tokens: int = field(default=512, metadata=_meta(_at_least_one, "author: tokens per generation"))
+    temperature: float = field(default=0.8, metadata=_meta(doc="author: sampling temperature (0 = greedy)"))
+    top_p: float = field(default=0.95, metadata=_meta(_positive, "author: nucleus sampling"))
+    steps: int = field(default=25, metadata=_meta(_at_least_one, "illustrator: diffusion steps"))
+    guidance: float = field(default=7.5, metadata=_meta(doc="illustrator: classifier-free guidance"))
+    safety_checker: bool = field(default=True, metadata=_meta(doc="illustrator: keep the model's safety checker on"))
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from storymesh import schema
 from storymesh.errors import ConfigError
@@ -133,7 +132,7 @@ class CrashHistory:
         count = len(self.exits)
         if count >= self.policy.limit:
             return None
-        return min(self.policy.cap, self.policy.initial * 2 ** (count - 1))
+        return min(self.policy.cap, self.policy.initial * 2.0 ** (count - 1))
 
 
 # --- the supervisor ----------------------------------------------------------------------

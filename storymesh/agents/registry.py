@@ -21,14 +21,17 @@ def _author(settings: Settings) -> Agent:
     from storymesh.agents.author import AuthorAgent
     a = settings.author
     return AuthorAgent(backend=a.backend, model=a.model or None, device=a.device, dtype=a.dtype,
-                       torch_threads=a.torch_threads)
+                       torch_threads=a.torch_threads, max_new_tokens=a.max_new_tokens,
+                       temperature=a.temperature, top_p=a.top_p)
 
 
 def _illustrator(settings: Settings) -> Agent:
     from storymesh.agents.illustrator import IllustratorAgent
     a = settings.illustrator
     return IllustratorAgent(backend=a.backend, model=a.model or None, device=a.device,
-                            dtype=a.dtype, torch_threads=a.torch_threads)
+                            dtype=a.dtype, torch_threads=a.torch_threads, steps=a.steps,
+                            guidance=a.guidance, width=settings.picture_size,
+                            height=settings.picture_size, safety_checker=a.safety_checker)
 
 
 def _publisher(settings: Settings) -> Agent:

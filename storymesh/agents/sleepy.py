@@ -86,11 +86,11 @@ def tiny_png(seed: int = 0) -> bytes:
 
 
 class _Sleepy(Agent):
-    def setup(self) -> AgentInfo:
-        return AgentInfo(backend="sleepy", extra={"costs": dataclasses.asdict(self.costs)})
-
     def __init__(self, costs: Costs) -> None:
         self.costs = costs
+
+    def setup(self) -> AgentInfo:
+        return AgentInfo(backend="sleepy", extra={"costs": dataclasses.asdict(self.costs)})
 
     def _step(self, request: Request, op: str, seconds: float) -> None:
         log.info("start %s %s", op, request.id)
@@ -135,6 +135,10 @@ class SleepyIllustrator(_Sleepy):
     """`story.illustrator`: a tiny PNG after a set sleep."""
 
     service = "story.illustrator"
+
+    def setup(self) -> AgentInfo:
+        tiny_png()  # import Pillow now: a first picture must cost its sleep, not an import
+        return super().setup()
 
     def handle(self, request: Request) -> Iterator[Reply]:
         payload = request.payload
@@ -290,4 +294,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run the imported module's main, so loggers and classes carry their package names.
+    from storymesh.agents.sleepy import main as _main
+    raise SystemExit(_main())

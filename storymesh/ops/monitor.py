@@ -68,11 +68,11 @@ def rates(previous: Observation | None, current: Observation) -> float | None:
     """Messages per second between two polls of the same broker run (None if unknown)."""
     if previous is None or previous.snapshot is None or current.snapshot is None:
         return None
-    elapsed = current.snapshot["uptime"] - previous.snapshot["uptime"]
+    elapsed = float(current.snapshot["uptime"]) - float(previous.snapshot["uptime"])
     if elapsed <= 0:  # the broker restarted between the polls: its counters started again
         return None
-    count = sum(current.snapshot["counters"].get(k, 0) - previous.snapshot["counters"].get(k, 0)
-                for k in MESSAGE_COUNTERS)
+    count = sum(int(current.snapshot["counters"].get(k, 0))
+                - int(previous.snapshot["counters"].get(k, 0)) for k in MESSAGE_COUNTERS)
     return max(0.0, count / elapsed)
 
 
@@ -207,8 +207,11 @@ class Poller:
         obs = Observation(self.settings.broker, now)
         try:
             obs.snapshot = self._call_snapshot()
-        except (RequestTimeout, RequestFailed, StorymeshError) as exc:
+        except RequestTimeout:
             self._reset()  # a fresh socket next time: nothing stale is left queued on it
+            obs.error = f"no answer within {self.timeout:g} s"
+        except (RequestFailed, StorymeshError) as exc:
+            self._reset()
             obs.error = str(exc) or type(exc).__name__
         if obs.snapshot is None:
             self._down_since = self._down_since or now
@@ -222,14 +225,14 @@ class Poller:
             self._last = obs
         return obs
 
-    def _client_(self) -> Client:
+    def _connect(self) -> Client:
         if self._client is None:
             self._client = Client(self.settings.broker, settings=self.settings,
                                   timeout=self.timeout, retries=1)
         return self._client
 
     def _call_snapshot(self) -> dict[str, Any]:
-        return self._client_().snapshot()
+        return self._connect().snapshot()
 
     def _poll_stories(self, snap: dict[str, Any], now: float) -> list[dict[str, Any]] | None:
         if snap.get("services", {}).get(STORY_QUERY, {}).get("workers", 0) == 0:
@@ -246,7 +249,7 @@ class Poller:
         return self._stories
 
     def _fetch_stories(self) -> list[dict[str, Any]]:
-        client = self._client_()
+        client = self._connect()
         listed = client.call(STORY_QUERY, {"op": "list", "limit": STORY_LIMIT}).payload
         running = [s for s in listed.get("stories", []) if s.get("status") in IN_PROGRESS]
         for story in running[:STORY_DETAILS]:
@@ -286,7 +289,8 @@ def run_monitor(settings: Settings, *, refresh: float = 0.25, once: bool = False
             else:
                 console.print(render(obs))
             return schema.EXIT_OK if obs.up else schema.EXIT_DOWN
-        with Live(render(poller.poll(), live=True), console=console, refresh_per_second=max(1, int(1 / refresh)),
+        rate = max(1, int(1 / refresh))
+        with Live(render(poller.poll(), live=True), console=console, refresh_per_second=rate,
                   screen=False) as live:
             while not stop.wait(refresh):
                 live.update(render(poller.poll(), live=True))

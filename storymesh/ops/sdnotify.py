@@ -54,9 +54,12 @@ class Notifier:
             try:
                 if self._sock is None:
                     self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                    # a reader that stopped reading must never stall the daemon's loop
+                    self._sock.setblocking(False)
                 self._sock.sendto(data, self.address)
             except OSError as exc:
-                # systemd went away or the path is wrong: worth a line, never worth a crash
+                # systemd went away, its queue is full or the path is wrong: worth a debug
+                # line, never a crash or a stall
                 log.debug("sd_notify %r failed: %s", lines, exc)
                 return False
         return True

@@ -209,7 +209,8 @@ class Peers:
         return raw
 
     def client_socket(self, dialect: str) -> zmq.Socket[Any]:
-        sock = self.context.socket(zmq.REQ if dialect == "0.1-req" else zmq.DEALER)
+        sock: zmq.Socket[Any] = self.context.socket(
+            zmq.REQ if dialect == "0.1-req" else zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.connect(self.endpoint)
         self.sockets.append(sock)

@@ -3,7 +3,7 @@
 Four echo workers run in threads on the real worker runtime (`run_agent`), the broker is a
 real BrokerServer thread, and the clients are storymesh Clients pipelining on one DEALER
 each. Transports: ipc:// in tmp_path and tcp://127.0.0.1. Per-worker figures come from
-`mmi.storymesh.snapshot`. Heartbeat 0.1 s x 4; every wait is bounded.
+`mmi.storymesh.snapshot`. Heartbeat 0.1 s x 10; every wait is bounded.
 """
 
 from __future__ import annotations
@@ -73,9 +73,10 @@ class Mesh:
 def mesh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mesh]:
     endpoint = f"ipc://{tmp_path}/broker.sock" if request.param == "ipc" else "tcp://127.0.0.1:0"
     ctx: zmq.Context[Any] = zmq.Context()
-    server = BrokerServer(fast_settings(bind=endpoint), context=ctx)
+    # liveness 10 x 0.1 s: a busy two-core machine must not expire a worker mid-count
+    server = BrokerServer(fast_settings(bind=endpoint, liveness=10), context=ctx)
     server.start()
-    m = Mesh(fast_settings(bind=endpoint, broker=server.endpoint), ctx, server)
+    m = Mesh(fast_settings(bind=endpoint, broker=server.endpoint, liveness=10), ctx, server)
     yield m
     m.stop.set()
     for thread in m.threads:

@@ -27,7 +27,7 @@ from storymesh.errors import RequestFailed, RequestTimeout
 from storymesh.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
-HEARTBEAT = 0.15
+HEARTBEAT = 0.2
 LIVENESS = 4
 START_TIMEOUT = 10.0  # a cold `python -m storymesh` start on a busy two-core machine
 T = TypeVar("T")
@@ -94,7 +94,9 @@ class Spawner:
 
     @staticmethod
     def env(extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STORYMESH_")}
+        # nothing inherited may configure the daemons (nor make them talk to systemd)
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("STORYMESH_", "NOTIFY_"))}
         env.update({"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
                     # a worker that lost its broker retries at most every 0.5 s
                     "STORYMESH_RECONNECT_MAX": "0.5", "STORYMESH_DRAIN_GRACE": "5"})

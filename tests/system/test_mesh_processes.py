@@ -2,7 +2,7 @@
 TCP on loopback, real signals (SIGKILL, SIGTERM), and the CLI as a user runs it.
 
 Helpers and fixtures are in conftest.py (spawner, endpoint, snapshot, client). Heartbeat
-0.15 s x 4 on both sides; every wait is bounded and a failed one prints the daemons' logs.
+0.2 s x 4 on both sides; every wait is bounded and a failed one prints the daemons' logs.
 """
 
 from __future__ import annotations
@@ -22,10 +22,17 @@ import zmq
 from storymesh import envelope, schema
 from storymesh.errors import RequestFailed
 from tests.system.conftest import (
-    HEARTBEAT, LIVENESS, Spawner, client, free_endpoint, snapshot,
+    HEARTBEAT,
+    LIVENESS,
+    Spawner,
+    client,
+    free_endpoint,
+    snapshot,
 )
 
-pytestmark = [pytest.mark.system, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.system, pytest.mark.timeout(90)]
+
+CLI_TIMEOUT = 30.0  # one `storymesh` command: ~0.7 s of CPU, much longer on a loaded machine
 
 
 def echo_workers(snap: dict[str, Any]) -> list[dict[str, Any]]:
@@ -37,10 +44,8 @@ def holder_of(endpoint: str, rid: str) -> dict[str, Any] | None:
     snap = snapshot(endpoint)
     if snap is None:
         return None
-    for worker in snap["workers"]:
-        if worker["request"] is not None and worker["request"]["id"] == rid:
-            return worker
-    return None
+    workers: list[dict[str, Any]] = snap["workers"]
+    return next((w for w in workers if w["request"] and w["request"]["id"] == rid), None)
 
 
 # --- worker death and broker restart -------------------------------------------------------
@@ -219,7 +224,7 @@ def test_garbage_of_every_shape_never_stops_the_broker_serving(
     rng = random.Random(20240611)
     try:
         def dealer() -> zmq.Socket[Any]:
-            sock = ctx.socket(zmq.DEALER)
+            sock: zmq.Socket[Any] = ctx.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
             sock.connect(endpoint)
             return sock
@@ -307,15 +312,16 @@ def test_sigterm_on_an_idle_agent_exits_0_at_once_and_it_leaves_the_broker(
     agent = spawner.echo(endpoint)
     spawner.workers(endpoint, "echo", [agent.pid])
     # When it gets SIGTERM
-    started = time.monotonic()
     agent.signal(signal.SIGTERM)
     # Then it exits 0 quickly
     assert agent.wait(3.0) == 0, agent.tail()
-    assert time.monotonic() - started < 2.0
+
     # And the broker no longer offers echo
-    snap = spawner.wait_until(
-        lambda: (s := snapshot(endpoint)) is not None and not echo_workers(s) and s,
-        3.0, "echo gone from the broker")
+    def echo_gone() -> dict[str, Any] | None:
+        snap = snapshot(endpoint)
+        return snap if snap is not None and not echo_workers(snap) else None
+
+    snap = spawner.wait_until(echo_gone, 3.0, "echo gone from the broker")
     # by its DISCONNECT: not by a failed send to it, nor by heartbeat expiry
     counters = snap["counters"]
     assert (counters["unreachable"], counters["workers_expired"]) == (0, 0), counters
@@ -351,36 +357,28 @@ def test_cli_health_and_request_exit_codes(spawner: Spawner, endpoint: str) -> N
     spawner.workers(endpoint, "echo", [agent.pid])
     nowhere = free_endpoint()
     commands = {
-        "healthy": ["health", "--broker", endpoint],
-        "serves": ["health", "--broker", endpoint, "--service", "echo"],
-        "degraded": ["health", "--broker", endpoint, "--service", "nobody"],
+        "healthy": ["health", "--broker", endpoint, "--timeout", "5"],
         "down": ["health", "--broker", nowhere, "--timeout", "0.5"],
         "ok": ["request", "echo", "--json", '{"a": 1}', "--broker", endpoint],
         "bad": ["request", "echo", "--json", '{"fail": "bad_request"}', "--broker", endpoint],
+        "timeout": ["request", "echo", "--json", "{}", "--broker", nowhere, "--timeout", "0.5",
+                    "--retries", "1"],
     }
-    # When each command runs as its own process (all at once)
-    with ThreadPoolExecutor(len(commands)) as pool:
-        runs = dict(zip(commands, pool.map(lambda a: spawner.cli(*a, "--config", "/dev/null"),
-                                           commands.values())))
+    # When each command runs as its own process (three at a time: two cores)
+    with ThreadPoolExecutor(3) as pool:
+        runs = dict(zip(commands, pool.map(
+            lambda args: spawner.cli(*args, "--config", "/dev/null", timeout=CLI_TIMEOUT),
+            commands.values())))
     codes = {name: run.returncode for name, run in runs.items()}
-    # Then health says 0 (up), 1 (a named service has no worker) or 2 (no broker)
-    assert (codes["healthy"], codes["serves"], codes["degraded"], codes["down"]) == (0, 0, 1, 2), \
-        {n: (r.returncode, r.stdout, r.stderr[-300:]) for n, r in runs.items()}
+    everything = {n: (r.returncode, r.stdout[-200:], r.stderr[-300:]) for n, r in runs.items()}
+    # Then health exits 0 with a broker and 2 without one (1, degraded: tests/system/test_health.py)
+    assert (codes["healthy"], codes["down"]) == (0, 2), everything
     assert runs["healthy"].stdout.startswith("healthy")
     # And a request prints the echoed payload as the FINAL and exits 0
-    assert codes["ok"] == 0, runs["ok"].stderr
+    assert codes["ok"] == 0, everything
     assert json.loads(runs["ok"].stdout) == {"final": True, "payload": {"a": 1}}
     # And an agent error exits with the code documented for it
-    assert codes["bad"] == schema.exit_code_for("bad_request") == 15, runs["bad"].stderr
+    assert codes["bad"] == schema.exit_code_for("bad_request") == 15, everything
     assert "bad_request" in runs["bad"].stderr
-
-
-def test_cli_request_without_a_broker_times_out_with_exit_3(spawner: Spawner) -> None:
-    # Given no broker at all
-    nowhere = free_endpoint()
-    # When a request is sent with one short attempt
-    run = spawner.cli("request", "echo", "--json", "{}", "--broker", nowhere, "--timeout", "0.5",
-                      "--retries", "1", "--config", "/dev/null")
-    # Then it gives up with the timeout exit code
-    assert run.returncode == schema.EXIT_TIMEOUT, (run.stdout, run.stderr)
-
+    # And a request nobody answers gives up with the timeout exit code
+    assert codes["timeout"] == schema.EXIT_TIMEOUT, everything
