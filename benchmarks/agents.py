@@ -171,6 +171,7 @@ class Memory:
     """Peak memory of one backend: RSS (VmHWM, reset per backend) and CUDA allocations."""
 
     def __init__(self, device: str) -> None:
+        self.device = device
         self.cuda = device.startswith("cuda")
 
     def start(self) -> None:
@@ -180,14 +181,14 @@ class Memory:
             import torch
 
             torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
+            torch.cuda.reset_peak_memory_stats(self.device)
 
     def stop(self, row: Row) -> None:
         row.peak_rss_mb = _peak_rss_mb()
         if self.cuda:
             import torch
 
-            row.cuda_peak_mb = torch.cuda.max_memory_allocated() / 2**20
+            row.cuda_peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
 
 
 def reset_peak_rss() -> bool:

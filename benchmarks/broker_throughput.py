@@ -716,6 +716,17 @@ def report(out: dict[str, Any], plan: Plan, console: Console) -> list[Verdict]:
     return items
 
 
+def _no_nan(value: Any) -> Any:
+    """NaN (a figure that could not be measured) as JSON null, so the output is strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
@@ -733,7 +744,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.crowd is not None:
         plan = Plan(plan.small, plan.large, plan.repeats, max(0, args.crowd),
                     plan.warmup_small, plan.warmup_large)
-    wanted = [b for b in args.brokers.split(",") if b in BROKERS]
+    wanted = [b for b in args.brokers.split(",") if b]
+    unknown = sorted(set(wanted) - set(BROKERS))
+    if unknown or not wanted:
+        parser.error(f"--brokers takes names from {','.join(BROKERS)}; got {args.brokers!r}")
     console = Console(stderr=args.json, log_path=False)
     if not console.is_terminal:
         console.width = 120  # a log file or a pipe: do not squeeze the tables into 80 columns
@@ -745,7 +759,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                "crowd": {**asdict(out["crowd"]), "diff_mb": out["crowd"].diff_mb},
                "targets": [{**asdict(v), "result": v.word} for v in items],
                "plan": asdict(plan), "cpus": os.cpu_count(), "seconds": out["seconds"]}
-        sys.stdout.write(json.dumps(doc, indent=2, allow_nan=True) + "\n")
+        sys.stdout.write(json.dumps(_no_nan(doc), indent=2, allow_nan=False) + "\n")
     return 0
 
 

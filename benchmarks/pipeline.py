@@ -170,7 +170,7 @@ def _table(costs: Costs, chapters: int, best: dict[int, Run], median: dict[int, 
                       f"{run.optimum:.2f} s", f"{wall / run.optimum:.3f}",
                       f"{wall / run.bound:.3f}",
                       "[green]PASS[/green]" if ok else "[red]MISS[/red]")
-    console = Console(width=max(100, Console().width))
+    console = Console(width=max(110, Console().width))
     console.print(table)
     trips = [r.overhead["chapter_round_trip"] for r in best.values()]
     pubs = [r.overhead["publish_round_trip"] for r in best.values()]

@@ -15,9 +15,11 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from storymesh.errors import AgentError
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,14 @@ class Agent(ABC):
     @abstractmethod
     def handle(self, request: Request) -> Iterator[Reply]:
         """Yield Partials, then exactly one Final; raise AgentError for a bad request."""
+
+    def batchable(self, request: Request) -> bool:
+        """Whether `request` may be served together with others by `handle_batch`."""
+        return False
+
+    def handle_batch(self, requests: Sequence[Request]) -> list[Final | AgentError]:
+        """Serve several batchable requests at once: one Final or AgentError per request."""
+        raise NotImplementedError(f"{type(self).__name__} does not batch")
 
     def teardown(self) -> None:
         """Release what setup() loaded."""

@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -47,6 +47,7 @@ import msgpack
 import zmq
 
 from storymesh import envelope, mdp, schema
+from storymesh.agents.batching import Batcher
 from storymesh.agents.base import Agent, AgentInfo, Final, Partial, Request
 from storymesh.errors import AgentError, BodyError, RemoteProtocolError
 from storymesh.lifecycle import install_signal_handlers
@@ -260,7 +261,8 @@ class Handler(threading.Thread):
     """Runs `agent.handle` for one slot, one job at a time, off the socket thread."""
 
     def __init__(self, index: int, agent: Agent, cache: ReplyCache, context: zmq.Context[Any],
-                 wake: str, results: queue.SimpleQueue[Result]) -> None:
+                 wake: str, results: queue.SimpleQueue[Result],
+                 batcher: Batcher | None = None) -> None:
         super().__init__(name=f"{agent.service}-handler-{index}", daemon=True)
         self.index = index
         self.agent = agent
@@ -268,6 +270,7 @@ class Handler(threading.Thread):
         self.context = context
         self.wake_endpoint = wake
         self.results = results
+        self.batcher = batcher
         self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._wake: zmq.Socket[Any] | None = None
 
@@ -298,9 +301,15 @@ class Handler(threading.Thread):
             self._post(job, cached, True)
             return
         header = envelope.make_header(req.id, corr=req.corr, ok=True)
-        replies = None
+        replies: Iterator[Partial | Final] | None = None
         try:
-            replies = self.agent.handle(req)
+            if self.batcher is not None and self.batcher.accepts(req):
+                outcome = self.batcher.serve(req)
+                if isinstance(outcome, AgentError):
+                    raise outcome
+                replies = iter((outcome,))
+            else:
+                replies = self.agent.handle(req)
             for reply in replies:
                 if isinstance(reply, Final):
                     self._post(job, envelope.pack(header, reply.payload), True, cacheable=True)
@@ -381,6 +390,7 @@ class WorkerRuntime:
         self.cache = ReplyCache()
         self.results: queue.SimpleQueue[Result] = queue.SimpleQueue()
         self.slots: list[Slot] = []
+        self.batcher: Batcher | None = None
         self._tokens = itertools.count(1)
         self._meta: bytes | None = None
         self._poller = zmq.Poller()
@@ -422,8 +432,12 @@ class WorkerRuntime:
         self._wake.bind(endpoint)
         self._poller.register(self._wake, zmq.POLLIN)
         interval = self.settings.heartbeat_interval
+        if self.nslots > 1 and type(self.agent).handle_batch is not Agent.handle_batch:
+            self.batcher = Batcher(self.agent, self.nslots)
+            self.batcher.start()
         for i in range(self.nslots):
-            handler = Handler(i, self.agent, self.cache, self.context, endpoint, self.results)
+            handler = Handler(i, self.agent, self.cache, self.context, endpoint, self.results,
+                              self.batcher)
             slot = Slot(i, handler, LinkTimer(interval, self.settings.liveness),
                         Backoff(interval / 4, self.settings.reconnect_max))
             self.slots.append(slot)
@@ -531,6 +545,8 @@ class WorkerRuntime:
                 stuck = True
                 log.warning("%s: handler %d still running at teardown", self.agent.service,
                             slot.index)
+        if self.batcher is not None:
+            self.batcher.stop()
         return stuck
 
     # -- sending and receiving --

@@ -166,19 +166,19 @@ class StoryEngine:
             raise FatalAgentError("not_found", f"no story {corr}")
         return row
 
-    def status(self, corr: str) -> dict[str, Any]:
+    def status(self, corr: Any) -> dict[str, Any]:
         row = self._story(corr)
         return {"corr": corr, "status": str(row.status), "title": row.title, "error": row.error,
                 "steps": progress(row, self.journal.steps(corr, with_blobs=False)),
                 "created": row.created, "updated": row.updated,
                 "owner": self.journal.lease_owner(corr)}
 
-    def history(self, corr: str) -> list[dict[str, Any]]:
+    def history(self, corr: Any) -> list[dict[str, Any]]:
         self._story(corr)
         return [{"sender": h.sender, "receiver": h.receiver, "message_type": h.message_type,
                  "time": h.time, "id": h.id} for h in self.journal.history(corr)]
 
-    def fetch(self, corr: str) -> dict[str, Any]:
+    def fetch(self, corr: Any) -> dict[str, Any]:
         row = self._story(corr)
         return {"corr": corr, "status": str(row.status), "title": row.title,
                 "publications": self.journal.publications(corr)}
@@ -189,7 +189,7 @@ class StoryEngine:
                  "plot": str(r.request.get("plot", ""))[:80]}
                 for r in self.journal.list_stories(limit)]
 
-    def cancel(self, corr: str) -> dict[str, Any]:
+    def cancel(self, corr: Any) -> dict[str, Any]:
         row = self._story(corr)
         if not row.done:
             self.journal.set_status(corr, Status.CANCELLED)
@@ -203,7 +203,7 @@ class StoryEngine:
         with self._changed:
             self._changed.notify_all()
 
-    def watch(self, corr: str, cancel: threading.Event) -> Iterator[Reply]:
+    def watch(self, corr: Any, cancel: threading.Event) -> Iterator[Reply]:
         """PARTIAL progress events from the journal, then a FINAL with the outcome."""
         row = self._story(corr)
         seen: set[tuple[str, int]] = set()

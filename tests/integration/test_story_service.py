@@ -160,6 +160,20 @@ def test_a_bad_submission_is_refused_clearly(mesh: LocalMesh, request_: dict[str
         assert isinstance(stories.list(5), list)
 
 
+def test_a_plot_over_any_limit_is_too_large_however_large(mesh: LocalMesh) -> None:
+    # Given the story service, which calls a 5,000-character plot too_large
+    with stories_of(mesh) as stories:
+        with pytest.raises(RequestFailed) as over_spec:
+            stories.submit_request({"plot": "x" * 5000})
+        assert over_spec.value.code == "too_large"
+        # When the plot is 10 MB, over the envelope's 4 MiB string limit as well
+        with pytest.raises(RequestFailed) as over_envelope:
+            stories.submit_request({"plot": "x" * 10_000_000})
+    # Then it is too_large too (a value over a limit), not bad_request (malformed): today
+    # envelope._unpack turns msgpack's "exceeds max_str_len" ValueError into a BodyError
+    assert over_envelope.value.code == "too_large", over_envelope.value.message
+
+
 def test_unknown_ops_and_ids_get_clear_errors_and_the_service_keeps_serving(
         mesh: LocalMesh, book: dict[str, Any]) -> None:
     with stories_of(mesh) as stories:

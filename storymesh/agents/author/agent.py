@@ -134,6 +134,10 @@ class AuthorAgent(Agent):
         else:
             yield from self._chapter(parsed, request)
 
+    def batchable(self, request: Request) -> bool:
+        """Chapters for a loaded model batch into one generate call; the rest do not."""
+        return self._lm is not None and request.payload.get("op") == "chapter"
+
     def handle_batch(self, requests: Sequence[Request]) -> list[Final | AgentError]:
         """Serve several requests at once: chapters share one batched `generate` call.
 

@@ -1,0 +1,103 @@
+"""Batching across slots: chapters that arrive together on several worker connections of one
+process are served by one `handle_batch` call (one generate for several stories)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+import zmq
+
+from storymesh.agents.author import AuthorAgent
+from storymesh.agents.base import Agent, Final, Reply, Request
+from storymesh.agents.runtime import WorkerRuntime
+from storymesh.broker.server import BrokerServer
+from storymesh.client import Client
+from storymesh.errors import AgentError, FatalAgentError, RequestFailed
+from storymesh.settings import Settings
+from tests.agents.tiny_lm import tiny_lm  # noqa: F401  (session fixture)
+
+
+class CountingAgent(Agent):
+    """Batches requests whose payload says so; records every batch it is given."""
+
+    service = "count"
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+        self.gate = threading.Event()
+
+    def batchable(self, request: Request) -> bool:
+        return bool(request.payload.get("batch"))
+
+    def handle(self, request: Request) -> Iterator[Reply]:
+        yield Final({"alone": request.payload["n"]})
+
+    def handle_batch(self, requests: Sequence[Request]) -> list[Final | AgentError]:
+        self.calls.append(len(requests))
+        return [FatalAgentError("bad_request", "odd one out") if r.payload["n"] == 99
+                else Final({"n": r.payload["n"], "batch": len(requests)}) for r in requests]
+
+
+def _serve(agent: Agent, settings: Settings, ctx: zmq.Context[zmq.Socket[bytes]],
+           slots: int) -> tuple[WorkerRuntime, threading.Event, threading.Thread]:
+    stop, ready = threading.Event(), threading.Event()
+    runtime = WorkerRuntime(agent, settings, slots=slots, stop=stop, context=ctx, ready=ready)
+    thread = threading.Thread(target=runtime.run, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    return runtime, stop, thread
+
+
+def test_requests_arriving_together_share_one_batch_call(
+        broker: BrokerServer, endpoint_settings: Settings) -> None:
+    # Given an agent with 4 slots in one process
+    agent = CountingAgent()
+    ctx = broker.context
+    runtime, stop, thread = _serve(agent, endpoint_settings, ctx, 4)
+    try:
+        with Client(broker.endpoint, settings=endpoint_settings, context=ctx) as client:
+            # When 4 batchable requests are pipelined, plus one that may not batch
+            rids = [client.send("count", {"n": i, "batch": True}) for i in range(3)]
+            bad = client.send("count", {"n": 99, "batch": True})
+            alone = client.call("count", {"n": 7})
+            finals = [client.result(rid).payload for rid in rids]
+            # Then the batchable ones were served together, each with its own answer
+            assert sorted(f["n"] for f in finals) == [0, 1, 2]
+            assert max(agent.calls) >= 2 and sum(agent.calls) == 4
+            # and one bad request in a batch fails alone, with its own error
+            with pytest.raises(RequestFailed) as failed:
+                client.result(bad)
+            assert failed.value.code == "bad_request"
+            # and a request that may not batch goes through handle() as usual
+            assert alone.payload == {"alone": 7}
+            assert runtime.batcher is not None and runtime.batcher.batches == agent.calls
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_a_model_author_batches_chapters_of_several_stories(
+        broker: BrokerServer, endpoint_settings: Settings, tiny_lm: Path) -> None:  # noqa: F811
+    # Given a transformers author on a tiny random model with 3 slots
+    agent = AuthorAgent(backend="transformers", model=str(tiny_lm), max_new_tokens=24)
+    runtime, stop, thread = _serve(agent, endpoint_settings, broker.context, 3)
+    try:
+        with Client(broker.endpoint, settings=endpoint_settings, context=broker.context,
+                    timeout=60) as client:
+            outlines = [client.call("story.author", {"op": "outline", "plot": plot,
+                                                     "chapters": 2, "seed": 1}).payload
+                        for plot in ("A fox finds a lantern", "A whale learns to sing",
+                                     "A robot plants a garden")]
+            # When the first chapter of each of the three stories is asked for at once
+            rids = [client.send("story.author", {"op": "chapter", "outline": o, "index": 0,
+                                                 "seed": 2}) for o in outlines]
+            chapters = [client.result(rid).payload for rid in rids]
+            # Then every story gets a whole chapter, and they shared generate calls
+            assert all(c["text"].strip() and c["picture_prompt"] for c in chapters)
+            assert runtime.batcher is not None and max(runtime.batcher.batches) >= 2
+    finally:
+        stop.set()
+        thread.join(10)
