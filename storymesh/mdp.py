@@ -21,9 +21,9 @@ command byte mean anything (0x04 is FINAL in 0.2 but HEARTBEAT in 0.1).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 from storymesh.errors import LocalProtocolError, RemoteProtocolError
 
@@ -129,11 +129,12 @@ ToWorker: TypeAlias = WorkerRequest | Heartbeat | Disconnect
 Message: TypeAlias = ClientRequest | ClientReply | FromWorker | WorkerRequest
 
 
-@dataclass(frozen=True, slots=True)
-class _Head:
+class _Head(NamedTuple):
+    """The dialect, the header, and the frames after it (a tuple: this is the hot path)."""
+
     dialect: Dialect
     header: bytes
-    rest: Sequence[Frame] = field(default=())
+    rest: Sequence[Frame]
 
 
 def as_bytes(frame: Frame) -> bytes:

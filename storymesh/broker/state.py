@@ -15,6 +15,7 @@ from enum import Enum
 
 
 class WState(Enum):
+    __hash__ = object.__hash__  # identity hash: the transition lookup is on the hot path
     UNKNOWN = "unknown"
     IDLE = "idle"
     BUSY = "busy"
@@ -24,6 +25,7 @@ class WState(Enum):
 
 
 class WEvent(Enum):
+    __hash__ = object.__hash__
     READY = "ready"
     HEARTBEAT = "heartbeat"
     PARTIAL = "partial"
