@@ -485,12 +485,19 @@ def tokens_per_second(folder: Path, book: Book, s: Settings, row: Row) -> None:
     prompts = chapter_prompts(lm, book)
     row.extra["prompt_tokens"] = [lm.count_tokens(p) for p in prompts]
     lm.generate_batch(prompts[:1], seed=SEED, max_new_tokens=2)  # warm-up
+    # The rates below include reading the ~300-400-token prompt; this splits it out at b=1.
+    prefill, _ = timed(lambda: lm.generate_batch(prompts[:1], seed=SEED, max_new_tokens=1),
+                       s.device)
+    row.extra["prefill_s_b1"] = round(prefill, 3)
     rates: dict[int, float] = {}
     for batch in sorted({1, *s.batches}):
         chosen = [prompts[i % len(prompts)] for i in range(batch)]
         seconds, texts = timed(lambda c=chosen: lm.generate_batch(  # type: ignore[misc]
             c, seed=SEED, max_new_tokens=s.max_new_tokens), s.device)
-        rates[batch] = sum(lm.count_tokens(t) for t in texts) / seconds
+        tokens = sum(lm.count_tokens(t) for t in texts)
+        rates[batch] = tokens / seconds
+        if batch == 1 and seconds > prefill and tokens > 1:
+            row.extra["decode_tok_s_b1"] = round((tokens - 1) / (seconds - prefill), 1)
     lm.close()
     row.tps_1 = rates[1]
     row.best_batch = max(rates, key=lambda b: rates[b])

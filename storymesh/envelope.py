@@ -82,6 +82,8 @@ def _unpack(data: Frame, limit: int, limits: Limits, what: str) -> Any:
         )
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
             msgpack.StackError, UnicodeDecodeError) as exc:
+        if "exceeds max_" in str(exc):  # msgpack's own words for a length past our limits
+            raise TooLargeError(f"{what} has a field over the limits: {exc}") from None
         raise BodyError(f"{what} is not valid msgpack within limits: {exc}") from None
 
 

@@ -158,6 +158,16 @@ class Child:
         return self.proc is not None and self.proc.poll() is None
 
 
+def _how(code: int) -> str:
+    """How a child ended, from its return code (negative: the signal that killed it)."""
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"
+
+
 class GiveUp(Exception):
     """A child cannot be kept running; `code` is what `up` exits with."""
 
@@ -214,7 +224,7 @@ class Supervisor:
 
     def _on_exit(self, child: Child, code: int, now: float) -> None:
         name, pid = child.spec.name, child.pid
-        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+        how = _how(code)
         if code == schema.EXIT_USAGE:
             raise GiveUp(f"{name} (pid {pid}) {how}: a usage or configuration error, which a "
                          "restart cannot fix (see its message above)", schema.EXIT_USAGE)

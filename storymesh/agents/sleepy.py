@@ -21,29 +21,22 @@ import argparse
 import dataclasses
 import io
 import logging
-import tempfile
 import threading
-import time
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
-
-import zmq
+from typing import Any
 
 from storymesh import catalog
 from storymesh.agents.base import Agent, AgentInfo, Final, Partial, Reply, Request
 from storymesh.agents.runtime import run_agent
 from storymesh.errors import FatalAgentError, StorymeshError
 from storymesh.settings import Settings
+from storymesh.story.local import LocalMesh
 
 log = logging.getLogger(__name__)
 
 ROLES = ("author", "illustrator", "publisher")
-STORY_SERVICES = ("story.author", "story.illustrator", "story.publisher", "story.submit",
-                  "story.query", "story.watch")
 PNG_SIDE = 16  # pixels: tiny, but a real PNG every publisher can embed
 
 
@@ -180,7 +173,7 @@ def build_sleepy(role: str, costs: Costs) -> Agent:
     return kinds[role](costs)
 
 
-class SleepyMesh:
+class SleepyMesh(LocalMesh):
     """Broker, sleepy agents and the story service in threads of this process (inproc).
 
     `with SleepyMesh(settings, Costs(...), illustrators=2) as mesh:` then talk to
@@ -189,81 +182,10 @@ class SleepyMesh:
 
     def __init__(self, settings: Settings, costs: Costs, *, illustrators: int = 1,
                  journal: str | Path | None = None, start_timeout: float = 30.0) -> None:
-        self.context: zmq.Context[Any] = zmq.Context()
-        self.endpoint = f"inproc://storymesh-sleepy-{uuid.uuid4().hex[:8]}"
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        if journal is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="storymesh-sleepy-")
-            journal = Path(self._tmp.name) / "journal.db"
-        self.journal_path = Path(journal)
-        self.settings = dataclasses.replace(settings, bind=self.endpoint, broker=self.endpoint,
-                                            journal=str(journal))
+        super().__init__(settings, journal=journal, illustrators=illustrators,
+                         start_timeout=start_timeout,
+                         factory=lambda role: build_sleepy(role, costs))
         self.costs = costs
-        self.roles = ["author", *["illustrator"] * illustrators, "publisher"]
-        self.start_timeout = start_timeout
-        self.stop_event = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._broker: Any = None
-
-    def start(self) -> Self:
-        from storymesh.broker.server import BrokerServer
-        from storymesh.story.service import run_story_service
-
-        self._broker = BrokerServer(self.settings, context=self.context)
-        self._broker.start()
-        for i, role in enumerate(self.roles):
-            self._spawn(f"sleepy-{role}-{i}", run_agent, build_sleepy(role, self.costs),
-                        self.settings, stop=self.stop_event, context=self.context)
-        self._spawn("sleepy-story", run_story_service, self.settings, self.stop_event,
-                    context=self.context)
-        self._wait_ready()
-        return self
-
-    def _spawn(self, name: str, target: Any, *args: Any, **kwargs: Any) -> None:
-        def body() -> None:
-            try:
-                target(*args, **kwargs)
-            except Exception:
-                log.exception("%s stopped with an error", name)
-        thread = threading.Thread(target=body, name=name, daemon=True)
-        thread.start()
-        self._threads.append(thread)
-
-    def _wait_ready(self) -> None:
-        from storymesh.client import Client
-
-        deadline = time.monotonic() + self.start_timeout
-        with Client(self.endpoint, settings=self.settings, context=self.context,
-                    timeout=1.0, retries=1) as client:
-            missing: Sequence[str] = STORY_SERVICES
-            while missing:
-                missing = [s for s in missing if not client.service_available(s)]
-                if missing and time.monotonic() > deadline:
-                    self.close()
-                    raise StorymeshError(f"sleepy mesh did not start: no worker for "
-                                         f"{', '.join(missing)}")
-                if missing:
-                    time.sleep(0.02)
-
-    def close(self) -> None:
-        self.stop_event.set()
-        for thread in self._threads:
-            thread.join(10)
-        if self._broker is not None:
-            self._broker.stop()
-            self._broker = None
-        if not self.context.closed:
-            self.context.term()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

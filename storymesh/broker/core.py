@@ -13,7 +13,16 @@ Beyond the MDP specs (see ../shared/MDP.md section 11), with nothing silently lo
 - a full service queue answers `busy` at once; a passed deadline answers `expired`; a
   request for a service with no worker waits `service_wait` seconds, then `no_such_service`;
 - an MDP/0.1 client served by a 0.2 worker gets only the FINAL (PARTIALs are dropped, not
-  buffered, so streamed replies cost the broker no memory).
+  buffered, so streamed replies cost the broker no memory);
+- each service queue is a `FairQueue`: one lane per client, served round-robin, each lane
+  bounded by `client_queue_limit` (`busy` past it), so a flooding client cannot starve the
+  others. A client is its routing id, or with keys on its principal.
+
+With keys on (`policy` set; see storymesh.security) every message comes with the `user`
+the ZAP handler authenticated: requests need the `client` role (`mmi.storymesh.*` needs
+`admin`, `mmi.service` is open) or get an error FINAL `forbidden`; a READY needs the
+`worker` role for that service or gets DISCONNECT; the broker writes the header
+`principal` (the key's name, or for a `delegate` key the principal it names) and `admin`.
 """
 
 from __future__ import annotations
@@ -21,17 +30,19 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 
 from storymesh import envelope, mdp, schema
+from storymesh.broker.fairqueue import FairQueue
 from storymesh.broker.state import WEvent, WState, transition
 from storymesh.errors import BodyError, RemoteProtocolError
 from storymesh.mdp import Body, Dialect, Frame
+from storymesh.security import H_ADMIN, MAX_PRINCIPAL, KeyRoles, Policy
 from storymesh.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,6 +50,7 @@ log = logging.getLogger(__name__)
 Send = tuple[bytes, list[Frame]]
 SNAPSHOT_VERSION = 1
 MMI_PREFIX = b"mmi."
+MMI_PRIVATE = b"mmi.storymesh."
 _SERVICE_NAME = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._:/-]*")
 _META_LIMITS = envelope.Limits(header_bytes=4096, container_len=64, str_bytes=512, depth=3)
 
@@ -55,6 +67,7 @@ class Pending:
     corr: str | None
     deadline: float | None  # monotonic
     enqueued: float
+    owner: Hashable = b""  # its lane in the fair queue: the principal, or the routing id
     attempts: int = 0
 
 
@@ -74,6 +87,7 @@ class Worker:
     request: Pending | None = None
     busy_since: float = 0.0
     served: int = 0
+    principal: str | None = None  # the key it authenticated with (keys on)
 
 
 @dataclass(slots=True)
@@ -81,7 +95,7 @@ class Service:
     """A named service: its queue, its idle workers in LRU order and its figures."""
 
     name: bytes
-    queue: deque[Pending] = field(default_factory=deque)
+    queue: FairQueue[Pending] = field(default_factory=FairQueue)
     idle: OrderedDict[bytes, Worker] = field(default_factory=OrderedDict)
     workers: int = 0
     served: int = 0
@@ -100,7 +114,8 @@ class BrokerCore:
             "requests", "replies", "partials", "malformed", "violations", "disconnects",
             "expired", "busy", "worker_lost", "no_such_service", "redispatched",
             "unreachable", "would_block", "workers_expired", "mmi", "too_large",
-            "shutting_down", "bad_request"), 0)
+            "shutting_down", "bad_request", "forbidden", "unauthenticated"), 0)
+        self.policy: Policy | None = None  # keys on: set_policy() before any message
         self.started = now
         self._next_beat = now
         self._liveness = settings.liveness_timeout
@@ -109,8 +124,9 @@ class BrokerCore:
     # --- entry points -----------------------------------------------------------------
 
     def on_frames(self, sender: bytes, frames: list[Frame], now: float,
-                  wall: float | None = None) -> list[Send]:
-        """Handle one message from `sender` (routing id already split off)."""
+                  wall: float | None = None, user: str | None = None) -> list[Send]:
+        """Handle one message from `sender` (routing id already split off); `user` is the
+        key name ZAP authenticated it with (keys on), else None."""
         out: list[Send] = []
         self._out = out
         if len(frames) > self.settings.max_frames:
@@ -125,9 +141,9 @@ class BrokerCore:
                 self._disconnect(worker, now, "invalid message")
             return out
         if isinstance(msg, mdp.ClientRequest):
-            self._on_request(sender, msg, now, now if wall is None else wall)
+            self._on_request(sender, msg, now, now if wall is None else wall, user)
         else:
-            self._on_worker(sender, msg, now)
+            self._on_worker(sender, msg, now, user)
         return out
 
     def on_tick(self, now: float, wall: float | None = None) -> list[Send]:
@@ -152,6 +168,19 @@ class BrokerCore:
             self._drop(worker, now, "unreachable")
         return out
 
+    def set_policy(self, policy: Policy, now: float) -> list[Send]:
+        """Keys on, or a reloaded allow-list: workers whose key lost its right go (DISCONNECT)."""
+        out: list[Send] = []
+        self._out = out
+        self.policy = policy
+        for worker in list(self.workers.values()):
+            roles = policy.of(worker.principal)
+            if roles is None or not roles.may_register(worker.service.name):
+                self.counters["forbidden"] += 1
+                self._disconnect(worker, now, f"key {worker.principal} may no longer serve "
+                                              f"{worker.service.name.decode(errors='replace')}")
+        return out
+
     def shutdown(self, now: float) -> list[Send]:
         """Answer every held request with a retryable `shutting_down`, DISCONNECT workers."""
         out: list[Send] = []
@@ -169,15 +198,17 @@ class BrokerCore:
 
     # --- clients ----------------------------------------------------------------------
 
-    def _on_request(self, client: bytes, msg: mdp.ClientRequest, now: float, wall: float) -> None:
+    def _on_request(self, client: bytes, msg: mdp.ClientRequest, now: float, wall: float,
+                    user: str | None) -> None:
         self.counters["requests"] += 1
         name = msg.service
         if name.startswith(MMI_PREFIX):
-            self._mmi(client, msg, now)
+            self._mmi(client, msg, now, user)
             return
         rid: str | None = None
         corr: str | None = None
         deadline: float | None = None
+        header: dict[str, Any] | None = None
         if msg.body:
             try:
                 header = envelope.read_header(msg.body[0])
@@ -205,20 +236,79 @@ class BrokerCore:
             self._reply_error(client, msg, rid, corr, "too_large",
                               f"request of {size} bytes, over {self.settings.max_message_bytes}")
             return
+        body: Body = msg.body
+        owner: Hashable = client
+        if self.policy is not None:
+            admitted = self._admit(client, msg, header, user, rid, corr)
+            if admitted is None:
+                return
+            body, owner = admitted
         if deadline is not None and deadline <= now:
             self.counters["expired"] += 1
             self._reply_error(client, msg, rid, corr, "expired", "deadline passed before queueing")
             return
         service = self._service(name)
-        if len(service.queue) >= self.settings.queue_limit:
-            self.counters["busy"] += 1
-            self._reply_error(client, msg, rid, corr, "busy",
-                              f"queue of {name.decode(errors='replace')} is full",
-                              retry_after=self._retry_hint(service))
+        queue = service.queue
+        if len(queue) >= self.settings.queue_limit:
+            self._busy(client, msg, rid, corr, service, f"queue of {name.decode(errors='replace')} "
+                                                        "is full")
             return
-        service.queue.append(Pending(client, name, msg.body, msg.dialect, rid, corr,
-                                     deadline, now))
-        self._dispatch(service, now)
+        if queue and queue.lane_len(owner) >= self.settings.client_queue_limit:
+            self._busy(client, msg, rid, corr, service, f"this client already has "
+                       f"{self.settings.client_queue_limit} requests queued for "
+                       f"{name.decode(errors='replace')}")
+            return
+        pending = Pending(client, name, body, msg.dialect, rid, corr, deadline, now, owner)
+        if service.idle:  # idle workers mean an empty queue: skip it
+            self._hand(service, pending, now)
+        else:
+            queue.append(owner, pending)
+
+    def _busy(self, client: bytes, msg: mdp.ClientRequest, rid: str | None, corr: str | None,
+              service: Service, why: str) -> None:
+        self.counters["busy"] += 1
+        self._reply_error(client, msg, rid, corr, "busy", why,
+                          retry_after=self._retry_hint(service))
+
+    def _admit(self, client: bytes, msg: mdp.ClientRequest, header: dict[str, Any] | None,
+               user: str | None, rid: str | None, corr: str | None
+               ) -> tuple[Body, Hashable] | None:
+        """Keys on: may `user` call this service? Its body with the header's `principal`
+        (and `admin`) written by the broker, and its fair-queue lane; None when refused."""
+        assert self.policy is not None  # only called with keys on
+        roles = self.policy.of(user)
+        if roles is None or not roles.may_call(msg.service):
+            self._forbidden(client, msg, rid, corr, user, "call")
+            return None
+        if header is None:
+            self.counters["bad_request"] += 1
+            self._reply_error(client, msg, rid, corr, "bad_request",
+                              "with keys on every request needs a storymesh header")
+            return None
+        principal = self._principal(roles, header)
+        header[schema.H_PRINCIPAL] = principal
+        if roles.admin and principal == roles.name:
+            header[H_ADMIN] = True
+        else:
+            header.pop(H_ADMIN, None)  # only the broker says who is an admin
+        return (msgpack.packb(header, use_bin_type=True), *msg.body[1:]), principal
+
+    @staticmethod
+    def _principal(roles: KeyRoles, header: dict[str, Any]) -> str:
+        """The key's own name, or for a delegate the principal it acts for."""
+        if roles.delegate:
+            claimed = header.get(schema.H_PRINCIPAL)
+            if isinstance(claimed, str) and 0 < len(claimed) <= MAX_PRINCIPAL:
+                return claimed
+        return roles.name
+
+    def _forbidden(self, client: bytes, msg: mdp.ClientRequest, rid: str | None,
+                   corr: str | None, user: str | None, what: str) -> None:
+        self.counters["forbidden"] += 1
+        log.info("refused %s of %s to key %s", what, msg.service[:64].decode(errors="replace"),
+                 user)
+        self._reply_error(client, msg, rid, corr, "forbidden",
+                          f"key {user} may not {what} {msg.service.decode(errors='replace')}")
 
     def _valid_service(self, name: bytes) -> bool:
         return len(name) <= schema.MAX_SERVICE_NAME and _SERVICE_NAME.fullmatch(name) is not None
@@ -249,30 +339,42 @@ class BrokerCore:
 
     # --- MMI --------------------------------------------------------------------------
 
-    def _mmi(self, client: bytes, msg: mdp.ClientRequest, now: float) -> None:
+    def _mmi(self, client: bytes, msg: mdp.ClientRequest, now: float, user: str | None) -> None:
         self.counters["mmi"] += 1
+        if self.policy is not None and msg.service.startswith(MMI_PRIVATE):
+            roles = self.policy.of(user)
+            if roles is None or not roles.admin:
+                rid = self._rid_of(msg)
+                self._forbidden(client, msg, rid, None, user, "read")
+                return
         if msg.service == b"mmi.service":
             target = mdp.as_bytes(msg.body[0]) if msg.body else b""
             found = target in self.services and self.services[target].workers > 0
             self._reply(client, msg.service, msg.dialect, (b"200" if found else b"404",))
         elif msg.service == b"mmi.storymesh.snapshot":
-            rid = ""
-            if msg.body:
-                try:
-                    rid = envelope.read_header(msg.body[0])[schema.H_ID]
-                except BodyError:
-                    pass
-            body = envelope.pack(envelope.make_header(rid or None, ok=True), self.snapshot(now))
+            rid = self._rid_of(msg)
+            body = envelope.pack(envelope.make_header(rid, ok=True), self.snapshot(now))
             self._reply(client, msg.service, msg.dialect, tuple(body))
         else:
             self._reply(client, msg.service, msg.dialect, (b"501",))
+
+    @staticmethod
+    def _rid_of(msg: mdp.ClientRequest) -> str | None:
+        if msg.body:
+            try:
+                rid: str = envelope.read_header(msg.body[0])[schema.H_ID]
+                return rid
+            except BodyError:
+                pass
+        return None
 
     def snapshot(self, now: float) -> dict[str, Any]:
         """A versioned picture of services, workers and counters, for the monitor."""
         services = {}
         for name, s in self.services.items():
             services[name.decode(errors="replace")] = {
-                "queue": len(s.queue), "workers": s.workers, "idle": len(s.idle),
+                "queue": len(s.queue), "clients": s.queue.lanes, "workers": s.workers,
+                "idle": len(s.idle),
                 "busy": s.workers - len(s.idle), "served": s.served, "failed": s.failed,
                 "mean_service_time": s.service_time / s.served if s.served else None,
             }
@@ -283,6 +385,7 @@ class BrokerCore:
                 "id": w.identity.hex(), "service": w.service.name.decode(errors="replace"),
                 "state": w.state.value, "dialect": w.dialect.value,
                 "heartbeat_age": round(now - w.last_seen, 3), "served": w.served,
+                "principal": w.principal,
                 "uptime": round(now - w.registered, 3), "meta": w.meta,
                 "request": None if req is None else {"id": req.rid, "corr": req.corr,
                                                      "attempt": req.attempts,
@@ -294,11 +397,14 @@ class BrokerCore:
                 "settings": {"heartbeat_interval": self.settings.heartbeat_interval,
                              "liveness": self.settings.liveness,
                              "max_attempts": self.settings.max_attempts,
-                             "queue_limit": self.settings.queue_limit}}
+                             "queue_limit": self.settings.queue_limit,
+                             "client_queue_limit": self.settings.client_queue_limit,
+                             "keys": self.policy is not None}}
 
     # --- workers ----------------------------------------------------------------------
 
-    def _on_worker(self, sender: bytes, msg: mdp.FromWorker, now: float) -> None:
+    def _on_worker(self, sender: bytes, msg: mdp.FromWorker, now: float,
+                   user: str | None) -> None:
         worker = self.workers.get(sender)
         state = worker.state if worker is not None else WState.UNKNOWN
         if isinstance(msg, mdp.WorkerReply):
@@ -318,7 +424,7 @@ class BrokerCore:
             return
         if worker is None:
             assert isinstance(msg, mdp.Ready)  # the table allows only READY from UNKNOWN
-            self._register(sender, msg, now)
+            self._register(sender, msg, now, user)
             return
         if nxt is WState.GONE:
             self._drop(worker, now, "sent DISCONNECT")
@@ -328,15 +434,22 @@ class BrokerCore:
         if isinstance(msg, mdp.WorkerReply):
             self._on_reply(worker, msg, now)
 
-    def _register(self, sender: bytes, msg: mdp.Ready, now: float) -> None:
+    def _register(self, sender: bytes, msg: mdp.Ready, now: float, user: str | None) -> None:
         if msg.service.startswith(MMI_PREFIX) or not self._valid_service(msg.service):
             self._violation(sender, None, msg.dialect, now,
                             f"READY for reserved or invalid service {msg.service[:40]!r}")
             return
+        if self.policy is not None:
+            roles = self.policy.of(user)
+            if roles is None or not roles.may_register(msg.service):
+                self.counters["forbidden"] += 1
+                self._violation(sender, None, msg.dialect, now,
+                                f"key {user} may not register {msg.service[:64]!r}")
+                return
         meta = self._read_meta(msg.meta)
         service = self._service(msg.service)
         worker = Worker(sender, service, msg.dialect, meta, bool(meta.get("hb_busy")),
-                        now, now + self._liveness, now)
+                        now, now + self._liveness, now, principal=user)
         self.workers[sender] = worker
         service.workers += 1
         service.idle[sender] = worker
@@ -420,7 +533,7 @@ class BrokerCore:
             else:
                 self.counters["redispatched"] += 1
                 pending.enqueued = now  # a fresh service_wait for a worker to (re)appear
-                service.queue.appendleft(pending)
+                service.queue.appendleft(pending.owner, pending)
         log.info("worker %s gone (%s)", worker.identity.hex(), why)
         self._dispatch(service, now)
 
@@ -428,20 +541,25 @@ class BrokerCore:
         self._out.append((worker.identity, mdp.encode(msg)))
 
     def _dispatch(self, service: Service, now: float) -> None:
-        """Hand queued requests to the least recently used idle workers."""
+        """Hand queued requests (round-robin between clients) to the least recently used
+        idle workers."""
         queue, idle = service.queue, service.idle
         while queue and idle:
             pending = queue.popleft()
             if pending.deadline is not None and pending.deadline <= now:
                 self._fail(pending, "expired", "deadline passed while queued")
                 continue
-            _, worker = idle.popitem(last=False)
-            worker.state = WState.BUSY
-            worker.request = pending
-            worker.busy_since = now
-            pending.attempts += 1
-            self._out.append((worker.identity, mdp.encode(
-                mdp.WorkerRequest(pending.client, pending.body, worker.dialect))))
+            self._hand(service, pending, now)
+
+    def _hand(self, service: Service, pending: Pending, now: float) -> None:
+        """Give `pending` to the least recently used idle worker (there is one)."""
+        _, worker = service.idle.popitem(last=False)
+        worker.state = WState.BUSY
+        worker.request = pending
+        worker.busy_since = now
+        pending.attempts += 1
+        self._out.append((worker.identity, mdp.encode(
+            mdp.WorkerRequest(pending.client, pending.body, worker.dialect))))
 
     # --- time -------------------------------------------------------------------------
 
@@ -469,17 +587,20 @@ class BrokerCore:
             no_workers = service.workers == 0
             if not no_workers and all(p.deadline is None for p in queue):
                 continue
-            kept: deque[Pending] = deque()
-            for pending in queue:
-                if pending.deadline is not None and pending.deadline <= now:
+
+            def expired(p: Pending) -> bool:
+                return p.deadline is not None and p.deadline <= now
+
+            def gone(p: Pending) -> bool:
+                return expired(p) or (no_workers and now - p.enqueued >= wait)
+
+            for pending in queue.remove_where(gone):
+                if expired(pending):
                     self._fail(pending, "expired", "deadline passed while queued")
-                elif no_workers and now - pending.enqueued >= wait:
+                else:
                     self._fail(pending, "no_such_service",
                                f"no worker for {service.name.decode(errors='replace')} "
                                f"within {wait:g} s")
-                else:
-                    kept.append(pending)
-            service.queue = kept
 
     # --- helpers ----------------------------------------------------------------------
 

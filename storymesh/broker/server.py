@@ -7,11 +7,16 @@ core re-queues what that worker held), and a send that would block at a full pip
 a small per-peer backlog that is retried every turn (counted; a backlog that overflows is
 logged and, for a worker, treated as a dead worker). High-water marks and the per-frame
 size limit (ZMQ_MAXMSGSIZE) are set explicitly.
+
+With `curve_secret` set the ROUTER is a CURVE server: the ZAP handler (storymesh.security)
+is polled by this same loop, each message's `User-Id` (the key name) goes to the core, and
+`request_reload()` (SIGHUP in the daemon) re-reads the allow-list and roles between turns.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from collections import deque
@@ -19,7 +24,9 @@ from collections.abc import Callable
 
 import zmq
 
+from storymesh import security
 from storymesh.broker.core import BrokerCore, Send
+from storymesh.errors import ConfigError
 from storymesh.mdp import Frame
 from storymesh.ops.sdnotify import notifier
 from storymesh.settings import Settings
@@ -43,12 +50,34 @@ class BrokerServer:
         self._own_context = context is None
         self.context = context or zmq.Context()
         self.core = BrokerCore(settings, clock())
-        self.socket = self._make_socket()
-        self.endpoint = self._bind(settings.bind)
         self.stop_event = threading.Event()
+        self.reload_requested = False  # a plain flag: set from a signal handler
         self._backlog: dict[bytes, deque[list[Frame]]] = {}
         self._thread: threading.Thread | None = None
         self.on_turn: Callable[[BrokerCore, float], None] | None = None  # hook for metrics
+        self.zap: security.ZapHandler | None = None
+        self.socket = self._make_socket()
+        try:
+            keys = self._start_keys()
+            if keys is not None:  # CURVE options must be set before bind
+                security.apply_server(self.socket, *keys)
+            self.endpoint = self._bind(settings.bind)
+        except BaseException:
+            self.close()
+            raise
+        if keys is None and not security.is_loopback(self.endpoint):
+            log.warning("the broker listens on %s WITHOUT keys: anyone who can reach it may "
+                        "register workers and read replies (see docs/security.md)", self.endpoint)
+
+    def _start_keys(self) -> tuple[bytes, bytes] | None:
+        """Keys on: the broker's key pair, the allow-list and the ZAP handler (before bind)."""
+        if not self.settings.curve_secret:
+            return None
+        keys = security.load_keypair(self.settings.curve_secret)
+        policy = security.load_policy(self.settings.allow_dir, self.settings.roles)
+        self.zap = security.ZapHandler(self.context, policy, self.core.counters)
+        self.core.set_policy(policy, self.clock())  # no workers yet: nothing to send
+        return keys
 
     def _make_socket(self) -> zmq.Socket[bytes]:
         sock = self.context.socket(zmq.ROUTER)
@@ -63,8 +92,25 @@ class BrokerServer:
         self.socket.bind(endpoint)
         last = self.socket.getsockopt(zmq.LAST_ENDPOINT)
         bound = last.decode() if isinstance(last, bytes) else str(last)
-        log.info("broker listening on %s", bound)
+        log.info("broker listening on %s%s", bound, " (CURVE)" if self.zap else "")
         return bound
+
+    def request_reload(self) -> None:
+        """Re-read the allow-list and roles at the next turn (safe from a signal handler)."""
+        self.reload_requested = True
+
+    def _reload(self, now: float) -> None:
+        self.reload_requested = False
+        if self.zap is None:
+            log.info("reload requested, but the broker runs without keys: nothing to reload")
+            return
+        try:
+            policy = security.load_policy(self.settings.allow_dir, self.settings.roles)
+        except ConfigError as exc:
+            log.error("reload failed, keeping the current allow-list and roles: %s", exc)
+            return
+        self.zap.policy = policy
+        self._send_all(self.core.set_policy(policy, now), now)
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -72,8 +118,11 @@ class BrokerServer:
         """Serve until `stop` (or `self.stop_event`) is set; answer what is held, exit 0."""
         stop = stop or self.stop_event
         sock = self.socket
+        zap = self.zap
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
+        if zap is not None:
+            poller.register(zap.socket, zmq.POLLIN)
         tick = min(0.1, self.settings.heartbeat_interval / 4)
         timeout_ms = max(1, int(tick * 1000))
         next_tick = self.clock()
@@ -84,13 +133,17 @@ class BrokerServer:
                 now = self.clock()
                 if ready:
                     wall = self.wall()
+                    if zap is not None and any(s is zap.socket for s, _ in ready):
+                        zap.handle()  # answers the handshakes waiting now, never blocks
                     for _ in range(RECV_BATCH):
                         try:
                             frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                         except zmq.Again:
                             break
-                        sender = frames[0].bytes
-                        self._send_all(core.on_frames(sender, frames[1:], now, wall), now)
+                        head = frames[0]
+                        user = head.get("User-Id") if zap is not None else None
+                        self._send_all(core.on_frames(head.bytes, frames[1:], now, wall, user),
+                                       now)
                 if now >= next_tick:
                     next_tick = now + tick
                     self._send_all(core.on_tick(now, self.wall()), now)
@@ -98,6 +151,8 @@ class BrokerServer:
                         self.on_turn(core, now)
                 if self._backlog:
                     self._flush_backlog(now)
+                if self.reload_requested:
+                    self._reload(now)
             self._shutdown()
         finally:
             self.close()
@@ -174,7 +229,9 @@ class BrokerServer:
     def close(self) -> None:
         if not self.socket.closed:
             self.socket.close()
-        if self._own_context:
+        if self.zap is not None:
+            self.zap.close()
+        if self._own_context and not self.context.closed:
             self.context.term()
 
 
@@ -186,6 +243,10 @@ def run_broker(settings: Settings, stop: threading.Event) -> int:
     from storymesh.ops.metrics import BrokerMetrics
 
     server = BrokerServer(settings)
+    try:  # SIGHUP re-reads the allow-list and roles; the handler only sets a flag
+        signal.signal(signal.SIGHUP, lambda signum, frame: server.request_reload())
+    except ValueError:
+        pass  # not the main thread (an embedded broker): reload through request_reload()
     metrics = BrokerMetrics() if settings.metrics_bind else None
     notify = notifier()
 

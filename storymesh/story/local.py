@@ -9,12 +9,14 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import zmq
 
+from storymesh.agents.base import Agent
 from storymesh.agents.registry import build_agent
 from storymesh.agents.runtime import run_agent
 from storymesh.broker.server import BrokerServer
@@ -33,16 +35,20 @@ class LocalMesh:
     """`with LocalMesh(settings) as mesh:` then talk to `mesh.endpoint` with `mesh.context`."""
 
     def __init__(self, settings: Settings, *, journal: str | Path | None = None,
-                 illustrators: int = 1, authors: int = 1, start_timeout: float = 60.0) -> None:
+                 illustrators: int = 1, authors: int = 1, start_timeout: float = 60.0,
+                 factory: Callable[[str], Agent] | None = None) -> None:
         self.context: zmq.Context[Any] = zmq.Context()
         self.endpoint = f"inproc://storymesh-{uuid.uuid4().hex[:8]}"
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if journal is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="storymesh-")
             journal = Path(self._tmp.name) / "journal.db"
+        self.journal_path = Path(journal)
         self.settings = dataclasses.replace(settings, bind=self.endpoint, broker=self.endpoint,
                                             journal=str(journal))
         self.counts = {"author": authors, "illustrator": illustrators, "publisher": 1}
+        # role name -> agent; the configured backends unless a caller brings its own agents
+        self.factory = factory or (lambda role: build_agent(role, self.settings))
         self.start_timeout = start_timeout
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -53,7 +59,7 @@ class LocalMesh:
         self.broker.start()
         for name, count in self.counts.items():
             for _ in range(count):
-                agent = build_agent(name, self.settings)
+                agent = self.factory(name)
                 self._spawn(f"local-{name}", run_agent, agent, self.settings,
                             stop=self.stop_event, context=self.context)
         self._spawn("local-story", run_story_service, self.settings, self.stop_event,
@@ -93,7 +99,8 @@ class LocalMesh:
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
-        self.context.term()
+        if not self.context.closed:
+            self.context.term()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
