@@ -16,18 +16,23 @@ Each agent is driven directly, in this process, through its own `setup()` / `han
 
 A book is the embedded author's 3-chapter story: outline + 3 chapters (author), cover + 3
 pictures (illustrator), one publish (publisher). "per book" is each agent's share, run one
-request after another; the two `book:` rows add the shares up (no pipelining).
+request after another; the `book:` rows add the shares up (embedded; "with models" =
+transformers + diffusers + publisher), with no pipelining.
 
 Random weights never stop early, and a chapter cut off mid-sentence is retried once by the
 author, so a transformers chapter costs two generations of `--max-new-tokens` (the retries
-are counted). Peak RSS is the process's (it includes torch), reset before each backend
-through /proc/self/clear_refs; on CUDA, `torch.cuda.max_memory_allocated` is reported too.
+are counted). Tokens/s is new tokens over the wall time of `generate_batch()`, prompt
+included; the prompt's share (prefill) is measured apart at batch 1. Peak RSS is the
+process's, reset before each backend through /proc/self/clear_refs; the embedded backends
+run first, before torch is imported, so theirs is an embedded daemon's. On CUDA,
+`torch.cuda.max_memory_allocated` is reported too.
 Optional parts are skipped with a line saying why: diffusers, reportlab/ebooklib, Pillow.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/agents.py [--quick] [--json]
         [--device cpu|cuda] [--dtype auto|float32|float16|bfloat16] [--threads N]
         [--lm-size small|gpt2|1b] [--sd-size tiny|small|sd15] [--size PX] [--steps N]
         [--batch 1,4,8] [--max-new-tokens N] [--repeats N] [--skip author,illustrator,...]
+    .venv/bin/python benchmarks/agents.py --show result.json   # the table of a saved run
 """
 
 from __future__ import annotations
@@ -605,7 +610,7 @@ def run_publisher(s: Settings, book: Book, pngs: list[bytes], notes: list[str]) 
     from storymesh.agents.publisher import PublisherAgent
 
     row = Row("publisher")
-    memory = Memory(s.device)
+    memory = Memory("cpu")
     memory.start()
     agent = PublisherAgent()
     try:
@@ -625,7 +630,7 @@ def book_rows(rows: list[Row]) -> list[Row]:
     """The sums of each agent's share of a book: embedded, and with the model backends."""
     by_name = {row.backend: row for row in rows}
     combos = {"book: embedded": ("author/embedded", "illustrator/embedded", "publisher"),
-              "book: transformers + diffusers": ("author/transformers", "illustrator/diffusers",
+              "book: with models": ("author/transformers", "illustrator/diffusers",
                                                  "publisher")}
     out = []
     for label, names in combos.items():
@@ -650,13 +655,15 @@ def build_models(s: Settings, book: Book, work: Path, notes: list[str],
     lm_folder = sd_folder = None
     need_lm = s.runs("author", "transformers")
     need_sd = s.runs("illustrator", "diffusers")
-    if (need_lm or need_sd) and not (has_module("torch") and has_module("transformers")):
+    if not (need_lm or need_sd):
+        return None, None
+    if not (has_module("torch") and has_module("transformers")):
         notes.append("transformers, diffusers: skipped (torch or transformers is not "
                      "installed: pip install 'storymesh[ml]')")
         return None, None
-    if need_lm:
-        import torch
+    import torch
 
+    if need_lm:
         dtype = _torch_dtype(torch, s.dtype, s.device)
         seconds, params = timed(lambda: build_lm(work / "lm", LM_SIZES[s.lm_size],
                                                  book.corpus(), dtype))
@@ -667,8 +674,6 @@ def build_models(s: Settings, book: Book, work: Path, notes: list[str],
         notes.append("illustrator/diffusers: skipped (diffusers is not installed: "
                      "pip install 'storymesh[ml]')")
     elif need_sd:
-        import torch
-
         dtype = _torch_dtype(torch, s.dtype, s.device)
         if s.dtype == "auto" and s.device != "cpu":
             dtype = torch.float16  # what the illustrator's "auto" loads on a GPU
@@ -720,7 +725,17 @@ def run_models(s: Settings, book: Book, notes: list[str], info: dict[str, Any]) 
     return rows
 
 
+def check_device(device: str) -> None:
+    """Fail before any work when the GPU asked for is not there."""
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit(f"--device {device}: torch {torch.__version__} sees no CUDA GPU")
+
+
 def run(s: Settings) -> dict[str, Any]:
+    check_device(s.device)
     notes: list[str] = []
     if not reset_peak_rss():
         notes.append("peak RSS could not be reset per backend: each figure is the process's "
@@ -750,8 +765,9 @@ def cells(row: dict[str, Any]) -> list[str]:
     batched = _num(row["tps_batched"], 1)
     if row["best_batch"] is not None:
         batched += f" (b={row['best_batch']})"
-    return [row["backend"], _num(row["load_s"]), _num(row["chapter_s"]),
-            _num(row["picture_s"]), _num(row["book_s"]), _num(row["tps_1"], 1), batched,
+    # Three decimals: the embedded backends take milliseconds.
+    return [row["backend"], _num(row["load_s"], 3), _num(row["chapter_s"], 3),
+            _num(row["picture_s"], 3), _num(row["book_s"], 3), _num(row["tps_1"], 1), batched,
             _num(row["peak_rss_mb"], 0), _num(row["cuda_peak_mb"], 0)]
 
 
@@ -823,6 +839,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="a fast smoke run: small LM, tiny SD at 64 px, 2 steps, 8 tokens")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--show", type=Path, metavar="FILE",
+                   help="print the table of a saved --json result and run nothing")
     p.add_argument("-v", "--verbose", action="store_true", help="log the agents' INFO lines")
     return p.parse_args(argv)
 
@@ -867,6 +885,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:
         quiet_libraries()
+    if args.show is not None:
+        show(json.loads(args.show.read_text(encoding="utf-8")))
+        return 0
     result = run(settings_from(args))
     if args.json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")

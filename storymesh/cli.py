@@ -23,6 +23,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="AI story agents on a ZeroMQ Majordomo mesh.")
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the effective configuration.")
 app.add_typer(config_app, name="config")
+keys_app = typer.Typer(no_args_is_help=True, help="CurveZMQ key pairs (docs/security.md).")
+app.add_typer(keys_app, name="keys")
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML file (default config/storymesh.toml)")]
 BindOpt = Annotated[Optional[str], typer.Option("--bind", help="endpoint to bind, e.g. tcp://127.0.0.1:5555")]
@@ -30,6 +32,8 @@ BrokerOpt = Annotated[Optional[str], typer.Option("--broker", help="broker endpo
 LogLevelOpt = Annotated[Optional[str], typer.Option("--log-level", help="debug|info|warning|error")]
 LogFormatOpt = Annotated[Optional[str], typer.Option("--log-format", help="text|json")]
 TimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", help="seconds to wait per attempt")]
+CurveSecretOpt = Annotated[Optional[str], typer.Option("--curve-secret", help="own CURVE secret key file (NAME.key_secret)")]
+BrokerKeyOpt = Annotated[Optional[str], typer.Option("--broker-key", help="the broker's CURVE public key file (turns keys on)")]
 
 
 def _settings(config: Path | None, **flags: Any) -> Settings:
@@ -57,15 +61,21 @@ def broker(
     max_attempts: Annotated[Optional[int], typer.Option(help="dispatches per request before worker_lost")] = None,
     queue_limit: Annotated[Optional[int], typer.Option(help="queued requests per service")] = None,
     metrics_bind: Annotated[Optional[str], typer.Option(help="serve Prometheus /metrics on [HOST:]PORT (host defaults to 127.0.0.1)")] = None,
+    client_queue_limit: Annotated[Optional[int], typer.Option(help="queued requests per client and service")] = None,
+    curve_secret: CurveSecretOpt = None,
+    allow_dir: Annotated[Optional[str], typer.Option("--allow-dir", help="with keys: folder of accepted public keys (*.key)")] = None,
+    roles: Annotated[Optional[str], typer.Option("--roles", help="with keys: roles TOML file (default: every allowed key has every role)")] = None,
     config: ConfigOpt = None, log_level: LogLevelOpt = None, log_format: LogFormatOpt = None,
 ) -> None:
-    """Run the broker daemon."""
+    """Run the broker daemon (SIGHUP reloads the allow-list and roles)."""
     from storymesh.broker.server import run_broker
     from storymesh.lifecycle import install_signal_handlers
 
     settings = _settings(config, bind=bind, heartbeat_interval=heartbeat_interval,
                          liveness=liveness, busy_timeout=busy_timeout, max_attempts=max_attempts,
                          queue_limit=queue_limit, metrics_bind=metrics_bind,
+                         client_queue_limit=client_queue_limit, curve_secret=curve_secret,
+                         allow_dir=allow_dir, roles=roles,
                          log_level=log_level, log_format=log_format)
     stop = threading.Event()
     install_signal_handlers(stop)
@@ -90,6 +100,7 @@ def agent(
     strict_mdp: Annotated[Optional[bool], typer.Option("--strict-mdp", help="READY without the metadata frame")] = None,
     heartbeat_interval: Annotated[Optional[float], typer.Option(help="seconds")] = None,
     liveness: Annotated[Optional[int], typer.Option(help="missed heartbeats before the broker is dead")] = None,
+    curve_secret: CurveSecretOpt = None, broker_key: BrokerKeyOpt = None,
     config: ConfigOpt = None, log_level: LogLevelOpt = None, log_format: LogFormatOpt = None,
 ) -> None:
     """Run an agent daemon that serves one service."""
@@ -105,6 +116,7 @@ def agent(
         torch_threads=torch_threads).items()}
     settings = _settings(config, broker=broker, strict_mdp=strict_mdp,
                          heartbeat_interval=heartbeat_interval, liveness=liveness,
+                         curve_secret=curve_secret, broker_key=broker_key,
                          log_level=log_level, log_format=log_format, **section)
     from storymesh.agents.daemon import run_named_agent
     try:
@@ -122,12 +134,14 @@ def request(
     retries: Annotated[Optional[int], typer.Option(help="attempts before giving up")] = None,
     save_dir: Annotated[Optional[Path], typer.Option(help="write binary values to files here")] = None,
     partials: Annotated[bool, typer.Option(help="print PARTIAL replies as they arrive")] = True,
+    curve_secret: CurveSecretOpt = None, broker_key: BrokerKeyOpt = None,
     config: ConfigOpt = None, log_level: LogLevelOpt = None,
 ) -> None:
     """Send one request and print the reply as JSON (exit code != 0 on error or timeout)."""
     from storymesh.tools import run_request
 
     settings = _settings(config, broker=broker, request_timeout=timeout, retries=retries,
+                         curve_secret=curve_secret, broker_key=broker_key,
                          log_level=log_level or "warning")
     try:
         payload = json.loads(json_payload)
@@ -146,6 +160,7 @@ def health(
     broker: BrokerOpt = None,
     service: Annotated[Optional[list[str]], typer.Option("--service", help="a service that must have workers (repeatable)")] = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for the broker")] = 2.0,
+    curve_secret: CurveSecretOpt = None, broker_key: BrokerKeyOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Exit 0 when healthy, 1 when degraded (a service without workers), 2 when down."""
@@ -154,7 +169,8 @@ def health(
     if timeout <= 0:
         typer.echo("storymesh: --timeout must be > 0", err=True)
         raise typer.Exit(schema.EXIT_USAGE)
-    settings = _settings(config, broker=broker, log_level="error")
+    settings = _settings(config, broker=broker, curve_secret=curve_secret,
+                         broker_key=broker_key, log_level="error")
     code, reason = check_health(settings, service or [], timeout)
     typer.echo(reason)
     raise typer.Exit(code)
@@ -166,6 +182,7 @@ def monitor(
     refresh: Annotated[float, typer.Option(help="seconds between refreshes")] = 0.25,
     once: Annotated[bool, typer.Option("--once", help="print one snapshot and exit (2 if the broker is down)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="with --once: print JSON")] = False,
+    curve_secret: CurveSecretOpt = None, broker_key: BrokerKeyOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Live view of the broker, services, workers and stories in progress."""
@@ -174,7 +191,8 @@ def monitor(
     if refresh <= 0:
         typer.echo("storymesh: --refresh must be > 0", err=True)
         raise typer.Exit(schema.EXIT_USAGE)
-    settings = _settings(config, broker=broker, log_level="error")
+    settings = _settings(config, broker=broker, curve_secret=curve_secret,
+                         broker_key=broker_key, log_level="error")
     raise typer.Exit(run_monitor(settings, refresh=refresh, once=once or as_json, as_json=as_json))
 
 
@@ -209,11 +227,13 @@ def story(
     local: Annotated[bool, typer.Option(help="run the whole mesh inside this process")] = False,
     illustrators: Annotated[int, typer.Option(help="illustrators in --local mode")] = 1,
     broker: BrokerOpt = None, config: ConfigOpt = None, log_level: LogLevelOpt = None,
+    curve_secret: CurveSecretOpt = None, broker_key: BrokerKeyOpt = None,
 ) -> None:
     """Turn a plot into an illustrated book (PDF, HTML, EPUB)."""
     from storymesh.story.console import run_story
 
-    settings = _settings(config, broker=broker, log_level=log_level or "warning")
+    settings = _settings(config, broker=broker, curve_secret=curve_secret,
+                         broker_key=broker_key, log_level=log_level or "warning")
     if plot_file is not None:
         try:
             plot = plot_file.read_text(encoding="utf-8")
@@ -236,40 +256,68 @@ def story(
 StoryId = Annotated[str, typer.Argument(help="the story id (correlation id)")]
 
 
+def _client_settings(config: Path | None, broker: str | None, curve_secret: str | None,
+                     broker_key: str | None) -> Settings:
+    return _settings(config, broker=broker, curve_secret=curve_secret, broker_key=broker_key,
+                     log_level="warning")
+
+
 @app.command("list")
-def list_stories(broker: BrokerOpt = None, limit: int = 50, config: ConfigOpt = None) -> None:
+def list_stories(broker: BrokerOpt = None, limit: int = 50, config: ConfigOpt = None,
+                 curve_secret: CurveSecretOpt = None, broker_key: BrokerKeyOpt = None) -> None:
     """Recent stories and their state."""
     from storymesh.story.console import show_list
-    raise typer.Exit(show_list(_settings(config, broker=broker, log_level="warning"), limit))
+    raise typer.Exit(show_list(_client_settings(config, broker, curve_secret, broker_key), limit))
 
 
 @app.command()
-def status(corr: StoryId, broker: BrokerOpt = None, config: ConfigOpt = None) -> None:
+def status(corr: StoryId, broker: BrokerOpt = None, config: ConfigOpt = None,
+           curve_secret: CurveSecretOpt = None, broker_key: BrokerKeyOpt = None) -> None:
     """A story's status and progress."""
     from storymesh.story.console import show_status
-    raise typer.Exit(show_status(_settings(config, broker=broker, log_level="warning"), corr))
+    raise typer.Exit(show_status(_client_settings(config, broker, curve_secret, broker_key), corr))
 
 
 @app.command()
-def history(corr: StoryId, broker: BrokerOpt = None, config: ConfigOpt = None) -> None:
+def history(corr: StoryId, broker: BrokerOpt = None, config: ConfigOpt = None,
+            curve_secret: CurveSecretOpt = None, broker_key: BrokerKeyOpt = None) -> None:
     """A story's messages: sender -> receiver, type, time."""
     from storymesh.story.console import show_history
-    raise typer.Exit(show_history(_settings(config, broker=broker, log_level="warning"), corr))
+    raise typer.Exit(show_history(_client_settings(config, broker, curve_secret, broker_key), corr))
 
 
 @app.command()
 def fetch(corr: StoryId, out: Annotated[Path, typer.Option(help="folder to write the book to")] = Path("out"),
-          broker: BrokerOpt = None, config: ConfigOpt = None) -> None:
+          broker: BrokerOpt = None, config: ConfigOpt = None,
+          curve_secret: CurveSecretOpt = None, broker_key: BrokerKeyOpt = None) -> None:
     """Write a finished story's book files to a folder."""
     from storymesh.story.console import fetch_story
-    raise typer.Exit(fetch_story(_settings(config, broker=broker, log_level="warning"), corr, out))
+    raise typer.Exit(fetch_story(_client_settings(config, broker, curve_secret, broker_key), corr, out))
 
 
 @app.command()
-def cancel(corr: StoryId, broker: BrokerOpt = None, config: ConfigOpt = None) -> None:
+def cancel(corr: StoryId, broker: BrokerOpt = None, config: ConfigOpt = None,
+           curve_secret: CurveSecretOpt = None, broker_key: BrokerKeyOpt = None) -> None:
     """Cancel a story that is still running."""
     from storymesh.story.console import cancel_story
-    raise typer.Exit(cancel_story(_settings(config, broker=broker, log_level="warning"), corr))
+    raise typer.Exit(cancel_story(_client_settings(config, broker, curve_secret, broker_key), corr))
+
+
+@keys_app.command("generate")
+def keys_generate(
+    name: Annotated[str, typer.Argument(help="the key's name: the broker knows the peer by it")],
+    directory: Annotated[Path, typer.Option("--dir", help="folder for NAME.key and NAME.key_secret")] = Path("keys"),
+    force: Annotated[bool, typer.Option("--force", help="replace an existing key pair")] = False,
+) -> None:
+    """Write a CurveZMQ key pair: DIR/NAME.key (public) and DIR/NAME.key_secret (secret)."""
+    from storymesh.security import generate_keys
+
+    try:
+        public, secret = generate_keys(name, directory, force=force)
+    except ConfigError as exc:
+        raise _fail(exc, schema.EXIT_USAGE) from None
+    typer.echo(f"public key: {public}  (copy it to the broker's allow-list folder)")
+    typer.echo(f"secret key: {secret}  (keep it on this machine, readable only by its user)")
 
 
 @app.command()

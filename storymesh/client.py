@@ -34,9 +34,15 @@ from typing import Any, Self
 
 import zmq
 
-from storymesh import envelope, mdp, schema
+from storymesh import envelope, mdp, schema, security
 from storymesh.envelope import Envelope
-from storymesh.errors import BodyError, RemoteProtocolError, RequestFailed, RequestTimeout
+from storymesh.errors import (
+    BodyError,
+    RemoteProtocolError,
+    RequestFailed,
+    RequestTimeout,
+    StorymeshError,
+)
 from storymesh.mdp import Frame
 from storymesh.settings import Settings
 
@@ -114,9 +120,12 @@ class Client:
 
     def __init__(self, endpoint: str, *, settings: Settings | None = None,
                  context: zmq.Context[Any] | None = None, timeout: float | None = None,
-                 retries: int | None = None) -> None:
+                 retries: int | None = None, principal: str | None = None) -> None:
         self.settings = settings or Settings()
         self.endpoint = endpoint
+        # The header `principal` of every request: who this client acts for. The broker
+        # overwrites it with the client's key name unless the key has the delegate role.
+        self.principal = principal
         self.timeout = self.settings.request_timeout if timeout is None else timeout
         self.retries = self.settings.retries if retries is None else retries
         if self.timeout <= 0 or self.retries < 1:
@@ -126,7 +135,7 @@ class Client:
         self._pending: dict[str, _Pending] = {}
         try:
             self._sock: zmq.Socket[Any] | None = self._open()
-        except zmq.ZMQError:
+        except (zmq.ZMQError, StorymeshError):
             if self._own_context:
                 self._context.term()
             raise
@@ -137,7 +146,8 @@ class Client:
              corr: str | None = None, deadline: float | None = None) -> str:
         """Send a request without waiting; returns its id (read replies with `recv`)."""
         rid = rid or envelope.new_id()
-        body = envelope.pack(envelope.make_header(rid, corr=corr, deadline=deadline), payload)
+        body = envelope.pack(envelope.make_header(rid, corr=corr, deadline=deadline,
+                                                  principal=self.principal), payload)
         self._start(_Pending(rid, service.encode(), body, self.timeout, self.retries,
                              deadline=deadline))
         return rid
@@ -255,6 +265,7 @@ class Client:
         sock.setsockopt(zmq.SNDHWM, self.settings.hwm)
         sock.setsockopt(zmq.RCVHWM, self.settings.hwm)
         sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_message_bytes)
+        security.apply_client(sock, self.settings)  # CURVE when keys are configured
         sock.connect(self.endpoint)
         return sock
 

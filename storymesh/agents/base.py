@@ -52,6 +52,8 @@ class Request:
     deadline: float | None = None  # absolute wall-clock seconds, or None
     principal: str | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    # Written by the broker with keys on: the principal's key has the admin role.
+    admin: bool = False
 
     def expired(self) -> bool:
         return self.deadline is not None and time.time() > self.deadline

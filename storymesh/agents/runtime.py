@@ -46,7 +46,7 @@ from typing import Any
 import msgpack
 import zmq
 
-from storymesh import envelope, mdp, schema
+from storymesh import envelope, mdp, schema, security
 from storymesh.agents.batching import Batcher
 from storymesh.agents.base import Agent, AgentInfo, Final, Partial, Request
 from storymesh.errors import AgentError, BodyError, RemoteProtocolError
@@ -223,7 +223,14 @@ def decode_request(body: Sequence[Frame], wall: float) -> Request | Rejected:
     principal = header.get(schema.H_PRINCIPAL)
     return Request(rid, env.payload, corr,
                    float(deadline) if deadline is not None else None,
-                   principal if isinstance(principal, str) else None)
+                   principal if isinstance(principal, str) else None,
+                   admin=header.get(security.H_ADMIN) is True)
+
+
+def cache_key(request: Request) -> str:
+    """The reply-cache key: the id within its principal's, so a caller replaying someone
+    else's request id (keys on) never gets their cached reply."""
+    return request.id if request.principal is None else f"{request.principal}\x00{request.id}"
 
 
 def ready_meta(info: AgentInfo, slots: int) -> bytes:
@@ -287,7 +294,8 @@ class Handler(threading.Thread):
             self._wake.close()
 
     def _post(self, job: Job, body: list[Frame], final: bool, cacheable: bool = False) -> None:
-        self.results.put(Result(self.index, job.token, job.request.id, body, final, cacheable))
+        self.results.put(Result(self.index, job.token, cache_key(job.request), body, final,
+                                cacheable))
         assert self._wake is not None  # set at the start of run(), our own invariant
         try:
             self._wake.send(b"", zmq.NOBLOCK)
@@ -296,7 +304,7 @@ class Handler(threading.Thread):
 
     def _serve(self, job: Job) -> None:
         req = job.request
-        cached = self.cache.get(req.id)
+        cached = self.cache.get(cache_key(req))
         if cached is not None:
             self._post(job, cached, True)
             return
@@ -484,6 +492,7 @@ class WorkerRuntime:
         sock.setsockopt(zmq.SNDHWM, self.settings.hwm)
         sock.setsockopt(zmq.RCVHWM, self.settings.hwm)
         sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_message_bytes)
+        security.apply_client(sock, self.settings)  # CURVE when keys are configured
         sock.connect(self.settings.broker)
         slot.sock = sock
         slot.state = SlotState.CONNECTED
@@ -614,7 +623,7 @@ class WorkerRuntime:
             self._reply(slot, msg.client, envelope.error_body(
                 decoded.id, code, why, corr=decoded.corr, retry_after=1.0), now)
             return
-        cached = self.cache.get(decoded.id)
+        cached = self.cache.get(cache_key(decoded))
         if cached is not None:
             log.debug("%s: replaying the cached reply of %s", self.agent.service, decoded.id)
             self._reply(slot, msg.client, cached, now)

@@ -6,6 +6,12 @@ every `lease_ttl / 3`; an instance that dies stops renewing, and after `lease_tt
 instance (or the same one restarted) claims the story and resumes it from its last finished
 step. Watchers read progress from the journal, so they can follow a story whichever
 instance runs it, and across restarts.
+
+With keys on (`broker_key` set) the broker names the caller in the header `principal`: a
+story belongs to the principal that submitted it, and only that principal or an admin key
+may watch, query or cancel it (`forbidden` otherwise); `list` shows a caller its own
+stories. The story's own requests to the agents carry its owner as their principal (the
+story service's key is a delegate), so the broker shares the agents fairly between users.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ log = logging.getLogger(__name__)
 
 PRUNE_EVERY = 600.0  # seconds between retention sweeps
 WATCH_POLL = 0.25    # seconds between journal reads of a watcher when nothing wakes it
+LIST_SCAN = 5000     # stories scanned for a caller's own when keys are on
 
 
 def corr_for(rid: str) -> str:
@@ -68,6 +75,7 @@ class StoryEngine:
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._upkeep: threading.Thread | None = None
+        self.owned = bool(settings.broker_key)  # keys on: stories are private to their owner
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -109,6 +117,8 @@ class StoryEngine:
         spec = StorySpec.parse(payload)
         corr = corr_for(rid)
         existing = self.journal.get_story(corr)
+        if existing is not None:
+            self._check_owner(existing, principal, False)
         if existing is None:
             self.journal.create_story(corr, spec.as_dict(), self.instance, principal,
                                       ttl=self.settings.lease_ttl)
@@ -136,7 +146,8 @@ class StoryEngine:
             spec = StorySpec.parse(row.request)
             self.journal.set_status(corr, Status.RUNNING)
             with Client(self.settings.broker, settings=self.settings, context=self.context,
-                        timeout=self.settings.step_timeout, retries=1) as client:
+                        timeout=self.settings.step_timeout, retries=1,
+                        principal=row.principal) as client:
                 StoryPipeline(corr, spec, self.settings, self.journal, client,
                               notify=lambda c: self._wake(), stop=self._stop).run()
             self.journal.set_status(corr, Status.COMPLETE)
@@ -158,44 +169,57 @@ class StoryEngine:
 
     # --- queries ----------------------------------------------------------------------
 
-    def _story(self, corr: Any) -> StoryRow:
+    def _story(self, corr: Any, principal: str | None = None, admin: bool = False) -> StoryRow:
         if not isinstance(corr, str) or not corr:
             raise FatalAgentError("bad_request", "'corr' (the story id) is required")
         row = self.journal.get_story(corr)
         if row is None:
             raise FatalAgentError("not_found", f"no story {corr}")
+        self._check_owner(row, principal, admin)
         return row
 
-    def status(self, corr: Any) -> dict[str, Any]:
-        row = self._story(corr)
+    def _check_owner(self, row: StoryRow, principal: str | None, admin: bool) -> None:
+        """With keys on, only the story's owner and admin keys may touch it."""
+        if self.owned and not admin and (principal is None or row.principal != principal):
+            raise FatalAgentError("forbidden", f"story {row.corr} belongs to another key")
+
+    def status(self, corr: Any, principal: str | None = None, admin: bool = False) -> dict[str, Any]:
+        row = self._story(corr, principal, admin)
         return {"corr": corr, "status": str(row.status), "title": row.title, "error": row.error,
                 "steps": progress(row, self.journal.steps(corr, with_blobs=False)),
                 "created": row.created, "updated": row.updated,
                 "owner": self.journal.lease_owner(corr)}
 
-    def history(self, corr: Any) -> list[dict[str, Any]]:
-        self._story(corr)
+    def history(self, corr: Any, principal: str | None = None,
+                admin: bool = False) -> list[dict[str, Any]]:
+        self._story(corr, principal, admin)
         return [{"sender": h.sender, "receiver": h.receiver, "message_type": h.message_type,
                  "time": h.time, "id": h.id} for h in self.journal.history(corr)]
 
-    def fetch(self, corr: Any) -> dict[str, Any]:
-        row = self._story(corr)
+    def fetch(self, corr: Any, principal: str | None = None, admin: bool = False) -> dict[str, Any]:
+        row = self._story(corr, principal, admin)
         return {"corr": corr, "status": str(row.status), "title": row.title,
                 "publications": self.journal.publications(corr)}
 
-    def list(self, limit: int = 50) -> list[dict[str, Any]]:
+    def list(self, limit: int = 50, principal: str | None = None,
+             admin: bool = False) -> list[dict[str, Any]]:
+        if self.owned and not admin:  # a caller sees only its own stories
+            rows = [r for r in self.journal.list_stories(LIST_SCAN)
+                    if principal is not None and r.principal == principal][:limit]
+        else:
+            rows = self.journal.list_stories(limit)
         return [{"corr": r.corr, "status": str(r.status), "title": r.title,
                  "created": r.created, "updated": r.updated,
                  "plot": str(r.request.get("plot", ""))[:80]}
-                for r in self.journal.list_stories(limit)]
+                for r in rows]
 
-    def cancel(self, corr: Any) -> dict[str, Any]:
-        row = self._story(corr)
+    def cancel(self, corr: Any, principal: str | None = None, admin: bool = False) -> dict[str, Any]:
+        row = self._story(corr, principal, admin)
         if not row.done:
             self.journal.set_status(corr, Status.CANCELLED)
-            self.journal.record(corr, "client", "story", "cancel", corr)
+            self.journal.record(corr, principal or "client", "story", "cancel", corr)
             self._wake()
-        return {"corr": corr, "status": str(self._story(corr).status)}
+        return {"corr": corr, "status": str(self._story(corr, principal, admin).status)}
 
     # --- watching ---------------------------------------------------------------------
 
@@ -203,9 +227,10 @@ class StoryEngine:
         with self._changed:
             self._changed.notify_all()
 
-    def watch(self, corr: Any, cancel: threading.Event) -> Iterator[Reply]:
+    def watch(self, corr: Any, cancel: threading.Event, principal: str | None = None,
+              admin: bool = False) -> Iterator[Reply]:
         """PARTIAL progress events from the journal, then a FINAL with the outcome."""
-        row = self._story(corr)
+        row = self._story(corr, principal, admin)
         seen: set[tuple[str, int]] = set()
         published = False
         while True:
@@ -230,7 +255,7 @@ class StoryEngine:
                 raise FatalAgentError("shutting_down", "the story service is stopping")
             with self._changed:
                 self._changed.wait(WATCH_POLL)
-            row = self._story(corr)
+            row = self._story(corr, principal, admin)
 
     @staticmethod
     def _event(step: StepRow, bar: dict[str, Any], title: str | None) -> dict[str, Any]:

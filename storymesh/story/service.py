@@ -50,7 +50,8 @@ class WatchAgent(_StoryAgent):
     service = "story.watch"
 
     def handle(self, request: Request) -> Iterator[Reply]:
-        yield from self.engine.watch(request.payload.get("corr"), request.cancel)
+        yield from self.engine.watch(request.payload.get("corr"), request.cancel,
+                                     request.principal, request.admin)
 
 
 class QueryAgent(_StoryAgent):
@@ -62,20 +63,21 @@ class QueryAgent(_StoryAgent):
         payload, engine = request.payload, self.engine
         op = payload.get("op", "status")
         corr = payload.get("corr")
+        who = (request.principal, request.admin)  # checked against the owner with keys on
         result: dict[str, Any]
         if op == "status":
-            result = engine.status(corr)
+            result = engine.status(corr, *who)
         elif op == "history":
-            result = {"corr": corr, "history": engine.history(corr)}
+            result = {"corr": corr, "history": engine.history(corr, *who)}
         elif op == "fetch":
-            result = engine.fetch(corr)
+            result = engine.fetch(corr, *who)
         elif op == "list":
             limit = payload.get("limit", 50)
             if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
                 raise FatalAgentError("bad_request", "'limit' must be an integer in 1..1000")
-            result = {"stories": engine.list(limit)}
+            result = {"stories": engine.list(limit, *who)}
         elif op == "cancel":
-            result = engine.cancel(corr)
+            result = engine.cancel(corr, *who)
         else:
             raise FatalAgentError("bad_request", f"unknown op {op!r}; choose status, history, "
                                                  "fetch, list or cancel")

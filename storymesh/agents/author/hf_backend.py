@@ -103,7 +103,7 @@ class TransformersBackend:
     def _set_threads(self, torch: Any) -> None:
         threads = self.threads
         if threads is None and not (self.device.startswith("cuda") or self.device == "auto"):
-            threads = 1  # beside other busy processes, 1 thread was measured 10x faster than 2
+            threads = 1  # oversubscribed cores (other agents busy beside us) can make 2 threads far slower than 1
         if threads is not None:
             torch.set_num_threads(threads)
 

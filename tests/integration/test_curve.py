@@ -1,0 +1,498 @@
+"""CurveZMQ end to end in one process over TCP loopback (CURVE does not apply to inproc):
+a keyed broker, workers and clients with their own key files, the allow-list and roles,
+a man-in-the-middle relay that records the bytes on the wire, reload of the allow-list,
+and the story service keeping each key's stories private.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+
+from storymesh import envelope, mdp, security
+from storymesh.agents.base import Agent, AgentInfo, Final, Reply, Request
+from storymesh.agents.runtime import run_agent
+from storymesh.agents.sleepy import Costs, build_sleepy
+from storymesh.broker.server import BrokerServer
+from storymesh.client import Client
+from storymesh.errors import ConfigError, RequestFailed, RequestTimeout
+from storymesh.settings import Settings
+from storymesh.story.api import StoryClient
+from storymesh.story.service import run_story_service
+from tests.conftest import fast_settings
+
+pytestmark = pytest.mark.timeout(60)
+
+NAMES = ("broker", "alice", "bob", "gpu", "story", "agents", "ops")
+ROLES = """
+[keys.gpu]
+roles = ["worker"]
+services = ["echo"]
+[keys.alice]
+roles = ["client"]
+[keys.bob]
+roles = ["client"]
+[keys.story]
+roles = ["worker", "client", "delegate"]
+services = ["story.submit", "story.query", "story.watch"]
+[keys.agents]
+roles = ["worker"]
+services = ["story.author", "story.illustrator", "story.publisher"]
+[keys.ops]
+roles = ["admin"]
+"""
+SILENCE = 0.6  # seconds a refused peer is given to get an answer (it must get none)
+
+
+@dataclass
+class Keys:
+    """Key pairs in `dir`, the broker's allow-list (every key but the outsiders) and roles."""
+
+    dir: Path
+    allow: Path
+    roles: Path
+
+    def secret(self, name: str) -> str:
+        return str(self.dir / f"{name}.key_secret")
+
+    def public(self, name: str) -> str:
+        return str(self.dir / f"{name}.key")
+
+    def allow_key(self, name: str) -> None:
+        shutil.copy(self.public(name), self.allow / f"{name}.key")
+
+
+def make_keys(root: Path, names: tuple[str, ...] = NAMES) -> Keys:
+    keys = Keys(root / "keys", root / "allow", root / "roles.toml")
+    keys.allow.mkdir(parents=True)
+    for name in (*names, "mallory", "imposter"):
+        security.generate_keys(name, keys.dir)
+    for name in names:
+        keys.allow_key(name)
+    keys.roles.write_text(ROLES)
+    return keys
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    return make_keys(tmp_path_factory.mktemp("curve"))
+
+
+class Recording(Agent):
+    """Wraps an agent and records the principal of every request it serves."""
+
+    def __init__(self, inner: Agent) -> None:
+        self.inner = inner
+        self.service = inner.service  # type: ignore[misc]
+        self.principals: list[str | None] = []
+
+    def setup(self) -> AgentInfo:
+        return self.inner.setup()
+
+    def handle(self, request: Request) -> Iterator[Reply]:
+        self.principals.append(request.principal)
+        yield from self.inner.handle(request)
+
+
+class WhoAmI(Agent):
+    """Echoes its payload with the principal and admin flag the broker wrote."""
+
+    service = "echo"
+
+    def setup(self) -> AgentInfo:
+        return AgentInfo(backend="test")
+
+    def handle(self, request: Request) -> Iterator[Reply]:
+        yield Final({**request.payload, "principal": request.principal, "admin": request.admin})
+
+
+@dataclass
+class KeyedMesh:
+    """A keyed broker on loopback TCP and, in threads, the agents given to `serve`."""
+
+    keys: Keys
+    context: zmq.Context[Any] = field(default_factory=zmq.Context)
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.broker = BrokerServer(fast_settings(
+            curve_secret=self.keys.secret("broker"), allow_dir=str(self.keys.allow),
+            roles=str(self.keys.roles)), context=self.context)
+        self.broker.start()
+        self.endpoint = self.broker.endpoint
+
+    def settings(self, name: str, *, broker_key: str = "broker", **flags: Any) -> Settings:
+        return fast_settings(broker=self.endpoint, curve_secret=self.keys.secret(name),
+                             broker_key=self.keys.public(broker_key), **flags)
+
+    def client(self, name: str, timeout: float = 5.0, **kw: Any) -> Client:
+        return Client(self.endpoint, settings=self.settings(name), timeout=timeout, retries=1,
+                      **kw)
+
+    def serve(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        thread = threading.Thread(target=target, args=args, kwargs=kwargs, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def wait_for(self, *services: str, timeout: float = 20.0) -> None:
+        end = time.monotonic() + timeout
+        with self.client("ops", timeout=1.0) as c:
+            while any(not c.service_available(s) for s in services):
+                assert time.monotonic() < end, f"no worker for {services}"
+                time.sleep(0.05)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.client("ops") as c:
+            return c.snapshot()
+
+    def close(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(10)
+        self.broker.stop()
+        self.context.term()
+
+
+@pytest.fixture
+def mesh(keys: Keys) -> Iterator[KeyedMesh]:
+    m = KeyedMesh(keys)
+    m.serve(run_agent, WhoAmI(), m.settings("gpu"), stop=m.stop)
+    m.wait_for("echo")
+    yield m
+    m.close()
+
+
+def raw_dealer(ctx: zmq.Context[Any], endpoint: str, keys: Keys | None = None,
+               name: str = "", server: str = "broker") -> zmq.Socket[Any]:
+    """A bare DEALER; with `keys`, a CURVE client with key pair `name`."""
+    sock: zmq.Socket[Any] = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    if keys is not None:
+        public, secret = security.load_keypair(keys.secret(name))
+        sock.curve_publickey, sock.curve_secretkey = public, secret
+        sock.curve_serverkey = security.load_public(keys.public(server))
+    sock.connect(endpoint)
+    return sock
+
+
+def echo_request(rid: str, **payload: Any) -> list[bytes]:
+    body = envelope.pack(envelope.make_header(rid), payload)
+    return mdp.encode(mdp.ClientRequest(b"echo", tuple(body)))
+
+
+# --- allowed peers ---------------------------------------------------------------------------
+
+def test_an_allowed_client_and_worker_work_end_to_end(mesh: KeyedMesh) -> None:
+    # Given a keyed broker and the gpu key's echo worker
+    with mesh.client("alice") as alice:
+        # When alice calls echo, once and pipelined
+        reply = alice.call("echo", {"text": "hi"})
+        rid = alice.send("echo", {"text": "again"})
+        again = alice.result(rid)
+    # Then the worker served her and saw her key's name as the principal
+    assert reply.payload == {"text": "hi", "principal": "alice", "admin": False}
+    assert again.payload["principal"] == "alice"
+    # And the snapshot names the worker's key
+    workers = mesh.snapshot()["workers"]
+    assert [w["principal"] for w in workers] == ["gpu"]
+
+
+def test_a_forged_principal_is_overwritten_and_an_admin_is_marked(mesh: KeyedMesh) -> None:
+    # When alice names ops as her principal
+    with mesh.client("alice", principal="ops") as alice:
+        got = alice.call("echo", {}).payload
+    # Then the worker sees alice; only the admin key's own requests carry the admin flag
+    assert got["principal"] == "alice" and got["admin"] is False
+    with mesh.client("ops") as ops:
+        got = ops.call("echo", {}).payload
+    assert got["principal"] == "ops" and got["admin"] is True
+
+
+def test_a_delegate_key_acts_for_the_principal_it_names(mesh: KeyedMesh) -> None:
+    with mesh.client("story", principal="carol") as story:
+        assert story.call("echo", {}).payload["principal"] == "carol"
+
+
+# --- refused peers ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("who", ["no key", "key not on the list", "wrong key for a listed name",
+                                 "wrong broker key"])
+def test_a_peer_without_an_allowed_key_gets_no_service(mesh: KeyedMesh, who: str) -> None:
+    before = mesh.snapshot()["counters"]["unauthenticated"]
+    ctx = mesh.context
+    if who == "no key":
+        sock = raw_dealer(ctx, mesh.endpoint)
+    elif who == "key not on the list":
+        sock = raw_dealer(ctx, mesh.endpoint, mesh.keys, "mallory")
+    elif who == "wrong key for a listed name":  # a fresh pair filed under a listed name
+        sock = raw_dealer(ctx, mesh.endpoint, mesh.keys, "imposter")
+    else:  # alice's own pair, but she expects another server key
+        sock = raw_dealer(ctx, mesh.endpoint, mesh.keys, "alice", server="mallory")
+    try:
+        # When it asks for echo, for mmi.service and tries to register a worker
+        sock.send_multipart(echo_request("r1", text="let me in"))
+        sock.send_multipart(mdp.encode(mdp.ClientRequest(b"mmi.service", (b"echo",))))
+        sock.send_multipart(mdp.encode(mdp.Ready(b"echo")))
+        # Then nothing at all comes back
+        assert sock.poll(int(SILENCE * 1000)) == 0
+    finally:
+        sock.close()
+    # And the broker kept serving, with no new worker, and counted a refused handshake
+    # unless the peer could not even start one (no key, or the wrong server key)
+    snap = mesh.snapshot()
+    assert [w["principal"] for w in snap["workers"]] == ["gpu"]
+    refused = snap["counters"]["unauthenticated"] - before
+    assert refused >= 1 if who in ("key not on the list", "wrong key for a listed name") \
+        else refused == 0
+    with mesh.client("alice") as alice:
+        assert alice.call("echo", {"n": 1}).payload["n"] == 1
+
+
+def test_a_client_key_cannot_register_a_worker(mesh: KeyedMesh) -> None:
+    # When alice's key sends READY for echo
+    sock = raw_dealer(mesh.context, mesh.endpoint, mesh.keys, "alice")
+    try:
+        sock.send_multipart(mdp.encode(mdp.Ready(b"echo")))
+        # Then the broker answers DISCONNECT
+        assert sock.poll(3000) and sock.recv_multipart() == mdp.encode(mdp.Disconnect())
+    finally:
+        sock.close()
+    # And only the gpu key serves echo; the refusal was counted
+    snap = mesh.snapshot()
+    assert [w["principal"] for w in snap["workers"]] == ["gpu"]
+    assert snap["counters"]["forbidden"] >= 1
+
+
+def test_a_worker_key_may_not_call_services_but_mmi_service_is_open(mesh: KeyedMesh) -> None:
+    with mesh.client("gpu") as gpu:
+        assert gpu.service_available("echo") is True
+        with pytest.raises(RequestFailed) as err:
+            gpu.call("echo", {})
+    assert err.value.code == "forbidden"
+
+
+def test_snapshots_need_an_admin_key(mesh: KeyedMesh) -> None:
+    with mesh.client("alice") as alice, pytest.raises(RequestFailed) as err:
+        alice.snapshot()
+    assert err.value.code == "forbidden" and not err.value.retryable
+    assert mesh.snapshot()["settings"]["keys"] is True
+
+
+# --- the wire ----------------------------------------------------------------------------------
+
+class Relay:
+    """A TCP man in the middle on loopback: forwards to `target`, records every byte."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.seen = bytearray()
+        self.lock = threading.Lock()
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self.conns += [conn, upstream]
+            for a, b in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                with self.lock:
+                    self.seen += data
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+        for conn in self.conns:
+            conn.close()
+
+
+def through_relay(endpoint: str, settings: Settings, secret: bytes) -> tuple[dict[str, Any], bytes]:
+    """Call echo through a recording relay; (the reply payload, the bytes on the wire)."""
+    relay = Relay(int(endpoint.rpartition(":")[2]))
+    try:
+        with Client(f"tcp://127.0.0.1:{relay.port}", settings=settings, timeout=5.0,
+                    retries=1) as client:
+            payload = client.call("echo", {"text": secret.decode(), "blob": secret * 200}).payload
+        return payload, bytes(relay.seen)
+    finally:
+        relay.close()
+
+
+def test_traffic_on_the_wire_is_not_readable(mesh: KeyedMesh) -> None:
+    secret = b"MARKER-the-dragon-hides-the-moon-in-a-teacup"
+    # When alice calls echo through a man in the middle that records the wire
+    payload, wire = through_relay(mesh.endpoint, mesh.settings("alice"), secret)
+    # Then the call works, but neither the request nor the reply can be read on the wire
+    assert payload["text"] == secret.decode() and payload["principal"] == "alice"
+    assert len(wire) > 200 * len(secret)  # the blob went both ways, encrypted
+    assert secret not in wire and b"echo" not in wire and b"MDPC02" not in wire
+    # And the same relay in front of a plain broker shows everything (the check is real)
+    ctx: zmq.Context[Any] = zmq.Context()
+    plain = BrokerServer(fast_settings(), context=ctx)
+    plain.start()
+    stop = threading.Event()
+    worker = threading.Thread(target=run_agent, args=(WhoAmI(), fast_settings(
+        broker=plain.endpoint)), kwargs={"stop": stop, "context": ctx}, daemon=True)
+    worker.start()
+    try:
+        _, clear = through_relay(plain.endpoint, fast_settings(), secret)
+    finally:
+        stop.set()
+        worker.join(10)
+        plain.stop()
+        ctx.term()
+    assert secret in clear and b"MDPC02" in clear
+    # And a keyed client's socket is a CURVE client, a plain one has no mechanism
+    for settings, mechanism in ((mesh.settings("alice"), zmq.CURVE), (fast_settings(), zmq.NULL)):
+        sock: zmq.Socket[Any] = mesh.context.socket(zmq.DEALER)
+        try:
+            security.apply_client(sock, settings)
+            assert sock.getsockopt(zmq.MECHANISM) == mechanism
+        finally:
+            sock.close()
+
+
+# --- reload ------------------------------------------------------------------------------------
+
+def test_the_allow_list_and_roles_reload_without_a_restart(tmp_path: Path,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    keys = make_keys(tmp_path, ("broker", "alice", "bob", "gpu", "ops"))
+    security.generate_keys("carol", keys.dir)
+    m = KeyedMesh(keys)
+    try:
+        m.serve(run_agent, WhoAmI(), m.settings("gpu"), stop=m.stop)
+        m.wait_for("echo")
+        bob = m.client("bob", timeout=SILENCE)
+        assert bob.call("echo", {}).payload["principal"] == "bob"
+        # When bob's key is revoked and carol's added, and the broker told to reload
+        (keys.allow / "bob.key").unlink()
+        keys.allow_key("carol")
+        m.broker.request_reload()
+        time.sleep(0.3)  # the next loop turn reloads
+        # Then bob's open connection is refused, and a new one gets nothing at all
+        with pytest.raises(RequestFailed) as err:
+            bob.call("echo", {})
+        assert err.value.code == "forbidden"
+        bob.close()
+        with m.client("bob", timeout=SILENCE) as again, pytest.raises(RequestTimeout):
+            again.call("echo", {})
+        # And carol is served at once
+        with m.client("carol") as carol:
+            assert carol.call("echo", {}).payload["principal"] == "carol"
+        # When the roles file no longer lets gpu serve echo (and a broken file is ignored)
+        keys.roles.write_text("[keys.gpu\n")
+        m.broker.request_reload()
+        time.sleep(0.3)
+        with m.client("alice") as alice:
+            assert alice.call("echo", {}).payload["principal"] == "alice"
+        assert "keeping the current allow-list" in caplog.text
+        keys.roles.write_text(ROLES.replace('services = ["echo"]', 'services = ["other"]'))
+        m.broker.request_reload()
+        # Then its worker is disconnected (it reconnects, and is refused again)
+        time.sleep(0.5)
+        assert m.snapshot()["workers"] == []
+    finally:
+        m.close()
+
+
+# --- stories are private ------------------------------------------------------------------------
+
+def test_with_keys_on_a_story_is_readable_only_by_its_owner_and_admins(keys: Keys,
+                                                                      tmp_path: Path) -> None:
+    # Given a keyed mesh: sleepy agents (the agents key) and the story service (a delegate)
+    m = KeyedMesh(keys)
+    costs = Costs(outline=0.05, chapter=0.05, picture=0.05, publish=0.05)
+    try:
+        agents = [Recording(build_sleepy(role, costs))
+                  for role in ("author", "illustrator", "publisher")]
+        for agent in agents:
+            m.serve(run_agent, agent, m.settings("agents"), stop=m.stop)
+        m.serve(run_story_service, m.settings("story", journal=str(tmp_path / "j.db"),
+                                              step_timeout=20.0, watch_slots=2), m.stop)
+        m.wait_for("story.submit", "story.query", "story.watch", "story.author",
+                   "story.illustrator", "story.publisher")
+
+        def stories(name: str) -> StoryClient:
+            return StoryClient(m.endpoint, settings=m.settings(name), timeout=10.0)
+
+        # When alice submits a story and it runs to its end
+        with stories("alice") as alice:
+            request = {"plot": "A fox learns to share", "chapters": 1, "formats": ["html"]}
+            corr = alice.submit_request(request, rid="alice-rid-1")
+            outcome = alice.wait(corr)
+            assert outcome["status"] == "complete", outcome
+            mine = alice.list()
+            assert alice.status(corr)["status"] == "complete" and alice.fetch(corr)
+        # Then bob can neither read, watch, fetch nor cancel it, and lists nothing
+        with stories("bob") as bob:
+            for read in (bob.status, bob.history, bob.fetch, bob.cancel, bob.wait):
+                with pytest.raises(RequestFailed) as err:
+                    read(corr)
+                assert err.value.code == "forbidden", read
+            assert bob.list() == []
+            # nor take it over by replaying its submission id
+            with pytest.raises(RequestFailed) as err:
+                bob.submit_request(request, rid="alice-rid-1")
+            assert err.value.code == "forbidden"
+        # And an admin key reads it and sees it listed
+        with stories("ops") as ops:
+            assert ops.status(corr)["status"] == "complete"
+            assert any(s["corr"] == corr for s in ops.list())
+            assert ops.history(corr)
+        assert [s["corr"] for s in mine] == [corr]
+        # And the story's own requests to the agents were made on alice's behalf
+        assert all(a.principals for a in agents)
+        assert {p for a in agents for p in a.principals} == {"alice"}
+    finally:
+        m.close()
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+def test_half_configured_keys_are_config_errors(keys: Keys) -> None:
+    with pytest.raises(ConfigError, match="allow_dir"):
+        BrokerServer(fast_settings(curve_secret=keys.secret("broker")), context=zmq.Context())
+    with pytest.raises(ConfigError, match="curve_secret"):
+        Client("tcp://127.0.0.1:9", settings=fast_settings(broker_key=keys.public("broker")))
+    with pytest.raises(ConfigError, match="no secret key"):
+        Client("tcp://127.0.0.1:9", settings=fast_settings(
+            broker_key=keys.public("broker"), curve_secret=keys.public("alice")))
+
+
+def test_a_plain_broker_warns_when_it_binds_beyond_loopback(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="storymesh.broker.server"):
+        server = BrokerServer(fast_settings(bind="tcp://0.0.0.0:0"))
+        server.close()
+        quiet = BrokerServer(fast_settings(bind="tcp://127.0.0.1:0"))
+        quiet.close()
+    warnings = [r for r in caplog.records if "WITHOUT keys" in r.getMessage()]
+    assert len(warnings) == 1 and "0.0.0.0" in warnings[0].getMessage()
