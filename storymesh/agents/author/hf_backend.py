@@ -103,7 +103,8 @@ class TransformersBackend:
     def _set_threads(self, torch: Any) -> None:
         threads = self.threads
         if threads is None and not (self.device.startswith("cuda") or self.device == "auto"):
-            threads = 1  # oversubscribed cores (other agents busy beside us) can make 2 threads far slower than 1
+            # on cores shared with other busy agents, 2 threads can run far slower than 1
+            threads = 1
         if threads is not None:
             torch.set_num_threads(threads)
 
