@@ -97,5 +97,5 @@ class Agent(ABC):
         """Serve several batchable requests at once: one Final or AgentError per request."""
         raise NotImplementedError(f"{type(self).__name__} does not batch")
 
-    def teardown(self) -> None:
+    def teardown(self) -> None:  # noqa: B027  (optional hook: most agents hold nothing)
         """Release what setup() loaded."""

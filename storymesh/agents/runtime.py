@@ -47,8 +47,8 @@ import msgpack
 import zmq
 
 from storymesh import envelope, mdp, schema, security
-from storymesh.agents.batching import Batcher
 from storymesh.agents.base import Agent, AgentInfo, Final, Partial, Request
+from storymesh.agents.batching import Batcher
 from storymesh.errors import AgentError, BodyError, RemoteProtocolError
 from storymesh.lifecycle import install_signal_handlers
 from storymesh.mdp import Frame

@@ -3,21 +3,25 @@ process are served by one `handle_batch` call (one generate for several stories)
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 import zmq
+from PIL import Image, ImageChops
 
 from storymesh.agents.author import AuthorAgent
 from storymesh.agents.base import Agent, Final, Reply, Request
+from storymesh.agents.illustrator import IllustratorAgent
 from storymesh.agents.runtime import WorkerRuntime
 from storymesh.broker.server import BrokerServer
 from storymesh.client import Client
 from storymesh.errors import AgentError, FatalAgentError, RequestFailed
 from storymesh.settings import Settings
 from tests.agents.tiny_lm import tiny_lm  # noqa: F401  (session fixture)
+from tests.agents.tiny_sd import tiny_sd  # noqa: F401  (session fixture)
 
 
 class CountingAgent(Agent):
@@ -98,6 +102,33 @@ def test_a_model_author_batches_chapters_of_several_stories(
             # Then every story gets a whole chapter, and they shared generate calls
             assert all(c["text"].strip() and c["picture_prompt"] for c in chapters)
             assert runtime.batcher is not None and max(runtime.batcher.batches) >= 2
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_a_diffusers_illustrator_paints_pictures_of_several_stories_in_one_call(
+        broker: BrokerServer, endpoint_settings: Settings, tiny_sd: Path) -> None:  # noqa: F811
+    # Given a diffusers illustrator on a tiny random pipeline with 2 slots
+    agent = IllustratorAgent(backend="diffusers", model=str(tiny_sd), steps=2)
+    runtime, stop, thread = _serve(agent, endpoint_settings, broker.context, 2)
+    ask = {"width": 64, "height": 64, "steps": 2}
+    try:
+        with Client(broker.endpoint, settings=endpoint_settings, context=broker.context,
+                    timeout=60) as client:
+            # When two stories' pictures are asked for at once
+            rids = [client.send("story.illustrator", {"prompt": prompt, "seed": seed, **ask})
+                    for prompt, seed in (("a fox in a forest", 5), ("a whale at sea", 6))]
+            batched = [client.result(rid).payload for rid in rids]
+            # Then both are PNGs of the asked size, painted in one pipeline call
+            assert all(p["png"].startswith(b"\x89PNG") and p["width"] == 64 for p in batched)
+            assert runtime.batcher is not None and max(runtime.batcher.batches) == 2
+            # and a picture painted alone from the same seed looks the same
+            alone = client.call("story.illustrator",
+                                {"prompt": "a fox in a forest", "seed": 5, **ask}).payload
+            diff = ImageChops.difference(Image.open(io.BytesIO(alone["png"])).convert("RGB"),
+                                         Image.open(io.BytesIO(batched[0]["png"])).convert("RGB"))
+            assert max(high for _, high in diff.getextrema()) <= 8
     finally:
         stop.set()
         thread.join(10)

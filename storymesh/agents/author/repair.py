@@ -162,10 +162,8 @@ def ends_sentence(text: str) -> bool:
 
 def trim_to_sentence(text: str) -> str:
     """Text up to its last full sentence ("" when there is none)."""
-    last = None
-    for last in _ENDS_SENTENCE.finditer(text):
-        pass
-    return text[:last.end()].rstrip() if last is not None else ""
+    ends = [match.end() for match in _ENDS_SENTENCE.finditer(text)]
+    return text[:ends[-1]].rstrip() if ends else ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,6 @@ anything missing, of the wrong type or out of range. Never `assert`: this is pee
 from __future__ import annotations
 
 import re
-
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any

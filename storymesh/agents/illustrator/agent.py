@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from storymesh import catalog
@@ -23,10 +23,16 @@ from storymesh.agents.illustrator.backends import (
     DTYPES,
     Backend,
     BackendOptions,
+    Rendered,
     make_backend,
 )
-from storymesh.agents.illustrator.request import MAX_GUIDANCE, Defaults, parse_request
-from storymesh.errors import ConfigError, FatalAgentError
+from storymesh.agents.illustrator.request import (
+    MAX_GUIDANCE,
+    Defaults,
+    IllustrationRequest,
+    parse_request,
+)
+from storymesh.errors import AgentError, ConfigError, FatalAgentError
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +87,46 @@ class IllustratorAgent(Agent):
         # Used without the runtime (tests, scripts), the agent loads on first use.
         return self._backend if self._backend is not None else self._load()[0]
 
+    def batchable(self, request: Request) -> bool:
+        """Pictures for a diffusion model batch into one pipeline call."""
+        return self.backend_name == "diffusers"
+
+    def handle_batch(self, requests: Sequence[Request]) -> list[Final | AgentError]:
+        """Pictures of the same size, steps and guidance share one pipeline call; a bad
+        request fails alone. Batched pictures are not cancellable one by one."""
+        backend = self._ready_backend()
+        outcomes: list[Final | AgentError] = [
+            FatalAgentError("internal", "no reply")] * len(requests)
+        groups: dict[tuple[int, int, int, float], list[tuple[int, IllustrationRequest]]] = {}
+        for i, request in enumerate(requests):
+            try:
+                job = parse_request(request.payload, self.defaults)
+            except AgentError as exc:
+                outcomes[i] = exc
+                continue
+            groups.setdefault((job.width, job.height, job.steps, job.guidance), []).append((i, job))
+        render_batch = getattr(backend, "render_batch", None)
+        for members in groups.values():
+            jobs = [job for _, job in members]
+            try:
+                rendered = (render_batch(jobs, threading.Event()) if render_batch is not None
+                            else [backend.render(job, threading.Event()) for job in jobs])
+            except AgentError as exc:
+                rendered = [exc] * len(jobs)
+            for (i, job), result in zip(members, rendered, strict=True):
+                outcomes[i] = result if isinstance(result, AgentError) else \
+                    Final(self._reply(backend, job, result))
+        return outcomes
+
+    def _reply(self, backend: Backend, job: IllustrationRequest,
+               rendered: Rendered) -> dict[str, Any]:
+        reply: dict[str, Any] = {"width": rendered.width, "height": rendered.height,
+                                 "seed": job.seed, "backend": backend.name,
+                                 "art_style": job.art_style, "png": rendered.png}
+        if rendered.nsfw:
+            reply["nsfw"] = True
+        return reply
+
     def handle(self, request: Request) -> Iterator[Reply]:
         backend = self._ready_backend()
         job = parse_request(request.payload, self.defaults)
@@ -90,12 +136,7 @@ class IllustratorAgent(Agent):
         rendered = backend.render(job, request.cancel)
         log.debug("request %s: %dx%d %s seed %s in %.2fs", request.id, rendered.width,
                   rendered.height, job.art_style, job.seed, time.monotonic() - started)
-        reply: dict[str, Any] = {"width": rendered.width, "height": rendered.height,
-                                 "seed": job.seed, "backend": backend.name,
-                                 "art_style": job.art_style, "png": rendered.png}
-        if rendered.nsfw:
-            reply["nsfw"] = True
-        yield Final(reply)
+        yield Final(self._reply(backend, job, rendered))
 
     def teardown(self) -> None:
         if self._backend is not None:

@@ -165,11 +165,24 @@ class DiffusersBackend:
         return min(int(limit), 77) - 2
 
     def render(self, request: IllustrationRequest, cancel: threading.Event) -> Rendered:
+        return self.render_batch([request], cancel)[0]
+
+    def render_batch(self, requests: list[IllustrationRequest],
+                     cancel: threading.Event) -> list[Rendered]:
+        """Several pictures of one size, steps and guidance in one pipeline call (one
+        seeded generator each, so each picture is the one its seed gives)."""
         if self._pipe is None:
             raise FatalAgentError("internal", "the diffusers backend was not loaded")
-        width = round_side(request.width, self._multiple)
-        height = round_side(request.height, self._multiple)
-        kwargs = self._call_kwargs(request, width, height, cancel)
+        first = requests[0]
+        width = round_side(first.width, self._multiple)
+        height = round_side(first.height, self._multiple)
+        kwargs = self._call_kwargs(first, width, height, cancel)
+        if len(requests) > 1:
+            budget = self._budget()
+            kwargs["prompt"] = [build_prompt(r, self._count_tokens, budget) for r in requests]
+            kwargs["negative_prompt"] = [build_negative(r, self._count_tokens, budget)
+                                         for r in requests]
+            kwargs["generator"] = [self._generator(r.seed) for r in requests]
         try:
             with self._lock, self._torch.inference_mode():
                 out = self._pipe(**kwargs)
@@ -177,21 +190,29 @@ class DiffusersBackend:
             raise FatalAgentError("cancelled", "the request was cancelled") from None
         except (RuntimeError, ValueError) as exc:
             raise RetryableAgentError("model_error", f"the pipeline failed: {exc}") from exc
-        flags = getattr(out, "nsfw_content_detected", None)
-        if flags and flags[0]:
+        flags = getattr(out, "nsfw_content_detected", None) or [False] * len(requests)
+        return [self._finish(image, flagged, request, width, height)
+                for image, flagged, request in zip(out.images, flags, requests, strict=True)]
+
+    @staticmethod
+    def _finish(image: Any, flagged: bool, request: IllustrationRequest, width: int,
+                height: int) -> Rendered:
+        if flagged:
             log.warning("picture for seed %s flagged by the safety checker; withheld",
                         request.seed)
             return Rendered(placeholder_png(width, height), width, height, nsfw=True)
-        image = out.images[0].convert("RGB")
+        image = image.convert("RGB")
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
         return Rendered(buffer.getvalue(), image.width, image.height)
 
+    def _generator(self, seed: int) -> Any:
+        device = "cpu" if self.options.device.startswith("mps") else self.options.device
+        return self._torch.Generator(device).manual_seed(seed)
+
     def _call_kwargs(self, request: IllustrationRequest, width: int, height: int,
                      cancel: threading.Event) -> dict[str, Any]:
         budget = self._budget()
-        generator_device = "cpu" if self.options.device.startswith("mps") else \
-            self.options.device
         kwargs: dict[str, Any] = {
             "prompt": build_prompt(request, self._count_tokens, budget),
             "negative_prompt": build_negative(request, self._count_tokens, budget),
@@ -199,7 +220,7 @@ class DiffusersBackend:
             "guidance_scale": request.guidance,
             "width": width,
             "height": height,
-            "generator": self._torch.Generator(generator_device).manual_seed(request.seed),
+            "generator": self._generator(request.seed),
         }
         if "callback_on_step_end" in inspect.signature(self._pipe.__call__).parameters:
             def on_step(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]

@@ -26,9 +26,9 @@ SKINS: tuple[RGB, ...] = ((255, 222, 190), (240, 196, 156), (205, 150, 108), (15
 HAIRS: tuple[RGB, ...] = ((110, 70, 40), (45, 35, 35), (235, 195, 95), (190, 85, 40))
 
 # Figure height relative to the scene's standard figure height: some kinds are bigger.
-SIZES: dict[str, float] = {"bear": 1.2, "lion": 1.1, "penguin": 0.9, "dragon": 1.45, "robot": 1.1, "boy": 1.15,
-                           "girl": 1.15, "mouse": 0.85, "bird": 0.55, "fish": 0.6,
-                           "owl": 0.9, "rabbit": 0.95}
+SIZES: dict[str, float] = {"bear": 1.2, "lion": 1.1, "penguin": 0.9, "dragon": 1.45,
+                           "robot": 1.1, "boy": 1.15, "girl": 1.15, "mouse": 0.85,
+                           "bird": 0.55, "fish": 0.6, "owl": 0.9, "rabbit": 0.95}
 FLYERS = ("bird",)
 SWIMMERS = ("fish",)
 

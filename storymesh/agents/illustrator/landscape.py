@@ -244,7 +244,7 @@ def _underwater(c: Canvas, scene: Scene, rng: random.Random) -> Stage:
             c.stroke([(c.w * x, c.h * 0.86), (c.w * x + math.cos(a) * c.u * 0.12,
                                               c.h * 0.86 - math.sin(a) * c.u * 0.14)],
                      (240, 110, 130), c.u * 0.018)
-    for k in range(4):  # a small shoal far off
+    for _ in range(4):  # a small shoal far off
         x, y = c.w * rng.uniform(0.1, 0.9), c.h * rng.uniform(0.15, 0.55)
         body = _far(c, scene, rng.choice(((250, 200, 60), (120, 200, 230), (240, 120, 150))),
                     0.3)
