@@ -39,7 +39,7 @@ import os
 import re
 import time
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,7 +163,8 @@ class KeyRoles:
         hit = self._cache.get(key)
         if hit is None:
             name = service.decode("ascii", errors="replace")
-            hit = any(fnmatch.fnmatchcase(name, p) for p in (self.services if worker else self.call))
+            patterns = self.services if worker else self.call
+            hit = any(fnmatch.fnmatchcase(name, p) for p in patterns)
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
             self._cache[key] = hit
@@ -367,8 +368,3 @@ def apply_client(sock: zmq.Socket[Any], settings: Settings) -> None:
     sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
     sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
     sock.setsockopt(zmq.CURVE_SERVERKEY, server)
-
-
-def describe_keys(names: Iterable[str]) -> str:
-    """'a, b, c' for log lines."""
-    return ", ".join(sorted(names)) or "none"

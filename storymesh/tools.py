@@ -74,10 +74,10 @@ def run_demo(settings: Settings, count: int) -> int:
     """Broker + two echo agents in this process on inproc://, `count` requests through them."""
     import zmq
 
+    from storymesh import settings as settings_mod
     from storymesh.agents.echo import EchoAgent
     from storymesh.agents.runtime import run_agent
     from storymesh.broker.server import BrokerServer
-    from storymesh import settings as settings_mod
 
     ctx = zmq.Context()
     local = settings_mod.load("/dev/null", env={}, flags={"bind": "inproc://demo", "broker": "inproc://demo"})

@@ -454,7 +454,8 @@ class BrokerCore:
         self.workers[sender] = worker
         service.workers += 1
         service.idle[sender] = worker
-        log.info("worker %s registered for %s (%s)", sender.hex(), msg.service.decode(errors="replace"),
+        log.info("worker %s registered for %s (%s)", sender.hex(),
+                 msg.service.decode(errors="replace"),
                  msg.dialect.value)
         self._dispatch(service, now)
 
@@ -538,7 +539,8 @@ class BrokerCore:
         log.info("worker %s gone (%s)", worker.identity.hex(), why)
         self._dispatch(service, now)
 
-    def _send_worker(self, worker: Worker, msg: mdp.WorkerRequest | mdp.Heartbeat | mdp.Disconnect) -> None:
+    def _send_worker(self, worker: Worker,
+                     msg: mdp.WorkerRequest | mdp.Heartbeat | mdp.Disconnect) -> None:
         self._out.append((worker.identity, mdp.encode(msg)))
 
     def _dispatch(self, service: Service, now: float) -> None:
@@ -588,15 +590,14 @@ class BrokerCore:
             no_workers = service.workers == 0
             if not no_workers and all(p.deadline is None for p in queue):
                 continue
+            # with no worker, anything that waited service_wait goes too
+            waited_since = now - wait if no_workers else float("-inf")
 
-            def expired(p: Pending) -> bool:
-                return p.deadline is not None and p.deadline <= now
-
-            def gone(p: Pending) -> bool:
-                return expired(p) or (no_workers and now - p.enqueued >= wait)
+            def gone(p: Pending, since: float = waited_since) -> bool:
+                return (p.deadline is not None and p.deadline <= now) or p.enqueued <= since
 
             for pending in queue.remove_where(gone):
-                if expired(pending):
+                if pending.deadline is not None and pending.deadline <= now:
                     self._fail(pending, "expired", "deadline passed while queued")
                 else:
                     self._fail(pending, "no_such_service",

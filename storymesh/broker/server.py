@@ -21,6 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import cast
 
 import zmq
 
@@ -72,6 +73,11 @@ class BrokerServer:
     def _start_keys(self) -> tuple[bytes, bytes] | None:
         """Keys on: the broker's key pair, the allow-list and the ZAP handler (before bind)."""
         if not self.settings.curve_secret:
+            return None
+        if self.settings.bind.startswith("inproc://"):
+            # in-process mode: nothing leaves the process, and inproc has no handshake to
+            # authenticate (every peer would look keyless and be refused)
+            log.info("in-process broker: keys are not used on %s", self.settings.bind)
             return None
         keys = security.load_keypair(self.settings.curve_secret)
         policy = security.load_policy(self.settings.allow_dir, self.settings.roles)
@@ -141,7 +147,7 @@ class BrokerServer:
                         except zmq.Again:
                             break
                         head = frames[0]
-                        user = head.get("User-Id") if zap is not None else None
+                        user = cast("str | None", head.get("User-Id")) if zap else None
                         self._send_all(core.on_frames(head.bytes, frames[1:], now, wall, user),
                                        now)
                 if now >= next_tick:

@@ -496,3 +496,19 @@ def test_a_plain_broker_warns_when_it_binds_beyond_loopback(caplog: pytest.LogCa
         quiet.close()
     warnings = [r for r in caplog.records if "WITHOUT keys" in r.getMessage()]
     assert len(warnings) == 1 and "0.0.0.0" in warnings[0].getMessage()
+
+
+def test_an_in_process_broker_ignores_keys(keys: Keys) -> None:
+    # inproc has no handshake: with keys, every in-process peer would be refused
+    ctx: zmq.Context[Any] = zmq.Context()
+    server = BrokerServer(fast_settings(bind="inproc://keyed", curve_secret=keys.secret("broker"),
+                                        allow_dir=str(keys.allow)), context=ctx)
+    try:
+        assert server.zap is None
+        server.start()
+        with Client("inproc://keyed", settings=fast_settings(), context=ctx, timeout=2.0,
+                    retries=1) as client:
+            assert client.service_available("echo") is False
+    finally:
+        server.stop()
+        ctx.term()

@@ -1,0 +1,1 @@
+"""Fuzz targets for storymesh's codecs and broker core (see fuzz/README.md)."""
