@@ -231,7 +231,7 @@ class BrokerCore:
             self._reply_error(client, msg, rid, corr, "bad_request",
                               "service names are 1-128 characters of A-Z a-z 0-9 . _ : / -")
             return
-        size = sum(memoryview(f).nbytes for f in msg.body)
+        size = sum(map(len, msg.body))  # bytes and zmq.Frame both know their length
         if size > self.settings.max_message_bytes:
             self.counters["too_large"] += 1
             self._reply_error(client, msg, rid, corr, "too_large",
@@ -312,6 +312,8 @@ class BrokerCore:
                           f"key {user} may not {what} {msg.service.decode(errors='replace')}")
 
     def _valid_service(self, name: bytes) -> bool:
+        if name in self.services:  # only valid names ever become services
+            return True
         return len(name) <= schema.MAX_SERVICE_NAME and _SERVICE_NAME.fullmatch(name) is not None
 
     def _retry_hint(self, service: Service) -> float:
