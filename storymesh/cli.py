@@ -19,21 +19,34 @@ from storymesh.errors import ConfigError, StorymeshError
 from storymesh.logs import setup_logging
 from storymesh.settings import Settings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="AI story agents on a ZeroMQ Majordomo mesh.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="AI story agents on a ZeroMQ Majordomo mesh."
+)
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the effective configuration.")
 app.add_typer(config_app, name="config")
 keys_app = typer.Typer(no_args_is_help=True, help="CurveZMQ key pairs (docs/security.md).")
 app.add_typer(keys_app, name="keys")
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML file (default config/storymesh.toml)")]
-BindOpt = Annotated[Optional[str], typer.Option("--bind", help="endpoint to bind, e.g. tcp://127.0.0.1:5555")]
+ConfigOpt = Annotated[
+    Optional[Path], typer.Option("--config", help="TOML file (default config/storymesh.toml)")
+]
+BindOpt = Annotated[
+    Optional[str], typer.Option("--bind", help="endpoint to bind, e.g. tcp://127.0.0.1:5555")
+]
 BrokerOpt = Annotated[Optional[str], typer.Option("--broker", help="broker endpoint to connect to")]
 LogLevelOpt = Annotated[Optional[str], typer.Option("--log-level", help="debug|info|warning|error")]
 LogFormatOpt = Annotated[Optional[str], typer.Option("--log-format", help="text|json")]
-TimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", help="seconds to wait per attempt")]
-CurveSecretOpt = Annotated[Optional[str], typer.Option("--curve-secret", help="own CURVE secret key file (NAME.key_secret)")]
-BrokerKeyOpt = Annotated[Optional[str], typer.Option("--broker-key", help="the broker's CURVE public key file (turns keys on)")]
+TimeoutOpt = Annotated[
+    Optional[float], typer.Option("--timeout", help="seconds to wait per attempt")
+]
+CurveSecretOpt = Annotated[
+    Optional[str],
+    typer.Option("--curve-secret", help="own CURVE secret key file (NAME.key_secret)"),
+]
+BrokerKeyOpt = Annotated[
+    Optional[str],
+    typer.Option("--broker-key", help="the broker's CURVE public key file (turns keys on)"),
+]
 
 
 def _settings(config: Path | None, **flags: Any) -> Settings:
@@ -56,27 +69,58 @@ def _fail(exc: StorymeshError, code: int) -> typer.Exit:
 def broker(
     bind: BindOpt = None,
     heartbeat_interval: Annotated[Optional[float], typer.Option(help="seconds")] = None,
-    liveness: Annotated[Optional[int], typer.Option(help="missed heartbeats before a worker is dead")] = None,
-    busy_timeout: Annotated[Optional[float], typer.Option(help="seconds, for workers that do not heartbeat while busy")] = None,
-    max_attempts: Annotated[Optional[int], typer.Option(help="dispatches per request before worker_lost")] = None,
+    liveness: Annotated[
+        Optional[int], typer.Option(help="missed heartbeats before a worker is dead")
+    ] = None,
+    busy_timeout: Annotated[
+        Optional[float], typer.Option(help="seconds, for workers that do not heartbeat while busy")
+    ] = None,
+    max_attempts: Annotated[
+        Optional[int], typer.Option(help="dispatches per request before worker_lost")
+    ] = None,
     queue_limit: Annotated[Optional[int], typer.Option(help="queued requests per service")] = None,
-    metrics_bind: Annotated[Optional[str], typer.Option(help="serve Prometheus /metrics on [HOST:]PORT (host defaults to 127.0.0.1)")] = None,
-    client_queue_limit: Annotated[Optional[int], typer.Option(help="queued requests per client and service")] = None,
+    metrics_bind: Annotated[
+        Optional[str],
+        typer.Option(help="serve Prometheus /metrics on [HOST:]PORT (host defaults to 127.0.0.1)"),
+    ] = None,
+    client_queue_limit: Annotated[
+        Optional[int], typer.Option(help="queued requests per client and service")
+    ] = None,
     curve_secret: CurveSecretOpt = None,
-    allow_dir: Annotated[Optional[str], typer.Option("--allow-dir", help="with keys: folder of accepted public keys (*.key)")] = None,
-    roles: Annotated[Optional[str], typer.Option("--roles", help="with keys: roles TOML file (default: every allowed key has every role)")] = None,
-    config: ConfigOpt = None, log_level: LogLevelOpt = None, log_format: LogFormatOpt = None,
+    allow_dir: Annotated[
+        Optional[str],
+        typer.Option("--allow-dir", help="with keys: folder of accepted public keys (*.key)"),
+    ] = None,
+    roles: Annotated[
+        Optional[str],
+        typer.Option(
+            "--roles", help="with keys: roles TOML file (default: every allowed key has every role)"
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    log_level: LogLevelOpt = None,
+    log_format: LogFormatOpt = None,
 ) -> None:
     """Run the broker daemon (SIGHUP reloads the allow-list and roles)."""
     from storymesh.broker.server import run_broker
     from storymesh.lifecycle import install_signal_handlers
 
-    settings = _settings(config, bind=bind, heartbeat_interval=heartbeat_interval,
-                         liveness=liveness, busy_timeout=busy_timeout, max_attempts=max_attempts,
-                         queue_limit=queue_limit, metrics_bind=metrics_bind,
-                         client_queue_limit=client_queue_limit, curve_secret=curve_secret,
-                         allow_dir=allow_dir, roles=roles,
-                         log_level=log_level, log_format=log_format)
+    settings = _settings(
+        config,
+        bind=bind,
+        heartbeat_interval=heartbeat_interval,
+        liveness=liveness,
+        busy_timeout=busy_timeout,
+        max_attempts=max_attempts,
+        queue_limit=queue_limit,
+        metrics_bind=metrics_bind,
+        client_queue_limit=client_queue_limit,
+        curve_secret=curve_secret,
+        allow_dir=allow_dir,
+        roles=roles,
+        log_level=log_level,
+        log_format=log_format,
+    )
     stop = threading.Event()
     install_signal_handlers(stop)
     try:
@@ -88,37 +132,74 @@ def broker(
 
 @app.command()
 def agent(
-    name: Annotated[str, typer.Argument(help="echo | author | illustrator | publisher | story; "
-                                            "a suffix after '-' names the instance (illustrator-gpu1)")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="echo | author | illustrator | publisher | story; "
+            "a suffix after '-' names the instance (illustrator-gpu1)"
+        ),
+    ],
     broker: BrokerOpt = None,
-    slots: Annotated[Optional[int], typer.Option(help="worker connections around one loaded model")] = None,
-    backend: Annotated[Optional[str], typer.Option(help="embedded | transformers | diffusers")] = None,
+    slots: Annotated[
+        Optional[int], typer.Option(help="worker connections around one loaded model")
+    ] = None,
+    backend: Annotated[
+        Optional[str], typer.Option(help="embedded | transformers | diffusers")
+    ] = None,
     model: Annotated[Optional[str], typer.Option(help="hub id or local folder")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu | cuda | cuda:1 | auto")] = None,
-    dtype: Annotated[Optional[str], typer.Option(help="auto | float32 | float16 | bfloat16")] = None,
+    dtype: Annotated[
+        Optional[str], typer.Option(help="auto | float32 | float16 | bfloat16")
+    ] = None,
     torch_threads: Annotated[Optional[int], typer.Option(help="torch CPU threads")] = None,
-    strict_mdp: Annotated[Optional[bool], typer.Option("--strict-mdp", help="READY without the metadata frame")] = None,
+    strict_mdp: Annotated[
+        Optional[bool], typer.Option("--strict-mdp", help="READY without the metadata frame")
+    ] = None,
     heartbeat_interval: Annotated[Optional[float], typer.Option(help="seconds")] = None,
-    liveness: Annotated[Optional[int], typer.Option(help="missed heartbeats before the broker is dead")] = None,
-    curve_secret: CurveSecretOpt = None, broker_key: BrokerKeyOpt = None,
-    config: ConfigOpt = None, log_level: LogLevelOpt = None, log_format: LogFormatOpt = None,
+    liveness: Annotated[
+        Optional[int], typer.Option(help="missed heartbeats before the broker is dead")
+    ] = None,
+    curve_secret: CurveSecretOpt = None,
+    broker_key: BrokerKeyOpt = None,
+    config: ConfigOpt = None,
+    log_level: LogLevelOpt = None,
+    log_format: LogFormatOpt = None,
 ) -> None:
     """Run an agent daemon that serves one service."""
     from storymesh.agents.registry import FACTORIES
 
     name = name.partition("-")[0]  # systemd's storymesh-agent@illustrator-gpu1 runs the illustrator
     if name not in (*FACTORIES, "story"):
-        typer.echo(f"storymesh: unknown agent {name!r}; choose one of "
-                   f"{', '.join(FACTORIES)}, story", err=True)
+        typer.echo(
+            f"storymesh: unknown agent {name!r}; choose one of {', '.join(FACTORIES)}, story",
+            err=True,
+        )
         raise typer.Exit(schema.EXIT_USAGE)
-    section = {f"{name}.{k}": v for k, v in dict(
-        slots=slots, backend=backend, model=model, device=device, dtype=dtype,
-        torch_threads=torch_threads).items()}
-    settings = _settings(config, broker=broker, strict_mdp=strict_mdp,
-                         heartbeat_interval=heartbeat_interval, liveness=liveness,
-                         curve_secret=curve_secret, broker_key=broker_key,
-                         log_level=log_level, log_format=log_format, **section)
+    section = {
+        f"{name}.{k}": v
+        for k, v in dict(  # noqa: C408  (keyword form mirrors the flags)
+            slots=slots,
+            backend=backend,
+            model=model,
+            device=device,
+            dtype=dtype,
+            torch_threads=torch_threads,
+        ).items()
+    }
+    settings = _settings(
+        config,
+        broker=broker,
+        strict_mdp=strict_mdp,
+        heartbeat_interval=heartbeat_interval,
+        liveness=liveness,
+        curve_secret=curve_secret,
+        broker_key=broker_key,
+        log_level=log_level,
+        log_format=log_format,
+        **section,
+    )
     from storymesh.agents.daemon import run_named_agent
+
     try:
         code = run_named_agent(name, settings)
     except StorymeshError as exc:
@@ -129,20 +210,33 @@ def agent(
 @app.command()
 def request(
     service: Annotated[str, typer.Argument(help="service name, e.g. echo or story.author")],
-    json_payload: Annotated[str, typer.Option("--json", help="the payload as a JSON object")] = "{}",
-    broker: BrokerOpt = None, timeout: TimeoutOpt = None,
+    json_payload: Annotated[
+        str, typer.Option("--json", help="the payload as a JSON object")
+    ] = "{}",
+    broker: BrokerOpt = None,
+    timeout: TimeoutOpt = None,
     retries: Annotated[Optional[int], typer.Option(help="attempts before giving up")] = None,
-    save_dir: Annotated[Optional[Path], typer.Option(help="write binary values to files here")] = None,
+    save_dir: Annotated[
+        Optional[Path], typer.Option(help="write binary values to files here")
+    ] = None,
     partials: Annotated[bool, typer.Option(help="print PARTIAL replies as they arrive")] = True,
-    curve_secret: CurveSecretOpt = None, broker_key: BrokerKeyOpt = None,
-    config: ConfigOpt = None, log_level: LogLevelOpt = None,
+    curve_secret: CurveSecretOpt = None,
+    broker_key: BrokerKeyOpt = None,
+    config: ConfigOpt = None,
+    log_level: LogLevelOpt = None,
 ) -> None:
     """Send one request and print the reply as JSON (exit code != 0 on error or timeout)."""
     from storymesh.tools import run_request
 
-    settings = _settings(config, broker=broker, request_timeout=timeout, retries=retries,
-                         curve_secret=curve_secret, broker_key=broker_key,
-                         log_level=log_level or "warning")
+    settings = _settings(
+        config,
+        broker=broker,
+        request_timeout=timeout,
+        retries=retries,
+        curve_secret=curve_secret,
+        broker_key=broker_key,
+        log_level=log_level or "warning",
+    )
     try:
         payload = json.loads(json_payload)
     except json.JSONDecodeError as exc:
@@ -151,16 +245,21 @@ def request(
     if not isinstance(payload, dict):
         typer.echo("storymesh: --json must be a JSON object", err=True)
         raise typer.Exit(schema.EXIT_USAGE)
-    raise typer.Exit(run_request(settings, service, payload, save_dir=save_dir,
-                                 show_partials=partials))
+    raise typer.Exit(
+        run_request(settings, service, payload, save_dir=save_dir, show_partials=partials)
+    )
 
 
 @app.command()
 def health(
     broker: BrokerOpt = None,
-    service: Annotated[Optional[list[str]], typer.Option("--service", help="a service that must have workers (repeatable)")] = None,
+    service: Annotated[
+        Optional[list[str]],
+        typer.Option("--service", help="a service that must have workers (repeatable)"),
+    ] = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for the broker")] = 2.0,
-    curve_secret: CurveSecretOpt = None, broker_key: BrokerKeyOpt = None,
+    curve_secret: CurveSecretOpt = None,
+    broker_key: BrokerKeyOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Exit 0 when healthy, 1 when degraded (a service without workers), 2 when down."""
@@ -169,8 +268,9 @@ def health(
     if timeout <= 0:
         typer.echo("storymesh: --timeout must be > 0", err=True)
         raise typer.Exit(schema.EXIT_USAGE)
-    settings = _settings(config, broker=broker, curve_secret=curve_secret,
-                         broker_key=broker_key, log_level="error")
+    settings = _settings(
+        config, broker=broker, curve_secret=curve_secret, broker_key=broker_key, log_level="error"
+    )
     code, reason = check_health(settings, service or [], timeout)
     typer.echo(reason)
     raise typer.Exit(code)
@@ -180,9 +280,12 @@ def health(
 def monitor(
     broker: BrokerOpt = None,
     refresh: Annotated[float, typer.Option(help="seconds between refreshes")] = 0.25,
-    once: Annotated[bool, typer.Option("--once", help="print one snapshot and exit (2 if the broker is down)")] = False,
+    once: Annotated[
+        bool, typer.Option("--once", help="print one snapshot and exit (2 if the broker is down)")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="with --once: print JSON")] = False,
-    curve_secret: CurveSecretOpt = None, broker_key: BrokerKeyOpt = None,
+    curve_secret: CurveSecretOpt = None,
+    broker_key: BrokerKeyOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Live view of the broker, services, workers and stories in progress."""
@@ -191,8 +294,9 @@ def monitor(
     if refresh <= 0:
         typer.echo("storymesh: --refresh must be > 0", err=True)
         raise typer.Exit(schema.EXIT_USAGE)
-    settings = _settings(config, broker=broker, curve_secret=curve_secret,
-                         broker_key=broker_key, log_level="error")
+    settings = _settings(
+        config, broker=broker, curve_secret=curve_secret, broker_key=broker_key, log_level="error"
+    )
     raise typer.Exit(run_monitor(settings, refresh=refresh, once=once or as_json, as_json=as_json))
 
 
@@ -213,27 +317,47 @@ def story(
     ctx: typer.Context,
     plot: Annotated[Optional[str], typer.Option(help="what happens in the story")] = None,
     plot_file: Annotated[Optional[Path], typer.Option(help="read the plot from a file")] = None,
-    themes: Annotated[Optional[list[str]], typer.Option("--themes", "--theme", help="themes (repeat, or list after --themes)")] = None,
+    themes: Annotated[
+        Optional[list[str]],
+        typer.Option("--themes", "--theme", help="themes (repeat, or list after --themes)"),
+    ] = None,
     age: Annotated[str, typer.Option("--age", help="target age band, e.g. 4-7")] = "4-7",
     length: Annotated[str, typer.Option(help="short | medium | long")] = "short",
-    chapters: Annotated[Optional[int], typer.Option(help="number of chapters (overrides --length)")] = None,
-    style: Annotated[str, typer.Option("--style", help="art style, e.g. children_book, watercolor")] = "children_book",
-    fmt: Annotated[Optional[list[str]], typer.Option("--format", help="pdf | html | epub (repeatable; default all)")] = None,
+    chapters: Annotated[
+        Optional[int], typer.Option(help="number of chapters (overrides --length)")
+    ] = None,
+    style: Annotated[
+        str, typer.Option("--style", help="art style, e.g. children_book, watercolor")
+    ] = "children_book",
+    fmt: Annotated[
+        Optional[list[str]],
+        typer.Option("--format", help="pdf | html | epub (repeatable; default all)"),
+    ] = None,
     seed: Annotated[Optional[int], typer.Option(help="same seed, same book")] = None,
-    title: Annotated[Optional[str], typer.Option(help="the book's title (default: the author's)")] = None,
+    title: Annotated[
+        Optional[str], typer.Option(help="the book's title (default: the author's)")
+    ] = None,
     out: Annotated[Path, typer.Option(help="folder for the finished book")] = Path("out"),
     timeout: Annotated[float, typer.Option(help="seconds to wait without progress")] = 3600.0,
     detach: Annotated[bool, typer.Option(help="submit, print the story id, return")] = False,
     local: Annotated[bool, typer.Option(help="run the whole mesh inside this process")] = False,
     illustrators: Annotated[int, typer.Option(help="illustrators in --local mode")] = 1,
-    broker: BrokerOpt = None, config: ConfigOpt = None, log_level: LogLevelOpt = None,
-    curve_secret: CurveSecretOpt = None, broker_key: BrokerKeyOpt = None,
+    broker: BrokerOpt = None,
+    config: ConfigOpt = None,
+    log_level: LogLevelOpt = None,
+    curve_secret: CurveSecretOpt = None,
+    broker_key: BrokerKeyOpt = None,
 ) -> None:
     """Turn a plot into an illustrated book (PDF, HTML, EPUB)."""
     from storymesh.story.console import run_story
 
-    settings = _settings(config, broker=broker, curve_secret=curve_secret,
-                         broker_key=broker_key, log_level=log_level or "warning")
+    settings = _settings(
+        config,
+        broker=broker,
+        curve_secret=curve_secret,
+        broker_key=broker_key,
+        log_level=log_level or "warning",
+    )
     if plot_file is not None:
         try:
             plot = plot_file.read_text(encoding="utf-8")
@@ -245,68 +369,118 @@ def story(
         raise typer.Exit(schema.EXIT_USAGE)
     # `--themes courage friendship`: values after the first arrive as extra arguments.
     all_themes = [t.strip() for item in [*(themes or []), *ctx.args] for t in item.split(",")]
-    request: dict[str, Any] = {"plot": plot, "themes": [t for t in all_themes if t],
-                               "target_age": age, "length": length, "art_style": style}
+    request: dict[str, Any] = {
+        "plot": plot,
+        "themes": [t for t in all_themes if t],
+        "target_age": age,
+        "length": length,
+        "art_style": style,
+    }
     extras = {"chapters": chapters, "formats": fmt, "seed": seed, "title": title}
     request.update({k: v for k, v in extras.items() if v is not None})
-    raise typer.Exit(run_story(settings, request, out=out, local=local, detach=detach,
-                               timeout=timeout, illustrators=illustrators))
+    raise typer.Exit(
+        run_story(
+            settings,
+            request,
+            out=out,
+            local=local,
+            detach=detach,
+            timeout=timeout,
+            illustrators=illustrators,
+        )
+    )
 
 
 StoryId = Annotated[str, typer.Argument(help="the story id (correlation id)")]
 
 
-def _client_settings(config: Path | None, broker: str | None, curve_secret: str | None,
-                     broker_key: str | None) -> Settings:
-    return _settings(config, broker=broker, curve_secret=curve_secret, broker_key=broker_key,
-                     log_level="warning")
+def _client_settings(
+    config: Path | None, broker: str | None, curve_secret: str | None, broker_key: str | None
+) -> Settings:
+    return _settings(
+        config, broker=broker, curve_secret=curve_secret, broker_key=broker_key, log_level="warning"
+    )
 
 
 @app.command("list")
-def list_stories(broker: BrokerOpt = None, limit: int = 50, config: ConfigOpt = None,
-                 curve_secret: CurveSecretOpt = None, broker_key: BrokerKeyOpt = None) -> None:
+def list_stories(
+    broker: BrokerOpt = None,
+    limit: int = 50,
+    config: ConfigOpt = None,
+    curve_secret: CurveSecretOpt = None,
+    broker_key: BrokerKeyOpt = None,
+) -> None:
     """Recent stories and their state."""
     from storymesh.story.console import show_list
+
     raise typer.Exit(show_list(_client_settings(config, broker, curve_secret, broker_key), limit))
 
 
 @app.command()
-def status(corr: StoryId, broker: BrokerOpt = None, config: ConfigOpt = None,
-           curve_secret: CurveSecretOpt = None, broker_key: BrokerKeyOpt = None) -> None:
+def status(
+    corr: StoryId,
+    broker: BrokerOpt = None,
+    config: ConfigOpt = None,
+    curve_secret: CurveSecretOpt = None,
+    broker_key: BrokerKeyOpt = None,
+) -> None:
     """A story's status and progress."""
     from storymesh.story.console import show_status
+
     raise typer.Exit(show_status(_client_settings(config, broker, curve_secret, broker_key), corr))
 
 
 @app.command()
-def history(corr: StoryId, broker: BrokerOpt = None, config: ConfigOpt = None,
-            curve_secret: CurveSecretOpt = None, broker_key: BrokerKeyOpt = None) -> None:
+def history(
+    corr: StoryId,
+    broker: BrokerOpt = None,
+    config: ConfigOpt = None,
+    curve_secret: CurveSecretOpt = None,
+    broker_key: BrokerKeyOpt = None,
+) -> None:
     """A story's messages: sender -> receiver, type, time."""
     from storymesh.story.console import show_history
+
     raise typer.Exit(show_history(_client_settings(config, broker, curve_secret, broker_key), corr))
 
 
 @app.command()
-def fetch(corr: StoryId, out: Annotated[Path, typer.Option(help="folder to write the book to")] = Path("out"),
-          broker: BrokerOpt = None, config: ConfigOpt = None,
-          curve_secret: CurveSecretOpt = None, broker_key: BrokerKeyOpt = None) -> None:
+def fetch(
+    corr: StoryId,
+    out: Annotated[Path, typer.Option(help="folder to write the book to")] = Path("out"),
+    broker: BrokerOpt = None,
+    config: ConfigOpt = None,
+    curve_secret: CurveSecretOpt = None,
+    broker_key: BrokerKeyOpt = None,
+) -> None:
     """Write a finished story's book files to a folder."""
     from storymesh.story.console import fetch_story
-    raise typer.Exit(fetch_story(_client_settings(config, broker, curve_secret, broker_key), corr, out))
+
+    raise typer.Exit(
+        fetch_story(_client_settings(config, broker, curve_secret, broker_key), corr, out)
+    )
 
 
 @app.command()
-def cancel(corr: StoryId, broker: BrokerOpt = None, config: ConfigOpt = None,
-           curve_secret: CurveSecretOpt = None, broker_key: BrokerKeyOpt = None) -> None:
+def cancel(
+    corr: StoryId,
+    broker: BrokerOpt = None,
+    config: ConfigOpt = None,
+    curve_secret: CurveSecretOpt = None,
+    broker_key: BrokerKeyOpt = None,
+) -> None:
     """Cancel a story that is still running."""
     from storymesh.story.console import cancel_story
+
     raise typer.Exit(cancel_story(_client_settings(config, broker, curve_secret, broker_key), corr))
 
 
 @keys_app.command("generate")
 def keys_generate(
     name: Annotated[str, typer.Argument(help="the key's name: the broker knows the peer by it")],
-    directory: Annotated[Path, typer.Option("--dir", help="folder for NAME.key and NAME.key_secret")] = Path("keys"),
+    directory: Annotated[
+        Path, typer.Option("--dir", help="folder for NAME.key and NAME.key_secret")
+    ] = Path("keys"),
     force: Annotated[bool, typer.Option("--force", help="replace an existing key pair")] = False,
 ) -> None:
     """Write a CurveZMQ key pair: DIR/NAME.key (public) and DIR/NAME.key_secret (secret)."""
@@ -325,7 +499,9 @@ def up(
     bind: BindOpt = None,
     authors: Annotated[int, typer.Option(min=1, help="author instances")] = 1,
     illustrators: Annotated[int, typer.Option(min=1, help="illustrator instances")] = 1,
-    config: ConfigOpt = None, log_level: LogLevelOpt = None, log_format: LogFormatOpt = None,
+    config: ConfigOpt = None,
+    log_level: LogLevelOpt = None,
+    log_format: LogFormatOpt = None,
 ) -> None:
     """Start a broker and the story agents on this machine, supervise them; Ctrl-C stops all."""
     from storymesh.supervisor import run_up
@@ -339,8 +515,10 @@ def up(
 
 
 @config_app.command("show")
-def config_show(config: ConfigOpt = None,
-                as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+def config_show(
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
     """Print the effective configuration and where each value came from."""
     from rich.console import Console
     from rich.table import Table

@@ -75,13 +75,24 @@ def _unpack(data: Frame, limit: int, limits: Limits, what: str) -> Any:
         raise TooLargeError(f"{what} is {size} bytes, over the limit of {limit}")
     try:
         return msgpack.unpackb(
-            data, raw=False, strict_map_key=True, use_list=True,
-            max_str_len=limits.str_bytes, max_bin_len=limit,
-            max_array_len=limits.container_len, max_map_len=limits.container_len,
+            data,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            max_str_len=limits.str_bytes,
+            max_bin_len=limit,
+            max_array_len=limits.container_len,
+            max_map_len=limits.container_len,
             max_ext_len=0,
         )
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
-            msgpack.StackError, UnicodeDecodeError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        msgpack.ExtraData,
+        msgpack.FormatError,
+        msgpack.StackError,
+        UnicodeDecodeError,
+    ) as exc:
         if "exceeds max_" in str(exc):  # msgpack's own words for a length past our limits
             raise TooLargeError(f"{what} has a field over the limits: {exc}") from None
         raise BodyError(f"{what} is not valid msgpack within limits: {exc}") from None
@@ -118,11 +129,19 @@ def read_header(frame: Frame, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]
     return header
 
 
-def make_header(rid: str | None = None, *, corr: str | None = None,
-                deadline: float | None = None, ok: bool | None = None,
-                principal: str | None = None) -> dict[str, Any]:
+def make_header(
+    rid: str | None = None,
+    *,
+    corr: str | None = None,
+    deadline: float | None = None,
+    ok: bool | None = None,
+    principal: str | None = None,
+) -> dict[str, Any]:
     """A header map with only the keys that are set."""
-    header: dict[str, Any] = {schema.H_VERSION: schema.ENVELOPE_VERSION, schema.H_ID: rid or new_id()}
+    header: dict[str, Any] = {
+        schema.H_VERSION: schema.ENVELOPE_VERSION,
+        schema.H_ID: rid or new_id(),
+    }
     if corr is not None:
         header[schema.H_CORR] = corr
     if deadline is not None:
@@ -150,8 +169,11 @@ def pack(header: dict[str, Any], payload: dict[str, Any]) -> list[Frame]:
     """Body frames for a header and a payload whose big bytes values become frames."""
     frames: list[Frame] = []
     body = _externalise(payload, frames)
-    return [msgpack.packb(header, use_bin_type=True), msgpack.packb(body, use_bin_type=True),
-            *frames]
+    return [
+        msgpack.packb(header, use_bin_type=True),
+        msgpack.packb(body, use_bin_type=True),
+        *frames,
+    ]
 
 
 def _resolve(value: Any, frames: Sequence[Frame]) -> Any:
@@ -171,9 +193,13 @@ def _resolve(value: Any, frames: Sequence[Frame]) -> Any:
 def unpack(body: Sequence[Frame], limits: Limits = DEFAULT_LIMITS) -> Envelope:
     """Decode a whole body: header, payload (frame references resolved to bytes)."""
     if len(body) < 2:
-        raise BodyError(f"a storymesh body has a header and a payload frame, got {len(body)} frame(s)")
+        raise BodyError(
+            f"a storymesh body has a header and a payload frame, got {len(body)} frame(s)"
+        )
     if len(body) - 2 > limits.binary_frames:
-        raise TooLargeError(f"{len(body) - 2} binary frames, over the limit of {limits.binary_frames}")
+        raise TooLargeError(
+            f"{len(body) - 2} binary frames, over the limit of {limits.binary_frames}"
+        )
     header = read_header(body[0], limits)
     if header[schema.H_VERSION] > schema.ENVELOPE_VERSION:
         raise BodyError(f"envelope version {header[schema.H_VERSION]} is not supported")
@@ -185,19 +211,29 @@ def unpack(body: Sequence[Frame], limits: Limits = DEFAULT_LIMITS) -> Envelope:
     return Envelope(header, _resolve(payload, frames), frames)
 
 
-def error_payload(code: str, message: str, *, retryable: bool | None = None,
-                  retry_after: float | None = None) -> dict[str, Any]:
+def error_payload(
+    code: str, message: str, *, retryable: bool | None = None, retry_after: float | None = None
+) -> dict[str, Any]:
     """The payload of an error reply: {"error": {code, message, retryable, retry_after}}."""
-    return {"error": {
-        "code": code,
-        "message": message,
-        "retryable": schema.is_retryable(code) if retryable is None else retryable,
-        "retry_after": retry_after,
-    }}
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "retryable": schema.is_retryable(code) if retryable is None else retryable,
+            "retry_after": retry_after,
+        }
+    }
 
 
-def error_body(rid: str, code: str, message: str, *, corr: str | None = None,
-               retryable: bool | None = None, retry_after: float | None = None) -> list[Frame]:
+def error_body(
+    rid: str,
+    code: str,
+    message: str,
+    *,
+    corr: str | None = None,
+    retryable: bool | None = None,
+    retry_after: float | None = None,
+) -> list[Frame]:
     """A whole error reply body (ok: false)."""
     header = make_header(rid or "unknown", corr=corr, ok=False)
     return pack(header, error_payload(code, message, retryable=retryable, retry_after=retry_after))

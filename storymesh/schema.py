@@ -18,7 +18,9 @@ H_CORR: Final = "corr"
 H_DEADLINE: Final = "deadline"
 H_OK: Final = "ok"
 H_PRINCIPAL: Final = "principal"
-HEADER_KEYS: Final = (H_VERSION, H_ID, H_CORR, H_DEADLINE, H_OK, H_PRINCIPAL)
+# Written (true) by the broker on requests from admin keys, removed from all others.
+H_ADMIN: Final = "admin"
+HEADER_KEYS: Final = (H_VERSION, H_ID, H_CORR, H_DEADLINE, H_OK, H_PRINCIPAL, H_ADMIN)
 
 # A binary frame referenced from the payload: {"$frame": k}, k counted from the first
 # frame after the payload.

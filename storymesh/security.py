@@ -56,9 +56,6 @@ log = logging.getLogger(__name__)
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 ZAP_DOMAIN = "storymesh"
 ROLES = ("client", "worker", "admin", "delegate")
-# Header key the broker writes (true) on requests from admin keys and removes from all
-# others, so the story service can let admins read every story.
-H_ADMIN = "admin"
 MAX_PRINCIPAL = 128
 _KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
 _CACHE_MAX = 4096  # service decisions cached per key (service names come from peers)

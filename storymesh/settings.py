@@ -47,6 +47,7 @@ def _at_least_one(value: int) -> str | None:
 def _choice(*allowed: str) -> Callable[[str], str | None]:
     def check(value: str) -> str | None:
         return None if value in allowed else f"must be one of {', '.join(allowed)}"
+
     return check
 
 
@@ -66,18 +67,32 @@ def _meta(check: Callable[[Any], str | None] | None = None, doc: str = "") -> di
 class AgentSettings:
     """Settings of one agent kind (a TOML table such as `[author]`)."""
 
-    backend: str = field(default="embedded", metadata=_meta(doc="embedded | transformers | diffusers | reportlab"))
+    backend: str = field(
+        default="embedded", metadata=_meta(doc="embedded | transformers | diffusers | reportlab")
+    )
     model: str = field(default="", metadata=_meta(doc="hub id or local folder ('' = none)"))
     device: str = field(default="cpu", metadata=_meta(doc="cpu, cuda, cuda:1, auto"))
-    dtype: str = field(default="auto", metadata=_meta(_choice("auto", "float32", "float16", "bfloat16")))
-    slots: int = field(default=1, metadata=_meta(_at_least_one, "worker connections around one model"))
+    dtype: str = field(
+        default="auto", metadata=_meta(_choice("auto", "float32", "float16", "bfloat16"))
+    )
+    slots: int = field(
+        default=1, metadata=_meta(_at_least_one, "worker connections around one model")
+    )
     torch_threads: int = field(default=1, metadata=_meta(_at_least_one, "torch CPU threads"))
-    max_new_tokens: int = field(default=512, metadata=_meta(_at_least_one, "author: tokens per generation"))
-    temperature: float = field(default=0.8, metadata=_meta(doc="author: sampling temperature (0 = greedy)"))
+    max_new_tokens: int = field(
+        default=512, metadata=_meta(_at_least_one, "author: tokens per generation")
+    )
+    temperature: float = field(
+        default=0.8, metadata=_meta(doc="author: sampling temperature (0 = greedy)")
+    )
     top_p: float = field(default=0.95, metadata=_meta(_positive, "author: nucleus sampling"))
     steps: int = field(default=25, metadata=_meta(_at_least_one, "illustrator: diffusion steps"))
-    guidance: float = field(default=7.5, metadata=_meta(doc="illustrator: classifier-free guidance"))
-    safety_checker: bool = field(default=True, metadata=_meta(doc="illustrator: keep the model's safety checker on"))
+    guidance: float = field(
+        default=7.5, metadata=_meta(doc="illustrator: classifier-free guidance")
+    )
+    safety_checker: bool = field(
+        default=True, metadata=_meta(doc="illustrator: keep the model's safety checker on")
+    )
 
 
 @dataclass(frozen=True)
@@ -85,37 +100,111 @@ class Settings:
     """All settings; construct with `load()`, pass explicitly, never through globals."""
 
     bind: str = field(default=DEFAULT_ENDPOINT, metadata=_meta(_endpoint, "what the broker binds"))
-    broker: str = field(default=DEFAULT_ENDPOINT, metadata=_meta(_endpoint, "what agents and clients connect to"))
-    heartbeat_interval: float = field(default=2.5, metadata=_meta(_positive, "seconds between heartbeats"))
-    liveness: int = field(default=4, metadata=_meta(_at_least_one, "missed heartbeats before a peer is dead"))
-    busy_timeout: float = field(default=900.0, metadata=_meta(_positive, "seconds a busy non-heartbeating worker may hold a request"))
-    max_attempts: int = field(default=3, metadata=_meta(_at_least_one, "dispatches of one request before worker_lost"))
-    queue_limit: int = field(default=1000, metadata=_meta(_at_least_one, "queued requests per service before busy"))
-    client_queue_limit: int = field(default=200, metadata=_meta(_at_least_one, "queued requests of one client per service before busy"))
-    service_wait: float = field(default=30.0, metadata=_meta(_positive, "seconds a request waits for a service with no worker"))
-    max_message_bytes: int = field(default=256 * 1024 * 1024, metadata=_meta(_at_least_one, "ZMQ_MAXMSGSIZE per frame"))
+    broker: str = field(
+        default=DEFAULT_ENDPOINT, metadata=_meta(_endpoint, "what agents and clients connect to")
+    )
+    heartbeat_interval: float = field(
+        default=2.5, metadata=_meta(_positive, "seconds between heartbeats")
+    )
+    liveness: int = field(
+        default=4, metadata=_meta(_at_least_one, "missed heartbeats before a peer is dead")
+    )
+    busy_timeout: float = field(
+        default=900.0,
+        metadata=_meta(_positive, "seconds a busy non-heartbeating worker may hold a request"),
+    )
+    max_attempts: int = field(
+        default=3, metadata=_meta(_at_least_one, "dispatches of one request before worker_lost")
+    )
+    queue_limit: int = field(
+        default=1000, metadata=_meta(_at_least_one, "queued requests per service before busy")
+    )
+    client_queue_limit: int = field(
+        default=200,
+        metadata=_meta(_at_least_one, "queued requests of one client per service before busy"),
+    )
+    service_wait: float = field(
+        default=30.0,
+        metadata=_meta(_positive, "seconds a request waits for a service with no worker"),
+    )
+    max_message_bytes: int = field(
+        default=256 * 1024 * 1024, metadata=_meta(_at_least_one, "ZMQ_MAXMSGSIZE per frame")
+    )
     max_frames: int = field(default=80, metadata=_meta(_at_least_one, "frames per message"))
     hwm: int = field(default=100_000, metadata=_meta(_at_least_one, "ZeroMQ high-water marks"))
-    request_timeout: float = field(default=60.0, metadata=_meta(_positive, "client seconds to wait per attempt"))
+    request_timeout: float = field(
+        default=60.0, metadata=_meta(_positive, "client seconds to wait per attempt")
+    )
     retries: int = field(default=3, metadata=_meta(_at_least_one, "client attempts per request"))
-    reconnect_max: float = field(default=5.0, metadata=_meta(_positive, "worker reconnect backoff cap, seconds"))
-    drain_grace: float = field(default=30.0, metadata=_meta(_positive, "seconds an agent finishes its job on SIGTERM"))
-    strict_mdp: bool = field(default=False, metadata=_meta(doc="workers send READY without the metadata frame"))
-    log_level: str = field(default="info", metadata=_meta(_choice("debug", "info", "warning", "error")))
+    reconnect_max: float = field(
+        default=5.0, metadata=_meta(_positive, "worker reconnect backoff cap, seconds")
+    )
+    drain_grace: float = field(
+        default=30.0, metadata=_meta(_positive, "seconds an agent finishes its job on SIGTERM")
+    )
+    strict_mdp: bool = field(
+        default=False, metadata=_meta(doc="workers send READY without the metadata frame")
+    )
+    log_level: str = field(
+        default="info", metadata=_meta(_choice("debug", "info", "warning", "error"))
+    )
     log_format: str = field(default="text", metadata=_meta(_choice("text", "json")))
-    journal: str = field(default="~/.local/state/storymesh/journal.db", metadata=_meta(doc="story journal (SQLite) path"))
-    retention_days: float = field(default=30.0, metadata=_meta(_positive, "finished stories older than this are pruned"))
-    retention_bytes: int = field(default=2 * 1024**3, metadata=_meta(_at_least_one, "journal size above which the oldest finished stories are pruned"))
-    lease_ttl: float = field(default=30.0, metadata=_meta(_positive, "seconds a story instance owns a story without renewing"))
-    watch_slots: int = field(default=16, metadata=_meta(_at_least_one, "story.watch connections of a story service"))
-    step_timeout: float = field(default=900.0, metadata=_meta(_positive, "seconds one author/illustrator/publisher step may take"))
-    step_attempts: int = field(default=3, metadata=_meta(_at_least_one, "tries of a failing story step before the story fails"))
-    picture_size: int = field(default=512, metadata=_meta(_at_least_one, "illustration width and height in pixels"))
-    metrics_bind: str = field(default="", metadata=_meta(_host_port, "broker Prometheus endpoint, [HOST:]PORT ('' = off; host defaults to 127.0.0.1)"))
-    curve_secret: str = field(default="", metadata=_meta(doc="own CURVE secret key file, NAME.key_secret ('' = plain, no keys)"))
-    broker_key: str = field(default="", metadata=_meta(doc="agents and clients: the broker's CURVE public key file ('' = plain)"))
-    allow_dir: str = field(default="", metadata=_meta(doc="broker with keys: folder of the public keys (*.key) it accepts"))
-    roles: str = field(default="", metadata=_meta(doc="broker with keys: roles TOML file ('' = every allowed key has every role)"))
+    journal: str = field(
+        default="~/.local/state/storymesh/journal.db",
+        metadata=_meta(doc="story journal (SQLite) path"),
+    )
+    retention_days: float = field(
+        default=30.0, metadata=_meta(_positive, "finished stories older than this are pruned")
+    )
+    retention_bytes: int = field(
+        default=2 * 1024**3,
+        metadata=_meta(
+            _at_least_one, "journal size above which the oldest finished stories are pruned"
+        ),
+    )
+    lease_ttl: float = field(
+        default=30.0,
+        metadata=_meta(_positive, "seconds a story instance owns a story without renewing"),
+    )
+    watch_slots: int = field(
+        default=16, metadata=_meta(_at_least_one, "story.watch connections of a story service")
+    )
+    step_timeout: float = field(
+        default=900.0,
+        metadata=_meta(_positive, "seconds one author/illustrator/publisher step may take"),
+    )
+    step_attempts: int = field(
+        default=3,
+        metadata=_meta(_at_least_one, "tries of a failing story step before the story fails"),
+    )
+    picture_size: int = field(
+        default=512, metadata=_meta(_at_least_one, "illustration width and height in pixels")
+    )
+    metrics_bind: str = field(
+        default="",
+        metadata=_meta(
+            _host_port,
+            "broker Prometheus endpoint, [HOST:]PORT ('' = off; host defaults to 127.0.0.1)",
+        ),
+    )
+    curve_secret: str = field(
+        default="",
+        metadata=_meta(doc="own CURVE secret key file, NAME.key_secret ('' = plain, no keys)"),
+    )
+    broker_key: str = field(
+        default="",
+        metadata=_meta(doc="agents and clients: the broker's CURVE public key file ('' = plain)"),
+    )
+    allow_dir: str = field(
+        default="",
+        metadata=_meta(doc="broker with keys: folder of the public keys (*.key) it accepts"),
+    )
+    roles: str = field(
+        default="",
+        metadata=_meta(
+            doc="broker with keys: roles TOML file ('' = every allowed key has every role)"
+        ),
+    )
     echo: AgentSettings = field(default_factory=AgentSettings)
     author: AgentSettings = field(default_factory=AgentSettings)
     illustrator: AgentSettings = field(default_factory=AgentSettings)
@@ -169,8 +258,14 @@ def _convert(raw: Any, typ: Any, key: str, source: str) -> Any:
     raise ConfigError(f"{key} (from {source}) has an unsupported type")
 
 
-def _apply(cls: type, current: Any, values: Mapping[str, Any], source: str, prefix: str,
-           sources: dict[str, str]) -> Any:
+def _apply(
+    cls: type,
+    current: Any,
+    values: Mapping[str, Any],
+    source: str,
+    prefix: str,
+    sources: dict[str, str],
+) -> Any:
     """Return `current` updated from `values` (one layer), checking each value."""
     names = {f.name: f for f in fields(cls) if f.name != "sources"}
     changes: dict[str, Any] = {}
@@ -203,7 +298,7 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX):
             continue
-        key = name[len(ENV_PREFIX):].lower()
+        key = name[len(ENV_PREFIX) :].lower()
         if key in top:
             layer[key] = value
             continue
@@ -215,8 +310,12 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
     return layer
 
 
-def load(config: Path | str | None = None, *, env: Mapping[str, str] | None = None,
-         flags: Mapping[str, Any] | None = None) -> Settings:
+def load(
+    config: Path | str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Settings:
     """Settings from the four layers. `flags` holds only the CLI flags actually given
     (None values are skipped); nested keys use dotted names ("author.model")."""
     env = os.environ if env is None else env

@@ -35,16 +35,25 @@ def _printable(value: Any, save_dir: Path | None, key: str = "value") -> Any:
     return value
 
 
-def run_request(settings: Settings, service: str, payload: dict[str, Any], *,
-                save_dir: Path | None = None, show_partials: bool = True) -> int:
+def run_request(
+    settings: Settings,
+    service: str,
+    payload: dict[str, Any],
+    *,
+    save_dir: Path | None = None,
+    show_partials: bool = True,
+) -> int:
     """Send one request; print PARTIALs and the FINAL as JSON lines; return the exit code."""
     out = Console(soft_wrap=True)
     with Client(settings.broker, settings=settings) as client:
         try:
             for reply in client.stream(service, payload):
                 if reply.final or show_partials:
-                    out.print_json(json.dumps({"final": reply.final,
-                                               "payload": _printable(reply.payload, save_dir)}))
+                    out.print_json(
+                        json.dumps(
+                            {"final": reply.final, "payload": _printable(reply.payload, save_dir)}
+                        )
+                    )
         except RequestFailed as exc:
             Console(stderr=True).print(f"[red]error[/red] {exc.code}: {exc.message}")
             return schema.exit_code_for(exc.code)
@@ -61,7 +70,10 @@ def check_health(settings: Settings, services: list[str], timeout: float) -> tup
         for name in services or ["mmi.service"]:
             found = client.service_available(name)
             if found is None:
-                return schema.EXIT_DOWN, f"down: broker {settings.broker} did not answer within {timeout:g} s"
+                return (
+                    schema.EXIT_DOWN,
+                    f"down: broker {settings.broker} did not answer within {timeout:g} s",
+                )
             if not found and services:
                 missing.append(name)
     if missing:
@@ -80,18 +92,30 @@ def run_demo(settings: Settings, count: int) -> int:
     from storymesh.broker.server import BrokerServer
 
     ctx = zmq.Context()
-    local = settings_mod.load("/dev/null", env={}, flags={"bind": "inproc://demo", "broker": "inproc://demo"})
+    local = settings_mod.load(
+        "/dev/null", env={}, flags={"bind": "inproc://demo", "broker": "inproc://demo"}
+    )
     server = BrokerServer(local, context=ctx)
     server.start()
     stop = threading.Event()
-    workers = [threading.Thread(target=run_agent, args=(EchoAgent(), local),
-                                kwargs={"stop": stop, "context": ctx}, daemon=True) for _ in range(2)]
+    workers = [
+        threading.Thread(
+            target=run_agent,
+            args=(EchoAgent(), local),
+            kwargs={"stop": stop, "context": ctx},
+            daemon=True,
+        )
+        for _ in range(2)
+    ]
     for w in workers:
         w.start()
     console = Console()
     started = time.monotonic()
     served: dict[str, int] = {}
-    with Client(local.broker, settings=local, context=ctx) as client, Progress(console=console) as bar:
+    with (
+        Client(local.broker, settings=local, context=ctx) as client,
+        Progress(console=console) as bar,
+    ):
         task = bar.add_task("echo requests through the broker", total=count)
         ids = [client.send("echo", {"n": i, "text": f"hello {i}"}) for i in range(count)]
         for rid in ids:
@@ -106,6 +130,8 @@ def run_demo(settings: Settings, count: int) -> int:
     server.stop()
     ctx.term()
     ok = len(served) == count
-    console.print(f"{'OK' if ok else 'FAILED'}: {len(served)}/{count} echo replies from "
-                  f"{snap_workers} workers in {elapsed:.2f} s")
+    console.print(
+        f"{'OK' if ok else 'FAILED'}: {len(served)}/{count} echo replies from "
+        f"{snap_workers} workers in {elapsed:.2f} s"
+    )
     return schema.EXIT_OK if ok else 1

@@ -224,7 +224,7 @@ def decode_request(body: Sequence[Frame], wall: float) -> Request | Rejected:
     return Request(rid, env.payload, corr,
                    float(deadline) if deadline is not None else None,
                    principal if isinstance(principal, str) else None,
-                   admin=header.get(security.H_ADMIN) is True)
+                   admin=header.get(schema.H_ADMIN) is True)
 
 
 def cache_key(request: Request) -> str:

@@ -1,1 +1,1 @@
-"""The storymesh broker: a pure MDP core (`core`) and the ZeroMQ server that drives it (`server`)."""
+"""The storymesh broker: a pure MDP core (`core`) and the ZeroMQ server driving it (`server`)."""

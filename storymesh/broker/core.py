@@ -42,7 +42,8 @@ from storymesh.broker.fairqueue import FairQueue
 from storymesh.broker.state import WEvent, WState, transition
 from storymesh.errors import BodyError, RemoteProtocolError
 from storymesh.mdp import Body, Dialect, Frame
-from storymesh.security import H_ADMIN, MAX_PRINCIPAL, KeyRoles, Policy
+from storymesh.schema import H_ADMIN
+from storymesh.security import MAX_PRINCIPAL, KeyRoles, Policy
 from storymesh.settings import Settings
 
 log = logging.getLogger(__name__)

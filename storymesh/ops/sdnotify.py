@@ -53,7 +53,8 @@ class Notifier:
         with self._lock:
             try:
                 if self._sock is None:
-                    self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                    self._sock = socket.socket(socket.AF_UNIX,
+                                               socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
                     # a reader that stopped reading must never stall the daemon's loop
                     self._sock.setblocking(False)
                 self._sock.sendto(data, self.address)

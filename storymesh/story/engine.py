@@ -40,8 +40,8 @@ from storymesh.story.spec import StorySpec
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY = 600.0  # seconds between retention sweeps
-WATCH_POLL = 0.25    # seconds between journal reads of a watcher when nothing wakes it
-LIST_SCAN = 5000     # stories scanned for a caller's own when keys are on
+WATCH_POLL = 0.25  # seconds between journal reads of a watcher when nothing wakes it
+LIST_SCAN = 5000  # stories scanned for a caller's own when keys are on
 
 
 def corr_for(rid: str) -> str:
@@ -56,16 +56,27 @@ def progress(row: StoryRow, steps: list[StepRow]) -> dict[str, Any]:
     count = {kind: sum(1 for s in done if s.kind == kind) for kind in StepKind}
     total = 1 + chapters + (chapters + 1) + 1  # outline, chapters, pictures + cover, publishing
     finished = sum(count.values()) + (1 if row.status == Status.COMPLETE else 0)
-    return {"done": finished, "total": total, "outline": count[StepKind.OUTLINE] > 0,
-            "chapters": chapters, "chapters_written": count[StepKind.CHAPTER],
-            "pictures_painted": count[StepKind.PICTURE] + count[StepKind.COVER]}
+    return {
+        "done": finished,
+        "total": total,
+        "outline": count[StepKind.OUTLINE] > 0,
+        "chapters": chapters,
+        "chapters_written": count[StepKind.CHAPTER],
+        "pictures_painted": count[StepKind.PICTURE] + count[StepKind.COVER],
+    }
 
 
 class StoryEngine:
     """Runs stories for the story services (`story.submit`, `story.watch`, `story.query`)."""
 
-    def __init__(self, settings: Settings, journal: Journal, *,
-                 context: zmq.Context[Any] | None = None, instance: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        journal: Journal,
+        *,
+        context: zmq.Context[Any] | None = None,
+        instance: str | None = None,
+    ) -> None:
         self.settings = settings
         self.journal = journal
         self.context = context
@@ -103,8 +114,9 @@ class StoryEngine:
                         self._start_run(corr)
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + PRUNE_EVERY
-                    removed = self.journal.prune(self.settings.retention_days * 86400,
-                                                 self.settings.retention_bytes)
+                    removed = self.journal.prune(
+                        self.settings.retention_days * 86400, self.settings.retention_bytes
+                    )
                     if removed:
                         log.info("pruned %d old stories from the journal", removed)
             except Exception:  # the upkeep must outlive a bad turn (a locked db, say)
@@ -112,7 +124,9 @@ class StoryEngine:
 
     # --- submit -----------------------------------------------------------------------
 
-    def submit(self, payload: dict[str, Any], rid: str, principal: str | None = None) -> dict[str, Any]:
+    def submit(
+        self, payload: dict[str, Any], rid: str, principal: str | None = None
+    ) -> dict[str, Any]:
         """Check and accept a story; it runs in the background. Idempotent per `rid`."""
         spec = StorySpec.parse(payload)
         corr = corr_for(rid)
@@ -120,8 +134,9 @@ class StoryEngine:
         if existing is not None:
             self._check_owner(existing, principal, False)
         if existing is None:
-            self.journal.create_story(corr, spec.as_dict(), self.instance, principal,
-                                      ttl=self.settings.lease_ttl)
+            self.journal.create_story(
+                corr, spec.as_dict(), self.instance, principal, ttl=self.settings.lease_ttl
+            )
             self.journal.record(corr, principal or "client", "story", "submit", rid)
             self._start_run(corr)
             status = Status.ACCEPTED
@@ -133,8 +148,9 @@ class StoryEngine:
         with self._lock:
             if corr in self._runs and self._runs[corr].is_alive():
                 return
-            thread = threading.Thread(target=self._run, args=(corr,), name=f"story-{corr}",
-                                      daemon=True)
+            thread = threading.Thread(
+                target=self._run, args=(corr,), name=f"story-{corr}", daemon=True
+            )
             self._runs[corr] = thread
         thread.start()
 
@@ -145,11 +161,23 @@ class StoryEngine:
         try:
             spec = StorySpec.parse(row.request)
             self.journal.set_status(corr, Status.RUNNING)
-            with Client(self.settings.broker, settings=self.settings, context=self.context,
-                        timeout=self.settings.step_timeout, retries=1,
-                        principal=row.principal) as client:
-                StoryPipeline(corr, spec, self.settings, self.journal, client,
-                              notify=lambda c: self._wake(), stop=self._stop).run()
+            with Client(
+                self.settings.broker,
+                settings=self.settings,
+                context=self.context,
+                timeout=self.settings.step_timeout,
+                retries=1,
+                principal=row.principal,
+            ) as client:
+                StoryPipeline(
+                    corr,
+                    spec,
+                    self.settings,
+                    self.journal,
+                    client,
+                    notify=lambda c: self._wake(),
+                    stop=self._stop,
+                ).run()
             self.journal.set_status(corr, Status.COMPLETE)
             log.info("story %s complete", corr)
         except StoryCancelled:
@@ -183,37 +211,71 @@ class StoryEngine:
         if self.owned and not admin and (principal is None or row.principal != principal):
             raise FatalAgentError("forbidden", f"story {row.corr} belongs to another key")
 
-    def status(self, corr: Any, principal: str | None = None, admin: bool = False) -> dict[str, Any]:
+    def status(
+        self, corr: Any, principal: str | None = None, admin: bool = False
+    ) -> dict[str, Any]:
         row = self._story(corr, principal, admin)
-        return {"corr": corr, "status": str(row.status), "title": row.title, "error": row.error,
-                "steps": progress(row, self.journal.steps(corr, with_blobs=False)),
-                "created": row.created, "updated": row.updated,
-                "owner": self.journal.lease_owner(corr)}
+        return {
+            "corr": corr,
+            "status": str(row.status),
+            "title": row.title,
+            "error": row.error,
+            "steps": progress(row, self.journal.steps(corr, with_blobs=False)),
+            "created": row.created,
+            "updated": row.updated,
+            "owner": self.journal.lease_owner(corr),
+        }
 
-    def history(self, corr: Any, principal: str | None = None,
-                admin: bool = False) -> list[dict[str, Any]]:
+    def history(
+        self, corr: Any, principal: str | None = None, admin: bool = False
+    ) -> list[dict[str, Any]]:
         self._story(corr, principal, admin)
-        return [{"sender": h.sender, "receiver": h.receiver, "message_type": h.message_type,
-                 "time": h.time, "id": h.id} for h in self.journal.history(corr)]
+        return [
+            {
+                "sender": h.sender,
+                "receiver": h.receiver,
+                "message_type": h.message_type,
+                "time": h.time,
+                "id": h.id,
+            }
+            for h in self.journal.history(corr)
+        ]
 
     def fetch(self, corr: Any, principal: str | None = None, admin: bool = False) -> dict[str, Any]:
         row = self._story(corr, principal, admin)
-        return {"corr": corr, "status": str(row.status), "title": row.title,
-                "publications": self.journal.publications(corr)}
+        return {
+            "corr": corr,
+            "status": str(row.status),
+            "title": row.title,
+            "publications": self.journal.publications(corr),
+        }
 
-    def list(self, limit: int = 50, principal: str | None = None,
-             admin: bool = False) -> list[dict[str, Any]]:
+    def list(
+        self, limit: int = 50, principal: str | None = None, admin: bool = False
+    ) -> list[dict[str, Any]]:
         if self.owned and not admin:  # a caller sees only its own stories
-            rows = [r for r in self.journal.list_stories(LIST_SCAN)
-                    if principal is not None and r.principal == principal][:limit]
+            rows = [
+                r
+                for r in self.journal.list_stories(LIST_SCAN)
+                if principal is not None and r.principal == principal
+            ][:limit]
         else:
             rows = self.journal.list_stories(limit)
-        return [{"corr": r.corr, "status": str(r.status), "title": r.title,
-                 "created": r.created, "updated": r.updated,
-                 "plot": str(r.request.get("plot", ""))[:80]}
-                for r in rows]
+        return [
+            {
+                "corr": r.corr,
+                "status": str(r.status),
+                "title": r.title,
+                "created": r.created,
+                "updated": r.updated,
+                "plot": str(r.request.get("plot", ""))[:80],
+            }
+            for r in rows
+        ]
 
-    def cancel(self, corr: Any, principal: str | None = None, admin: bool = False) -> dict[str, Any]:
+    def cancel(
+        self, corr: Any, principal: str | None = None, admin: bool = False
+    ) -> dict[str, Any]:
         row = self._story(corr, principal, admin)
         if not row.done:
             self.journal.set_status(corr, Status.CANCELLED)
@@ -227,8 +289,9 @@ class StoryEngine:
         with self._changed:
             self._changed.notify_all()
 
-    def watch(self, corr: Any, cancel: threading.Event, principal: str | None = None,
-              admin: bool = False) -> Iterator[Reply]:
+    def watch(
+        self, corr: Any, cancel: threading.Event, principal: str | None = None, admin: bool = False
+    ) -> Iterator[Reply]:
         """PARTIAL progress events from the journal, then a FINAL with the outcome."""
         row = self._story(corr, principal, admin)
         seen: set[tuple[str, int]] = set()
@@ -245,12 +308,22 @@ class StoryEngine:
             if row.done:
                 yield Final(self._outcome(row))
                 return
-            all_painted = bar["chapters"] and bar["pictures_painted"] == bar["chapters"] + 1 \
+            all_painted = (
+                bar["chapters"]
+                and bar["pictures_painted"] == bar["chapters"] + 1
                 and bar["chapters_written"] == bar["chapters"]
+            )
             if all_painted and not published:
                 published = True
-                yield Partial({"event": "publishing", "index": 0, "total": bar["total"],
-                               "done": bar["done"], "title": title})
+                yield Partial(
+                    {
+                        "event": "publishing",
+                        "index": 0,
+                        "total": bar["total"],
+                        "done": bar["done"],
+                        "title": title,
+                    }
+                )
             if cancel.is_set() or self._stop.is_set():
                 raise FatalAgentError("shutting_down", "the story service is stopping")
             with self._changed:
@@ -260,10 +333,14 @@ class StoryEngine:
     @staticmethod
     def _event(step: StepRow, bar: dict[str, Any], title: str | None) -> dict[str, Any]:
         data = step.data or {}
-        event: dict[str, Any] = {"event": "picture" if step.kind == StepKind.COVER else str(step.kind),
-                                 "index": -1 if step.kind == StepKind.COVER else step.index,
-                                 "total": bar["total"], "done": bar["done"],
-                                 "chapters": bar["chapters"], "title": title}
+        event: dict[str, Any] = {
+            "event": "picture" if step.kind == StepKind.COVER else str(step.kind),
+            "index": -1 if step.kind == StepKind.COVER else step.index,
+            "total": bar["total"],
+            "done": bar["done"],
+            "chapters": bar["chapters"],
+            "title": title,
+        }
         if step.kind == StepKind.CHAPTER:
             event["chapter_title"] = data.get("title")
         if step.kind == StepKind.OUTLINE:

@@ -52,9 +52,17 @@ class Task:
 class StoryPipeline:
     """Runs one story to its end (or to failure / cancellation), journalling every step."""
 
-    def __init__(self, corr: str, spec: StorySpec, settings: Settings, journal: Journal,
-                 client: Client, *, notify: Callable[[str], None] = lambda corr: None,
-                 stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        corr: str,
+        spec: StorySpec,
+        settings: Settings,
+        journal: Journal,
+        client: Client,
+        *,
+        notify: Callable[[str], None] = lambda corr: None,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.corr = corr
         self.spec = spec
         self.settings = settings
@@ -131,17 +139,31 @@ class StoryPipeline:
 
     def _payload(self, kind: StepKind, index: int) -> tuple[str, dict[str, Any]]:
         spec, outline = self.spec, self.outline
-        common = {"target_age": spec.target_age, "themes": list(spec.themes),
-                  "art_style": spec.art_style}
+        common = {
+            "target_age": spec.target_age,
+            "themes": list(spec.themes),
+            "art_style": spec.art_style,
+        }
         if kind == StepKind.OUTLINE:
             extra = {"title": spec.title} if spec.title else {}
-            return AUTHOR, {"op": "outline", "plot": spec.plot, "chapters": spec.chapters,
-                            "seed": spec.seed, **extra, **common}
+            return AUTHOR, {
+                "op": "outline",
+                "plot": spec.plot,
+                "chapters": spec.chapters,
+                "seed": spec.seed,
+                **extra,
+                **common,
+            }
         if kind == StepKind.CHAPTER:
             previous = self.texts.get(index - 1, {}).get("text", "")
-            return AUTHOR, {"op": "chapter", "outline": outline, "index": index,
-                            "previous_text": previous[-PREVIOUS_TEXT_CHARS:],
-                            "seed": spec.seed + index, **common}
+            return AUTHOR, {
+                "op": "chapter",
+                "outline": outline,
+                "index": index,
+                "previous_text": previous[-PREVIOUS_TEXT_CHARS:],
+                "seed": spec.seed + index,
+                **common,
+            }
         size = self.settings.picture_size
         if kind == StepKind.COVER:
             prompt = outline.get("cover_prompt") or spec.plot
@@ -149,9 +171,14 @@ class StoryPipeline:
         else:
             prompt = self.texts[index].get("picture_prompt") or self.texts[index]["title"]
             seed = spec.seed + 1 + index
-        return ILLUSTRATOR, {"prompt": prompt, "characters": outline.get("characters", []),
-                             "art_style": spec.art_style, "width": size, "height": size,
-                             "seed": seed}
+        return ILLUSTRATOR, {
+            "prompt": prompt,
+            "characters": outline.get("characters", []),
+            "art_style": spec.art_style,
+            "width": size,
+            "height": size,
+            "seed": seed,
+        }
 
     def _rid(self, kind: StepKind | str, index: int) -> str:
         return f"{self.corr}.{kind}.{index}"
@@ -164,12 +191,18 @@ class StoryPipeline:
         rid = self._rid(task.kind, task.index)
         self.journal.mark_step_started(self.corr, task.kind, task.index)
         self.journal.record(self.corr, "story", _SHORT[task.service], f"{task.kind}_request", rid)
-        self.client.send(task.service, task.payload, rid=rid, corr=self.corr,
-                         deadline=time.time() + self.settings.step_timeout)
+        self.client.send(
+            task.service,
+            task.payload,
+            rid=rid,
+            corr=self.corr,
+            deadline=time.time() + self.settings.step_timeout,
+        )
         self.inflight[rid] = task
 
-    def _on_reply(self, rid: str, reply: Reply | RequestFailed | RequestTimeout,
-                  total: int) -> None:
+    def _on_reply(
+        self, rid: str, reply: Reply | RequestFailed | RequestTimeout, total: int
+    ) -> None:
         task = self.inflight.get(rid)
         if task is None:
             return
@@ -191,7 +224,9 @@ class StoryPipeline:
             self.outline = payload
             self.journal.save_step(self.corr, task.kind, 0, payload)
             if payload.get("title"):
-                self.journal.set_status(self.corr, "running", title=self.spec.title or payload["title"])
+                self.journal.set_status(
+                    self.corr, "running", title=self.spec.title or payload["title"]
+                )
         elif task.kind == StepKind.CHAPTER:
             self.texts[task.index] = payload
             self.journal.save_step(self.corr, task.kind, task.index, payload)
@@ -208,12 +243,16 @@ class StoryPipeline:
 
     def _retry(self, task: Task, error: RequestFailed | RequestTimeout) -> None:
         retryable = isinstance(error, RequestTimeout) or error.retryable
-        self.journal.record(self.corr, _SHORT[task.service], "story", "error", self._rid(task.kind, task.index))
+        self.journal.record(
+            self.corr, _SHORT[task.service], "story", "error", self._rid(task.kind, task.index)
+        )
         if not retryable or task.attempt >= self.settings.step_attempts:
-            raise StoryFailed(f"{task.kind} {task.index} failed after {task.attempt} "
-                              f"attempt(s): {error}")
-        log.warning("story %s: %s %d failed (%s); trying again", self.corr, task.kind,
-                    task.index, error)
+            raise StoryFailed(
+                f"{task.kind} {task.index} failed after {task.attempt} attempt(s): {error}"
+            )
+        log.warning(
+            "story %s: %s %d failed (%s); trying again", self.corr, task.kind, task.index, error
+        )
         task.attempt += 1
         if isinstance(error, RequestFailed) and error.retry_after:
             time.sleep(min(error.retry_after, 5.0))
@@ -226,25 +265,42 @@ class StoryPipeline:
         if all(fmt in existing for fmt in self.spec.formats):
             return existing
         self._check_cancel()
-        chapters = [{"title": self.texts[i].get("title") or f"Chapter {i + 1}",
-                     "text": self.texts[i].get("text", ""), "png": self.pictures.get(i)}
-                    for i in range(total)]
+        chapters = [
+            {
+                "title": self.texts[i].get("title") or f"Chapter {i + 1}",
+                "text": self.texts[i].get("text", ""),
+                "png": self.pictures.get(i),
+            }
+            for i in range(total)
+        ]
         title = self.spec.title or self.outline.get("title") or "A storymesh story"
-        payload = {"title": title, "byline": "written and illustrated by storymesh",
-                   "cover_png": self.cover, "chapters": chapters,
-                   "formats": list(self.spec.formats), "language": self.spec.language}
+        payload = {
+            "title": title,
+            "byline": "written and illustrated by storymesh",
+            "cover_png": self.cover,
+            "chapters": chapters,
+            "formats": list(self.spec.formats),
+            "language": self.spec.language,
+        }
         rid = self._rid("publish", 0)
         for attempt in range(1, self.settings.step_attempts + 1):
             self._check_cancel()
             self.journal.record(self.corr, "story", "publisher", "publish_request", rid)
             try:
-                final = self.client.call(PUBLISHER, payload, rid=rid, corr=self.corr,
-                                         deadline=time.time() + self.settings.step_timeout)
+                final = self.client.call(
+                    PUBLISHER,
+                    payload,
+                    rid=rid,
+                    corr=self.corr,
+                    deadline=time.time() + self.settings.step_timeout,
+                )
             except (RequestFailed, RequestTimeout) as exc:
                 self.journal.record(self.corr, "publisher", "story", "error", rid)
                 retryable = isinstance(exc, RequestTimeout) or exc.retryable
                 if not retryable or attempt == self.settings.step_attempts:
-                    raise StoryFailed(f"publishing failed after {attempt} attempt(s): {exc}") from None
+                    raise StoryFailed(
+                        f"publishing failed after {attempt} attempt(s): {exc}"
+                    ) from None
                 continue
             self.journal.record(self.corr, "publisher", "story", "publications", rid)
             pubs = final.payload.get("publications") or {}

@@ -86,7 +86,8 @@ class StorySpec:
             raise _bad(f"'chapters' must be between 1 and {catalog.MAX_CHAPTERS}, got {chapters}")
         style = payload.get("art_style") or catalog.DEFAULT_ART_STYLE
         if style not in catalog.ART_STYLES:
-            raise _bad(f"unknown art_style {style!r}; choose one of {', '.join(catalog.ART_STYLES)}")
+            raise _bad(f"unknown art_style {style!r}; choose one of "
+                       f"{', '.join(catalog.ART_STYLES)}")
         formats = payload.get("formats") or list(catalog.FORMATS)
         if isinstance(formats, str):
             formats = [formats]

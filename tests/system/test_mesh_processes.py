@@ -368,7 +368,7 @@ def test_cli_health_and_request_exit_codes(spawner: Spawner, endpoint: str) -> N
     with ThreadPoolExecutor(3) as pool:
         runs = dict(zip(commands, pool.map(
             lambda args: spawner.cli(*args, "--config", "/dev/null", timeout=CLI_TIMEOUT),
-            commands.values())))
+            commands.values()), strict=True))
     codes = {name: run.returncode for name, run in runs.items()}
     everything = {n: (r.returncode, r.stdout[-200:], r.stderr[-300:]) for n, r in runs.items()}
     # Then health exits 0 with a broker and 2 without one (1, degraded: tests/system/test_health.py)

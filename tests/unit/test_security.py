@@ -218,11 +218,11 @@ def test_the_broker_writes_the_principal_over_whatever_the_client_sent(keyed: Ke
     sends = keyed.request(b"A", rid="r1", principal="bob")
     header = header_at_worker(sends)
     # Then the worker sees alice, and no admin flag
-    assert header[schema.H_PRINCIPAL] == "alice" and security.H_ADMIN not in header
-    body = envelope.pack({**envelope.make_header("r2"), security.H_ADMIN: True}, {})
+    assert header[schema.H_PRINCIPAL] == "alice" and schema.H_ADMIN not in header
+    body = envelope.pack({**envelope.make_header("r2"), schema.H_ADMIN: True}, {})
     keyed.reply(b"G", b"A", tuple(envelope.pack(envelope.make_header("r1"), {})))
     sends = keyed.send(b"A", mdp.encode(mdp.ClientRequest(b"echo", tuple(body))))
-    assert security.H_ADMIN not in header_at_worker(sends)
+    assert schema.H_ADMIN not in header_at_worker(sends)
 
 
 def test_a_delegate_may_name_the_principal_it_acts_for(keyed: KeyedMesh) -> None:
@@ -235,7 +235,7 @@ def test_a_delegate_may_name_the_principal_it_acts_for(keyed: KeyedMesh) -> None
 
 def test_an_admin_request_carries_the_admin_flag(keyed: KeyedMesh) -> None:
     header = header_at_worker(keyed.request(b"O", rid="o1"))
-    assert header[schema.H_PRINCIPAL] == "ops" and header[security.H_ADMIN] is True
+    assert header[schema.H_PRINCIPAL] == "ops" and header[schema.H_ADMIN] is True
 
 
 def test_keys_without_the_client_role_or_unknown_keys_are_forbidden(keyed: KeyedMesh) -> None:
