@@ -260,14 +260,16 @@ def run_broker(settings: Settings, stop: threading.Event) -> int:
 
     With `metrics_bind` it also serves Prometheus metrics; under systemd it says READY once
     bound and feeds the watchdog from the loop (storymesh.ops)."""
-    from storymesh.ops.metrics import BrokerMetrics
-
     server = BrokerServer(settings)
     try:  # SIGHUP re-reads the allow-list and roles; the handler only sets a flag
         signal.signal(signal.SIGHUP, lambda signum, frame: server.request_reload())
     except ValueError:
         pass  # not the main thread (an embedded broker): reload through request_reload()
-    metrics = BrokerMetrics() if settings.metrics_bind else None
+    metrics = None
+    if settings.metrics_bind:  # imported only when asked for: prometheus_client costs ~8 MB
+        from storymesh.ops.metrics import BrokerMetrics
+
+        metrics = BrokerMetrics()
     notify = notifier()
 
     def on_turn(core: BrokerCore, now: float) -> None:
