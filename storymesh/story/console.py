@@ -62,10 +62,9 @@ def follow(client: StoryClient, corr: str, console: Console) -> dict[str, Any]:
             if n:
                 bars.update(chapters, total=n)
                 bars.update(pictures, total=n + 1)
-            if event["event"] == "chapter":
-                bars.advance(chapters)
-            elif event["event"] == "picture":
-                bars.advance(pictures)
+            if "chapters_written" in event:  # totals so far: a repeated event changes nothing
+                bars.update(chapters, completed=event["chapters_written"])
+                bars.update(pictures, completed=event["pictures_painted"])
         if outcome.get("status") == "complete":
             bars.update(overall, completed=bars.tasks[overall].total or 1)
     return outcome

@@ -304,7 +304,7 @@ class StoryEngine:
                 if (step.kind, step.index) in seen:
                     continue
                 seen.add((step.kind, step.index))
-                yield Partial(self._event(step, bar, title))
+                yield Partial(self._event(step, bar, title, seen))
             if row.done:
                 yield Final(self._outcome(row))
                 return
@@ -331,14 +331,20 @@ class StoryEngine:
             row = self._story(corr, principal, admin)
 
     @staticmethod
-    def _event(step: StepRow, bar: dict[str, Any], title: str | None) -> dict[str, Any]:
+    def _event(step: StepRow, bar: dict[str, Any], title: str | None,
+               seen: set[tuple[str, int]]) -> dict[str, Any]:
+        """One progress event; its counts are totals so far (steps up to this one), so a
+        watcher that hears an event twice (a re-sent watch) never counts it twice."""
         data = step.data or {}
+        kinds = [kind for kind, _ in seen]
         event: dict[str, Any] = {
             "event": "picture" if step.kind == StepKind.COVER else str(step.kind),
             "index": -1 if step.kind == StepKind.COVER else step.index,
             "total": bar["total"],
-            "done": bar["done"],
+            "done": len(seen),
             "chapters": bar["chapters"],
+            "chapters_written": kinds.count(StepKind.CHAPTER),
+            "pictures_painted": kinds.count(StepKind.PICTURE) + kinds.count(StepKind.COVER),
             "title": title,
         }
         if step.kind == StepKind.CHAPTER:
