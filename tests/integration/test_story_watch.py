@@ -13,7 +13,7 @@ def test_each_watch_of_a_story_reports_the_same_running_totals() -> None:
     with LocalMesh(fast_settings()) as mesh, \
             StoryClient(mesh.endpoint, settings=mesh.settings, context=mesh.context) as stories:
         corr = stories.submit("A kite that wants to touch the clouds", chapters=3, seed=11)
-        first = [e for e in stories.events(corr) if not e["final"]]
+        first = [e for e in stories.events(corr) if not e["final"] and e["event"] != "publishing"]
         # When the same story is watched again
         second = [e for e in stories.events(corr) if not e["final"]]
     # Then both watches carry identical totals, step by step
@@ -22,6 +22,6 @@ def test_each_watch_of_a_story_reports_the_same_running_totals() -> None:
     assert totals == [(e["event"], e["done"], e.get("chapters_written"),
                        e.get("pictures_painted")) for e in second]
     # and the totals climb by one finished step per event, ending with everything done
-    steps = [e for e in first if e["event"] != "publishing"]
+    steps = first
     assert [e["done"] for e in steps] == list(range(1, len(steps) + 1))
     assert steps[-1]["chapters_written"] == 3 and steps[-1]["pictures_painted"] == 4
