@@ -42,6 +42,7 @@ from storymesh.broker.fairqueue import FairQueue
 from storymesh.broker.state import WEvent, WState, transition
 from storymesh.errors import BodyError, RemoteProtocolError
 from storymesh.mdp import Body, Dialect, Frame
+from storymesh.ratelog import RateLog
 from storymesh.schema import H_ADMIN
 from storymesh.security import MAX_PRINCIPAL, KeyRoles, Policy
 from storymesh.settings import Settings
@@ -122,6 +123,10 @@ class BrokerCore:
         self._next_beat = now
         self._liveness = settings.liveness_timeout
         self._out: list[Send] = []
+        self._now = now  # the current message's time, for what logs deep in the call tree
+        # peers can trigger these at will: rate-limited, so nobody can flood the log
+        self._violations_log = RateLog(log, logging.WARNING)
+        self._refusals_log = RateLog(log, logging.INFO)
 
     # --- entry points -----------------------------------------------------------------
 
@@ -131,6 +136,7 @@ class BrokerCore:
         key name ZAP authenticated it with (keys on), else None."""
         out: list[Send] = []
         self._out = out
+        self._now = now
         if len(frames) > self.settings.max_frames:
             self._malformed(sender, f"{len(frames)} frames, over the limit")
             return out
@@ -307,8 +313,8 @@ class BrokerCore:
     def _forbidden(self, client: bytes, msg: mdp.ClientRequest, rid: str | None,
                    corr: str | None, user: str | None, what: str) -> None:
         self.counters["forbidden"] += 1
-        log.info("refused %s of %s to key %s", what, msg.service[:64].decode(errors="replace"),
-                 user)
+        self._refusals_log.log(self._now, "refused %s of %s to key %s", what,
+                               msg.service[:64].decode(errors="replace"), user)
         self._reply_error(client, msg, rid, corr, "forbidden",
                           f"key {user} may not {what} {msg.service.decode(errors='replace')}")
 
@@ -513,7 +519,7 @@ class BrokerCore:
     def _violation(self, sender: bytes, worker: Worker | None, dialect: Dialect, now: float,
                    why: str) -> None:
         self.counters["violations"] += 1
-        log.warning("disconnecting worker %s: %s", sender.hex(), why)
+        self._violations_log.log(now, "disconnecting worker %s: %s", sender.hex(), why)
         self._out.append((sender, mdp.encode(mdp.Disconnect(dialect))))
         self.counters["disconnects"] += 1
         if worker is not None:
