@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 # frame for RCVMORE, argument checks); the Cython methods with plain int flags do not.
 _recv = zmq.backend.Socket.recv
 _send = zmq.backend.Socket.send
+_get = zmq.backend.Socket.get
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE = int(zmq.SNDMORE)
 _SNDMORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
@@ -150,9 +153,12 @@ class BrokerServer:
                     if zap is not None and any(s is zap.socket for s, _ in ready):
                         zap.handle()  # answers the handshakes waiting now, never blocks
                     for _ in range(RECV_BATCH):
+                        # ask before reading: a zmq.Again per wake-up costs more than this
+                        if not cast(int, _get(sock, _EVENTS)) & _POLLIN:
+                            break
                         try:
                             head = _recv(sock, _NOBLOCK, False)
-                        except zmq.Again:
+                        except zmq.Again:  # EVENTS said readable; never trust it blindly
                             break
                         frames = []
                         frame = head
