@@ -70,6 +70,20 @@ def follow(client: StoryClient, corr: str, console: Console) -> dict[str, Any]:
     return outcome
 
 
+def _reachable(client: StoryClient, broker: str, wait: float) -> tuple[int, str] | None:
+    """None when a story service answers behind `broker`; else (exit code, why), at once
+    rather than after a long request timeout."""
+    found = client.client.service_available("story.submit", timeout=wait)
+    if found is None:
+        return schema.EXIT_DOWN, (f"no broker answers at {broker}; start one with "
+                                  "`storymesh up`, or run in this process with --local")
+    if not found:
+        return schema.exit_code_for("no_such_service"), (
+            f"the broker at {broker} has no story service; start `storymesh agent story` "
+            "(or `storymesh up`), or use --local")
+    return None
+
+
 def run_story(settings: Settings, request: dict[str, Any], *, out: Path, local: bool,
               detach: bool, timeout: float, illustrators: int = 1) -> int:
     """`storymesh story`: submit, follow with progress bars, write the files."""
@@ -77,6 +91,11 @@ def run_story(settings: Settings, request: dict[str, Any], *, out: Path, local: 
     try:
         with story_client(settings, local=local, timeout=timeout,
                           illustrators=illustrators) as client:
+            if not local:
+                problem = _reachable(client, settings.broker, min(timeout, 5.0))
+                if problem is not None:
+                    console.print(f"[red]cannot start[/red]: {problem[1]}")
+                    return problem[0]
             corr = client.submit_request(request)
             if detach:
                 console.print(corr)

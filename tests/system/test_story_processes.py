@@ -342,3 +342,13 @@ def test_a_restarted_story_service_finishes_the_story_without_redoing_steps(
     painted = Counter(re.findall(r"start picture (\S+)", log_text(painter)))
     assert len(painted) == chapters + 1 and set(painted.values()) == {1}, painter.tail()
     assert "resuming story" in log_text(second)
+
+
+def test_story_without_a_broker_says_so_at_once(spawner: Spawner, endpoint: str) -> None:
+    # Given no broker at the endpoint
+    # When a story is asked of it (a long --timeout, as a user would give)
+    run = spawner.cli("story", "--broker", endpoint, "--plot", "A lost kite", "--timeout",
+                      "3600", timeout=60)
+    # Then it stops within seconds with exit 2 and says what to do, not after an hour
+    assert run.returncode == 2
+    assert "no broker answers" in run.stdout and "--local" in run.stdout
