@@ -70,17 +70,18 @@ def follow(client: StoryClient, corr: str, console: Console) -> dict[str, Any]:
     return outcome
 
 
-def _reachable(client: StoryClient, broker: str, wait: float) -> tuple[int, str] | None:
+def _reachable(client: StoryClient, broker: str, wait: float,
+               service: str = "story.submit") -> tuple[int, str] | None:
     """None when a story service answers behind `broker`; else (exit code, why), at once
     rather than after a long request timeout."""
-    found = client.client.service_available("story.submit", timeout=wait)
+    found = client.client.service_available(service, timeout=wait)
     if found is None:
-        return schema.EXIT_DOWN, (f"no broker answers at {broker}; start one with "
-                                  "`storymesh up`, or run in this process with --local")
+        return schema.EXIT_DOWN, (f"no broker answers at {broker}; is `storymesh up` "
+                                  "(or `storymesh broker`) running?")
     if not found:
         return schema.exit_code_for("no_such_service"), (
             f"the broker at {broker} has no story service; start `storymesh agent story` "
-            "(or `storymesh up`), or use --local")
+            "(or `storymesh up`)")
     return None
 
 
@@ -94,7 +95,8 @@ def run_story(settings: Settings, request: dict[str, Any], *, out: Path, local: 
             if not local:
                 problem = _reachable(client, settings.broker, min(timeout, 5.0))
                 if problem is not None:
-                    console.print(f"[red]cannot start[/red]: {problem[1]}")
+                    console.print(f"[red]cannot start[/red]: {problem[1]} "
+                                  "Or make the book in this process with --local.")
                     return problem[0]
             corr = client.submit_request(request)
             if detach:
@@ -125,6 +127,10 @@ def _guarded(settings: Settings, action: Any) -> int:
     console = Console()
     try:
         with StoryClient(settings.broker, settings=settings) as client:
+            problem = _reachable(client, settings.broker, 5.0, "story.query")
+            if problem is not None:
+                console.print(f"[red]error[/red]: {problem[1]}")
+                return problem[0]
             action(client, console)
     except RequestFailed as exc:
         console.print(f"[red]error[/red] {exc.code}: {exc.message}")
