@@ -11,30 +11,17 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from storymesh import catalog
-from storymesh.errors import FatalAgentError
+from storymesh.fields import (
+    age_field,
+    bad,
+    chapters_field,
+    style_field,
+    text_field,
+    themes_field,
+)
 
 _KEYS = {"plot", "themes", "target_age", "length", "chapters", "art_style", "formats", "seed",
          "title", "language"}
-
-
-def _bad(message: str, code: str = "bad_request") -> FatalAgentError:
-    return FatalAgentError(code, message)
-
-
-def _text(payload: dict[str, Any], key: str, limit: int, *, required: bool = False) -> str | None:
-    value = payload.get(key)
-    if value is None:
-        if required:
-            raise _bad(f"'{key}' is required")
-        return None
-    if not isinstance(value, str):
-        raise _bad(f"'{key}' must be a string")
-    value = value.strip()
-    if required and not value:
-        raise _bad(f"'{key}' must not be empty")
-    if len(value) > limit:
-        raise _bad(f"'{key}' is {len(value)} characters; the limit is {limit}", "too_large")
-    return value or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,55 +44,42 @@ class StorySpec:
         """Check a `story.submit` payload; raise FatalAgentError naming the bad field."""
         unknown = set(payload) - _KEYS
         if unknown:
-            raise _bad(f"unknown field(s): {', '.join(sorted(unknown))}")
-        plot = _text(payload, "plot", catalog.MAX_PLOT_CHARS, required=True)
-        assert plot is not None  # required=True never returns None
+            raise bad(f"unknown field(s): {', '.join(sorted(unknown))}")
+        plot = text_field(payload, "plot", catalog.MAX_PLOT_CHARS, required=True)
         themes = payload.get("themes") or []
-        if isinstance(themes, str):
+        if isinstance(themes, str):  # a lone theme string is one theme
             themes = [themes]
-        if not isinstance(themes, list) or not all(isinstance(t, str) for t in themes):
-            raise _bad("'themes' must be a list of strings")
-        if len(themes) > catalog.MAX_THEMES:
-            raise _bad(f"at most {catalog.MAX_THEMES} themes")
-        if any(len(t) > catalog.MAX_THEME_CHARS for t in themes):
-            raise _bad(f"a theme is longer than {catalog.MAX_THEME_CHARS} characters")
-        age = payload.get("target_age") or catalog.DEFAULT_AGE
-        try:
-            catalog.parse_age(age)
-        except ValueError as exc:
-            raise _bad(str(exc)) from None
-        length = payload.get("length") or catalog.DEFAULT_LENGTH
-        if length not in catalog.LENGTHS:
-            raise _bad(f"unknown length {length!r}; choose one of {', '.join(catalog.LENGTHS)}")
-        chapters = payload.get("chapters")
-        if chapters is None:
-            chapters = catalog.LENGTHS[length]
-        if isinstance(chapters, bool) or not isinstance(chapters, int):
-            raise _bad("'chapters' must be an integer")
-        if not 1 <= chapters <= catalog.MAX_CHAPTERS:
-            raise _bad(f"'chapters' must be between 1 and {catalog.MAX_CHAPTERS}, got {chapters}")
-        style = payload.get("art_style") or catalog.DEFAULT_ART_STYLE
-        if style not in catalog.ART_STYLES:
-            raise _bad(f"unknown art_style {style!r}; choose one of "
-                       f"{', '.join(catalog.ART_STYLES)}")
+        checked_themes = themes_field({"themes": themes}) or ()
+        filled = dict(payload)
+        for key, default in (("target_age", catalog.DEFAULT_AGE),
+                             ("art_style", catalog.DEFAULT_ART_STYLE),
+                             ("length", catalog.DEFAULT_LENGTH)):
+            if not filled.get(key):  # an empty value means the default
+                filled[key] = default
+        length = filled["length"]
+        if length not in catalog.LENGTHS:  # checked even when `chapters` overrides it
+            raise bad(f"unknown length {length!r}: expected one of {', '.join(catalog.LENGTHS)}")
+        age = age_field(filled) or catalog.DEFAULT_AGE
+        chapters = chapters_field(filled)
+        style = style_field(filled) or catalog.DEFAULT_ART_STYLE
         formats = payload.get("formats") or list(catalog.FORMATS)
         if isinstance(formats, str):
             formats = [formats]
         if not isinstance(formats, list) or not formats:
-            raise _bad("'formats' must be a non-empty list")
-        bad = [f for f in formats if f not in catalog.FORMATS]
-        if bad:
-            raise _bad(f"unknown format(s) {', '.join(map(str, bad))}; choose from "
-                       f"{', '.join(catalog.FORMATS)}")
+            raise bad("'formats' must be a non-empty list")
+        unknown_formats = [f for f in formats if f not in catalog.FORMATS]
+        if unknown_formats:
+            raise bad(f"unknown format(s) {', '.join(map(str, unknown_formats))}; choose from "
+                      f"{', '.join(catalog.FORMATS)}")
         seed = payload.get("seed")
         if seed is None:
             seed = (rng or random.SystemRandom()).randrange(2**31)
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-            raise _bad("'seed' must be a non-negative integer")
-        title = _text(payload, "title", catalog.MAX_TITLE_CHARS)
-        language = _text(payload, "language", 16) or "en"
-        return cls(plot, tuple(t.strip() for t in themes if t.strip()), age, length, chapters,
-                   style, tuple(dict.fromkeys(formats)), seed, title, language)
+            raise bad("'seed' must be a non-negative integer")
+        title = text_field(payload, "title", catalog.MAX_TITLE_CHARS) or None
+        language = text_field(payload, "language", 16) or "en"
+        return cls(plot, checked_themes, age, length, chapters, style,
+                   tuple(dict.fromkeys(formats)), seed, title, language)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
