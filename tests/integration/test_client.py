@@ -101,13 +101,6 @@ class StandIn:
 
 
 @pytest.fixture
-def context() -> Iterator[zmq.Context[Any]]:
-    ctx: zmq.Context[Any] = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
-@pytest.fixture
 def stand_in(context: zmq.Context[Any]) -> Iterator[StandIn]:
     broker = StandIn(context)
     broker.start()

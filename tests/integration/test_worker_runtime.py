@@ -122,13 +122,6 @@ class RunningWorker:
 
 
 @pytest.fixture
-def context() -> Iterator[zmq.Context[Any]]:
-    ctx: zmq.Context[Any] = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
-@pytest.fixture
 def stand_in(context: zmq.Context[Any]) -> Iterator[StandInBroker]:
     stand_in = StandInBroker(context)
     yield stand_in
