@@ -482,3 +482,19 @@ def test_a_missing_model_folder_fails_at_setup(folder: str) -> None:
     # Then the error names the folder
     assert "no-such" in caught.value.message or "nonexistent" in caught.value.message
     assert "does not exist" in caught.value.message
+
+
+def test_articles_agree_with_the_words_the_slots_bring() -> None:
+    # Given many stories, whose characters and friends are drawn by seed (an alien, an owl...)
+    agent = AuthorAgent()
+    texts = []
+    for seed in range(30):
+        outline = _outline(agent, plot="A brave mouse goes on an adventure to find the lost moon", chapters=3,
+                           seed=seed)
+        texts += [_run(agent, {"op": "chapter", "outline": outline, "index": i, "seed": seed})[1]
+                  .payload["text"] for i in range(3)]
+    # Then a slot starting with a vowel does come up after an article ("an alien")
+    assert any(re.search(r"\b[Aa]n [aeiou]", text) for text in texts)
+    # and no "a" ever stands before it ("a alien")
+    for text in texts:
+        assert not re.search(r"\b[Aa] [aeiouAEIOU]", text), text

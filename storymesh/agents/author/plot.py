@@ -18,6 +18,7 @@ from typing import Any
 
 from storymesh import catalog
 from storymesh.agents.author import lexicon as lx
+from storymesh.agents.author.templates import article
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 # Words that name a place less surely than "forest" ("howls at the moon in the forest"),
@@ -83,11 +84,6 @@ class Character:
             return f"a {sp.noun} with {self.color}, wearing {sp.feature} and {self.accessory}"
         return f"{article(self.color)} {self.color} {sp.noun} with {sp.feature}, wearing " \
                f"{self.accessory}"
-
-
-def article(word: str) -> str:
-    """'a' or 'an' for the word that follows."""
-    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,12 @@ _CHOICE = re.compile(r"\(\(([^()]*?)\)\)")
 _RICH = re.compile(r"\[\[(.*?)\]\]")
 _FIELD = re.compile(r"\{(\w+)\}")
 _GATE = re.compile(r"\{\?(\w+)\}")
+_A = re.compile(r"\b([Aa]) (?=(\w))")  # "a" before a word a slot may have filled
+
+
+def article(word: str) -> str:
+    """'a' or 'an' for the word that follows."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def render(template: str, level: int, slots: Mapping[str, str], *,
@@ -46,6 +52,8 @@ def render(template: str, level: int, slots: Mapping[str, str], *,
         return value
 
     text = _FIELD.sub(fill, text)
+    # "a {species}" is "an alien" when the slot starts with a vowel
+    text = _A.sub(lambda m: f"{m.group(1)}{article(m.group(2))[1:]} ", text)
     text = " ".join(text.split())
     if missing or not text.strip(" .!?\"'"):
         return None
