@@ -144,22 +144,48 @@ def _loaded(meta: dict[str, Any]) -> str:
     return " ".join(parts) or "-"
 
 
+IDLE_GROUP = 3  # more idle connections than this of one process and service: one row
+
+
 def _workers_table(snap: dict[str, Any]) -> Table:
+    """One row per worker, except that many idle connections of one process and service
+    (a story service's 16 watch slots) share a row, so busy workers stay in view."""
     table = Table(title="workers", expand=True)
     for name in ("service", "worker", "state", "heartbeat", "served"):
         table.add_column(name, no_wrap=True)  # short values that must stay readable
     for name in ("request", "story", "host", "loaded"):
         table.add_column(name, overflow="fold")
-    for w in sorted(snap.get("workers", []), key=lambda w: (w["service"], w["id"])):
-        meta = w.get("meta") or {}
+    idle: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for w in snap.get("workers", []):
+        if w.get("state") == "idle":
+            idle.setdefault((w["service"], _host(w)), []).append(w)
+    grouped = {id(w) for group in idle.values() if len(group) > IDLE_GROUP for w in group}
+    rows: list[tuple[tuple[str, str], list[Any]]] = []
+    for w in snap.get("workers", []):
+        if id(w) in grouped:
+            continue
         req = w.get("request") or {}
-        host = f"{meta.get('host', '?')}:{meta.get('pid', '?')}" if meta else "-"
         state_style = "yellow" if w.get("state") == "busy" else "green"
-        table.add_row(w["service"], w["id"], Text(str(w.get("state")), style=state_style),
-                      _age(w.get("heartbeat_age")), str(w.get("served", 0)),
-                      f"{req.get('id') or '?'} ({_age(req.get('age'))})" if req else "-",
-                      req.get("corr") or "-", host, _loaded(meta))
+        rows.append(((w["service"], w["id"]), [
+            w["service"], w["id"], Text(str(w.get("state")), style=state_style),
+            _age(w.get("heartbeat_age")), str(w.get("served", 0)),
+            f"{req.get('id') or '?'} ({_age(req.get('age'))})" if req else "-",
+            req.get("corr") or "-", _host(w), _loaded(w.get("meta") or {})]))
+    for (service, host), group in idle.items():
+        if len(group) > IDLE_GROUP:
+            oldest = max((w.get("heartbeat_age") or 0.0) for w in group)
+            rows.append(((service, ""), [
+                service, f"{len(group)} connections", Text("idle", style="green"),
+                _age(oldest), str(sum(w.get("served", 0) for w in group)), "-", "-", host,
+                _loaded(group[0].get("meta") or {})]))
+    for _, row in sorted(rows, key=lambda r: r[0]):
+        table.add_row(*row)
     return table
+
+
+def _host(worker: dict[str, Any]) -> str:
+    meta = worker.get("meta") or {}
+    return f"{meta.get('host', '?')}:{meta.get('pid', '?')}" if meta else "-"
 
 
 def _stories_table(stories: list[dict[str, Any]]) -> Table:

@@ -99,6 +99,27 @@ def test_view_shows_broker_services_workers_and_stories() -> None:
     assert "running" in story and "chapter 2/3, pictures 1/4" in story
 
 
+def test_many_idle_connections_of_one_process_share_a_row() -> None:
+    # Given a story service's 16 idle watch connections, one of them busy, and 2 other idle
+    meta = {"backend": "story", "host": "hub", "pid": 99}
+    watch = [{"id": f"00ee{i:06x}", "service": "story.watch", "state": "idle",
+              "heartbeat_age": 0.1 * i, "served": 1, "meta": meta, "request": None}
+             for i in range(16)]
+    watch[3] = {**watch[3], "state": "busy",
+                "request": {"id": "w-1", "corr": "st-xyz", "attempt": 1, "age": 2.0}}
+    obs = Observation("tcp://hub:5555", time.time(), snapshot=snapshot(
+        workers=[*watch, *snapshot()["workers"]]))
+    # When it is rendered
+    lines = text_of(render(obs)).splitlines()
+    # Then the 15 idle ones are one row, with their count, oldest heartbeat and served total
+    group = next(line for line in lines if "15 connections" in line)
+    assert "story.watch" in group and "idle" in group and "1.5s" in group and " 15 " in group
+    assert not any(f"00ee{i:06x}" in line for line in lines for i in range(16) if i != 3)
+    # And the busy one keeps its own row, and a process with few idle ones is not grouped
+    assert any("00ee000003" in line and "st-xyz" in line for line in lines)
+    assert any("00aabbcc02" in line for line in lines)
+
+
 def test_view_of_a_broker_that_is_down() -> None:
     now = time.time()
     obs = Observation("tcp://10.0.0.1:5555", now, error="no reply", down_since=now - 3.0)
