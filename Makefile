@@ -1,16 +1,24 @@
 # Two commands do all the set-up on a fresh machine:
-#   make run    - build the venv and run the main job
-#   make test   - build the venv (with the ml and test extras) and run the test suite
+#   make run    - build the venv with the base package (embedded backends, no ML stack)
+#                 and run the main job
+#   make test   - add the ml, test and dev extras to the same venv and run the test suite
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+BASE := $(VENV)/.base-installed
 STAMP := $(VENV)/.installed
 
 .PHONY: run test venv bench clean sysdeps
 
-$(STAMP): pyproject.toml
+# The base package only: what `make run` needs (no torch, transformers or diffusers).
+$(BASE): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e .
+	touch $(BASE)
+
+# Everything the tests need, into the same venv.
+$(STAMP): $(BASE)
 	# torch first, pinned: the CPU build; an open range would pull a multi-GB CUDA build.
 	$(BIN)/pip install "torch==2.13.0"
 	$(BIN)/pip install -e ".[ml,test,dev,deploy-test,bench]"
@@ -19,7 +27,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 PLOT ?= A brave mouse goes on an adventure to find the lost moon
-run: $(STAMP)
+run: $(BASE)
 	$(BIN)/python -m storymesh story --local --plot "$(PLOT)" --themes courage friendship --age 4-7 --length short --out out
 
 # Debian tools some tests use: systemd-analyze (unit files), pdfimages/pdftoppm (PDF checks).

@@ -61,7 +61,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from storymesh.agents.base import Agent, Final, Request
+from storymesh.runtime.agent import Agent, Final, Request
 
 log = logging.getLogger("benchmarks.agents")
 
@@ -466,7 +466,7 @@ def bench_author(agent: Any, book: Book, repeats: int, row: Row, device: str) ->
 def chapter_prompts(backend: Any, book: Book) -> list[str]:
     """The author's own chapter prompts for the book, rendered by the loaded tokenizer."""
     from storymesh.agents.author import prompts
-    from storymesh.agents.author.plot import world_from_outline
+    from storymesh.agents.author.embedded.plot import world_from_outline
     from storymesh.agents.author.requests import ChapterRequest, parse_request
 
     rendered = []

@@ -55,7 +55,7 @@ if str(ROOT) not in sys.path:
 
 import _mdp_peers as peers
 
-from storymesh import envelope
+from storymesh.core import envelope
 
 SERVICE = b"bench.echo"
 SMALL = 100

@@ -46,9 +46,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from storymesh import settings as settings_mod
-from storymesh.agents.sleepy import Costs, SleepyMesh
 from storymesh.story.api import StoryClient
 from storymesh.story.journal import Journal, StepKind
+from testkit.sleepy import Costs, SleepyMesh
 
 TARGET = 1.10  # wall within 10% of the optimum
 

@@ -24,12 +24,12 @@ from typing import Any
 
 import msgpack
 
-from storymesh import envelope, mdp
 from storymesh import settings as settings_mod
-from storymesh.broker.core import BrokerCore
-from storymesh.broker.state import WState
+from storymesh.core import envelope, mdp
+from storymesh.core.broker import BrokerCore
+from storymesh.core.policy import KeyRoles, Policy
+from storymesh.core.workers import WState
 from storymesh.errors import BodyError, RemoteProtocolError
-from storymesh.security import KeyRoles, Policy
 from storymesh.settings import Settings
 
 # Frames the byte decoder can name with one token, so a fuzzer reaches past the header

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from storymesh.agents.base import Agent, Final, Partial, Reply, Request
 from storymesh.errors import FatalAgentError
+from storymesh.runtime.agent import Agent, Final, Partial, Reply, Request
 
 MAX_PARTIALS = 100
 MAX_SLEEP = 60.0

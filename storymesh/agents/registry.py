@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from storymesh.agents.base import Agent
 from storymesh.errors import ConfigError
+from storymesh.runtime.agent import Agent
 from storymesh.settings import Settings
 
 

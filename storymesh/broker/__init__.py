@@ -1,1 +1,2 @@
-"""The storymesh broker: a pure MDP core (`core`) and the ZeroMQ server driving it (`server`)."""
+"""The broker daemon: the ROUTER loop (`server`) driving the pure `storymesh.core.broker`,
+and its Prometheus endpoint (`metrics`)."""

@@ -8,7 +8,7 @@ a small per-peer backlog that is retried every turn (counted; a backlog that ove
 logged and, for a worker, treated as a dead worker). High-water marks and the per-frame
 size limit (ZMQ_MAXMSGSIZE) are set explicitly.
 
-With `curve_secret` set the ROUTER is a CURVE server: the ZAP handler (storymesh.security)
+With `curve_secret` set the ROUTER is a CURVE server: the ZAP handler (storymesh.core.policy / storymesh.transport.curve)
 is polled by this same loop, each message's `User-Id` (the key name) goes to the core, and
 `request_reload()` (SIGHUP in the daemon) re-reads the allow-list and roles between turns.
 """
@@ -25,12 +25,13 @@ from typing import cast
 
 import zmq
 
-from storymesh import security
-from storymesh.broker.core import BrokerCore, Send
+from storymesh.core import policy
+from storymesh.core.broker import BrokerCore, Send
+from storymesh.core.mdp import Frame
 from storymesh.errors import ConfigError
-from storymesh.mdp import Frame
-from storymesh.ops.sdnotify import notifier
+from storymesh.plumbing.sdnotify import notifier
 from storymesh.settings import Settings
+from storymesh.transport import curve
 
 log = logging.getLogger(__name__)
 
@@ -67,17 +68,17 @@ class BrokerServer:
         self._backlog: dict[bytes, deque[list[Frame]]] = {}
         self._thread: threading.Thread | None = None
         self.on_turn: Callable[[BrokerCore, float], None] | None = None  # hook for metrics
-        self.zap: security.ZapHandler | None = None
+        self.zap: curve.ZapHandler | None = None
         self.socket = self._make_socket()
         try:
             keys = self._start_keys()
             if keys is not None:  # CURVE options must be set before bind
-                security.apply_server(self.socket, *keys)
+                curve.apply_server(self.socket, *keys)
             self.endpoint = self._bind(settings.bind)
         except BaseException:
             self.close()
             raise
-        if keys is None and not security.is_loopback(self.endpoint):
+        if keys is None and not policy.is_loopback(self.endpoint):
             log.warning("the broker listens on %s WITHOUT keys: anyone who can reach it may "
                         "register workers and read replies (see docs/security.md)", self.endpoint)
 
@@ -90,9 +91,9 @@ class BrokerServer:
             # authenticate (every peer would look keyless and be refused)
             log.info("in-process broker: keys are not used on %s", self.settings.bind)
             return None
-        keys = security.load_keypair(self.settings.curve_secret)
-        policy = security.load_policy(self.settings.allow_dir, self.settings.roles)
-        self.zap = security.ZapHandler(self.context, policy, self.core.counters)
+        keys = curve.load_keypair(self.settings.curve_secret)
+        policy = curve.load_policy(self.settings.allow_dir, self.settings.roles)
+        self.zap = curve.ZapHandler(self.context, policy, self.core.counters)
         self.core.set_policy(policy, self.clock())  # no workers yet: nothing to send
         return keys
 
@@ -122,7 +123,7 @@ class BrokerServer:
             log.info("reload requested, but the broker runs without keys: nothing to reload")
             return
         try:
-            policy = security.load_policy(self.settings.allow_dir, self.settings.roles)
+            policy = curve.load_policy(self.settings.allow_dir, self.settings.roles)
         except ConfigError as exc:
             log.error("reload failed, keeping the current allow-list and roles: %s", exc)
             return
@@ -273,7 +274,7 @@ def run_broker(settings: Settings, stop: threading.Event) -> int:
         pass  # not the main thread (an embedded broker): reload through request_reload()
     metrics = None
     if settings.metrics_bind:  # imported only when asked for: prometheus_client costs ~8 MB
-        from storymesh.ops.metrics import BrokerMetrics
+        from storymesh.broker.metrics import BrokerMetrics
 
         metrics = BrokerMetrics()
     notify = notifier()

@@ -1,1 +1,2 @@
-"""Operations: the live monitor, Prometheus metrics and systemd readiness/watchdog notices."""
+"""Operator commands among the front ends: `storymesh up` (the supervisor), the live
+monitor, health, one request, the echo demo, and the registry of daemons by name."""

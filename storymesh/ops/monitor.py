@@ -27,9 +27,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from storymesh import schema
-from storymesh.client import Client
+from storymesh.core import schema
 from storymesh.errors import RequestFailed, RequestTimeout, StorymeshError
+from storymesh.runtime.client import Client
 from storymesh.settings import Settings
 
 log = logging.getLogger(__name__)

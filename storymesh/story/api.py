@@ -23,8 +23,8 @@ from typing import Any, Self
 import zmq
 
 from storymesh import settings as settings_mod
-from storymesh.client import Client
-from storymesh.envelope import new_id
+from storymesh.core.envelope import new_id
+from storymesh.runtime.client import Client
 from storymesh.settings import Settings
 
 EventCallback = Callable[[dict[str, Any]], None]

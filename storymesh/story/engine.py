@@ -28,10 +28,10 @@ from typing import Any
 
 import zmq
 
-from storymesh.agents.base import Final, Partial, Reply
-from storymesh.client import Client
+from storymesh.core.schema import Status
 from storymesh.errors import FatalAgentError
-from storymesh.schema import Status
+from storymesh.runtime.agent import Final, Partial, Reply
+from storymesh.runtime.client import Client
 from storymesh.settings import Settings
 from storymesh.story.journal import Journal, StepKind, StepRow, StoryRow
 from storymesh.story.pipeline import StoryCancelled, StoryFailed, StoryPipeline

@@ -40,8 +40,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, Self
 
+from storymesh.core.schema import Status
 from storymesh.errors import ConfigError
-from storymesh.schema import Status
 
 log = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ from typing import Any, Self
 
 import zmq
 
-from storymesh.agents.base import Agent
 from storymesh.agents.registry import build_agent
-from storymesh.agents.runtime import run_agent
 from storymesh.broker.server import BrokerServer
-from storymesh.client import Client
 from storymesh.errors import StorymeshError
+from storymesh.runtime.agent import Agent
+from storymesh.runtime.client import Client
+from storymesh.runtime.worker import run_agent
 from storymesh.settings import Settings
 from storymesh.story.service import run_story_service
 

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from storymesh.client import Client, Reply
 from storymesh.errors import RequestFailed, RequestTimeout, StorymeshError
+from storymesh.runtime.client import Client, Reply
 from storymesh.settings import Settings
 from storymesh.story.journal import Journal, StepKind
 from storymesh.story.spec import StorySpec

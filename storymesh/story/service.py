@@ -14,9 +14,9 @@ from typing import Any
 
 import zmq
 
-from storymesh.agents.base import Agent, AgentInfo, Final, Reply, Request
-from storymesh.agents.runtime import run_agent
 from storymesh.errors import FatalAgentError
+from storymesh.runtime.agent import Agent, AgentInfo, Final, Reply, Request
+from storymesh.runtime.worker import run_agent
 from storymesh.settings import Settings
 from storymesh.story.engine import StoryEngine
 from storymesh.story.journal import Journal

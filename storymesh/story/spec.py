@@ -10,8 +10,8 @@ import random
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from storymesh import catalog
-from storymesh.fields import (
+from storymesh import vocabulary
+from storymesh.vocabulary import (
     age_field,
     bad,
     chapters_field,
@@ -45,38 +45,38 @@ class StorySpec:
         unknown = set(payload) - _KEYS
         if unknown:
             raise bad(f"unknown field(s): {', '.join(sorted(unknown))}")
-        plot = text_field(payload, "plot", catalog.MAX_PLOT_CHARS, required=True)
+        plot = text_field(payload, "plot", vocabulary.MAX_PLOT_CHARS, required=True)
         themes = payload.get("themes") or []
         if isinstance(themes, str):  # a lone theme string is one theme
             themes = [themes]
         checked_themes = themes_field({"themes": themes}) or ()
         filled = dict(payload)
-        for key, default in (("target_age", catalog.DEFAULT_AGE),
-                             ("art_style", catalog.DEFAULT_ART_STYLE),
-                             ("length", catalog.DEFAULT_LENGTH)):
+        for key, default in (("target_age", vocabulary.DEFAULT_AGE),
+                             ("art_style", vocabulary.DEFAULT_ART_STYLE),
+                             ("length", vocabulary.DEFAULT_LENGTH)):
             if not filled.get(key):  # an empty value means the default
                 filled[key] = default
         length = filled["length"]
-        if length not in catalog.LENGTHS:  # checked even when `chapters` overrides it
-            raise bad(f"unknown length {length!r}: expected one of {', '.join(catalog.LENGTHS)}")
-        age = age_field(filled) or catalog.DEFAULT_AGE
+        if length not in vocabulary.LENGTHS:  # checked even when `chapters` overrides it
+            raise bad(f"unknown length {length!r}: expected one of {', '.join(vocabulary.LENGTHS)}")
+        age = age_field(filled) or vocabulary.DEFAULT_AGE
         chapters = chapters_field(filled)
-        style = style_field(filled) or catalog.DEFAULT_ART_STYLE
-        formats = payload.get("formats") or list(catalog.FORMATS)
+        style = style_field(filled) or vocabulary.DEFAULT_ART_STYLE
+        formats = payload.get("formats") or list(vocabulary.FORMATS)
         if isinstance(formats, str):
             formats = [formats]
         if not isinstance(formats, list) or not formats:
             raise bad("'formats' must be a non-empty list")
-        unknown_formats = [f for f in formats if f not in catalog.FORMATS]
+        unknown_formats = [f for f in formats if f not in vocabulary.FORMATS]
         if unknown_formats:
             raise bad(f"unknown format(s) {', '.join(map(str, unknown_formats))}; choose from "
-                      f"{', '.join(catalog.FORMATS)}")
+                      f"{', '.join(vocabulary.FORMATS)}")
         seed = payload.get("seed")
         if seed is None:
             seed = (rng or random.SystemRandom()).randrange(2**31)
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise bad("'seed' must be a non-negative integer")
-        title = text_field(payload, "title", catalog.MAX_TITLE_CHARS) or None
+        title = text_field(payload, "title", vocabulary.MAX_TITLE_CHARS) or None
         language = text_field(payload, "language", 16) or "en"
         return cls(plot, checked_themes, age, length, chapters, style,
                    tuple(dict.fromkeys(formats)), seed, title, language)

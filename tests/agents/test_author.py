@@ -14,12 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storymesh import catalog
+from storymesh import vocabulary
 from storymesh.agents.author import AuthorAgent
+from storymesh.agents.author.embedded.storyteller import write_outline
 from storymesh.agents.author.repair import finish_chapter, repair_outline
-from storymesh.agents.author.storyteller import write_outline
-from storymesh.agents.base import Final, Partial, Reply, Request
 from storymesh.errors import AgentError, ConfigError, FatalAgentError
+from storymesh.runtime.agent import Final, Partial, Reply, Request
 from tests.agents.tiny_lm import tiny_lm, tiny_lm_plain  # noqa: F401 - session fixtures
 
 DRAGON = "A shy little dragon who is afraid of the dark wants to find the lost star"
@@ -123,7 +123,7 @@ def test_chapter_seed_varies_the_wording_of_one_chapter(embedded: AuthorAgent) -
     assert len(texts) > 1
 
 
-@pytest.mark.parametrize("count", [1, 2, 3, 5, 8, catalog.MAX_CHAPTERS])
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 8, vocabulary.MAX_CHAPTERS])
 def test_chapter_count_honours_the_request(embedded: AuthorAgent, count: int) -> None:
     # Given a request for `count` chapters
     outline = _outline(embedded, chapters=count)
@@ -232,7 +232,7 @@ _MARKUP = re.compile(r"[{}]|\(\(|\)\)|\[\[|\]\]|\bNone\b|  ")
 
 @settings(max_examples=25, deadline=None)
 @given(plot=st.text(min_size=1, max_size=300).filter(str.strip),
-       age=st.sampled_from(catalog.AGE_BANDS), chapters=st.integers(1, 12),
+       age=st.sampled_from(vocabulary.AGE_BANDS), chapters=st.integers(1, 12),
        seed=st.integers(-(2**63), 2**63 - 1),
        themes=st.lists(st.text(min_size=1, max_size=20), max_size=3))
 def test_any_plot_gives_a_complete_clean_book(plot: str, age: str, chapters: int, seed: int,
@@ -270,7 +270,7 @@ def test_bad_outline_requests_are_refused(embedded: AuthorAgent, fields: dict[st
     ({"outline": "the outline"}, "bad_request", "outline"),
     ({"outline": {"title": "T", "chapters": []}}, "bad_request", "chapters"),
     ({"outline": {"title": "T", "chapters": [{"plan": "no title"}]}}, "bad_request", "title"),
-    ({"previous_text": "x" * (catalog.MAX_CHAPTER_TEXT_CHARS + 1)}, "too_large", "limit"),
+    ({"previous_text": "x" * (vocabulary.MAX_CHAPTER_TEXT_CHARS + 1)}, "too_large", "limit"),
     ({"art_style": "cubism"}, "bad_request", "art_style"),
 ])
 def test_bad_chapter_requests_are_refused(embedded: AuthorAgent, fields: dict[str, Any],

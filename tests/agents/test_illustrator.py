@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from storymesh import catalog
-from storymesh.agents.base import Final, Request
+from storymesh import vocabulary
 from storymesh.agents.illustrator import IllustratorAgent
+from storymesh.agents.illustrator.embedded.scene import read_figure, read_scene
 from storymesh.agents.illustrator.prompt import CLIP_BUDGET, approx_tokens, build_prompt
 from storymesh.agents.illustrator.request import Character, Defaults, parse_request
-from storymesh.agents.illustrator.scene import read_figure, read_scene
 from storymesh.errors import ConfigError, FatalAgentError
+from storymesh.runtime.agent import Final, Request
 from tests.agents.tiny_sd import tiny_sd, tiny_sd_flagging  # noqa: F401 - fixtures
 
 PIP = {"name": "Pip", "look": "a small grey mouse with a red scarf"}
@@ -143,7 +143,7 @@ def test_character_look_colours_are_painted(painter: IllustratorAgent) -> None:
     assert red_pixels(red) > red_pixels(blue) + 50
 
 
-@pytest.mark.parametrize("style", catalog.ART_STYLES)
+@pytest.mark.parametrize("style", vocabulary.ART_STYLES)
 def test_every_art_style_renders(painter: IllustratorAgent, style: str) -> None:
     # Given a request in each catalog style / When it is drawn
     image = picture(draw(painter, prompt="a dog and a cat in the village garden",
@@ -181,7 +181,7 @@ def test_a_512_picture_is_fast(painter: IllustratorAgent) -> None:
     ({"prompt": "a cat", "art_style": "cubism"}, "bad_request", "art_style"),
     ({"prompt": "x" * 100_000}, "too_large", "'prompt'"),
     ({"prompt": "a cat", "steps": 0}, "bad_request", "'steps'"),
-    ({"prompt": "a cat", "steps": catalog.MAX_STEPS + 1}, "bad_request", "'steps'"),
+    ({"prompt": "a cat", "steps": vocabulary.MAX_STEPS + 1}, "bad_request", "'steps'"),
     ({"prompt": "a cat", "height": "tall"}, "bad_request", "'height' must be an integer"),
     ({"prompt": "a cat", "width": True}, "bad_request", "'width'"),
     ({"prompt": "a cat", "seed": -1}, "bad_request", "'seed'"),

@@ -22,10 +22,10 @@ import reportlab
 from PIL import Image, ImageDraw
 from pypdf import PdfReader
 
-from storymesh import catalog
-from storymesh.agents.base import Final, Partial, Request
+from storymesh import vocabulary
 from storymesh.agents.publisher import PublisherAgent
 from storymesh.errors import ConfigError, FatalAgentError
+from storymesh.runtime.agent import Final, Partial, Request
 
 OPF_NS = {"opf": "http://www.idpf.org/2007/opf", "dc": "http://purl.org/dc/elements/1.1/"}
 CHAPTER_TITLES = ("A Windy Morning", "Up, Up and Away", "Home Again")
@@ -507,17 +507,17 @@ BAD_REQUESTS = [
     ("no title", _without("title"), "bad_request", "title"),
     ("blank title", _set("title", "  \n "), "bad_request", "title"),
     ("title not text", _set("title", 42), "bad_request", "title"),
-    ("title too long", _set("title", "x" * (catalog.MAX_TITLE_CHARS + 1)), "too_large", "title"),
+    ("title too long", _set("title", "x" * (vocabulary.MAX_TITLE_CHARS + 1)), "too_large", "title"),
     ("no chapters", _without("chapters"), "bad_request", "chapters"),
     ("empty chapters", _set("chapters", []), "bad_request", "chapters"),
     ("chapters not a list", _set("chapters", "once upon a time"), "bad_request", "chapters"),
     ("chapter not a map", _set("chapters", ["once"]), "bad_request", "chapters[0]"),
     ("chapter without text", _set("chapters", [{"title": "t"}]), "bad_request",
      "chapters[0].text"),
-    ("chapter text too long", _set_chapter("text", "a" * (catalog.MAX_CHAPTER_TEXT_CHARS + 1)),
+    ("chapter text too long", _set_chapter("text", "a" * (vocabulary.MAX_CHAPTER_TEXT_CHARS + 1)),
      "too_large", "chapters[0].text"),
     ("too many chapters",
-     _set("chapters", [{"title": "t", "text": "x"}] * (catalog.MAX_CHAPTERS + 1)),
+     _set("chapters", [{"title": "t", "text": "x"}] * (vocabulary.MAX_CHAPTERS + 1)),
      "too_large", "chapters"),
     ("unknown format", _set("formats", ["pdf", "docx"]), "bad_request", "docx"),
     ("empty formats", _set("formats", []), "bad_request", "formats"),

@@ -13,12 +13,12 @@ import zmq
 from PIL import Image, ImageChops
 
 from storymesh.agents.author import AuthorAgent
-from storymesh.agents.base import Agent, Final, Reply, Request
 from storymesh.agents.illustrator import IllustratorAgent
-from storymesh.agents.runtime import WorkerRuntime
 from storymesh.broker.server import BrokerServer
-from storymesh.client import Client
 from storymesh.errors import AgentError, FatalAgentError, RequestFailed
+from storymesh.runtime.agent import Agent, Final, Reply, Request
+from storymesh.runtime.client import Client
+from storymesh.runtime.worker import WorkerRuntime
 from storymesh.settings import Settings
 from tests.agents.tiny_lm import tiny_lm  # noqa: F401  (session fixture)
 from tests.agents.tiny_sd import tiny_sd  # noqa: F401  (session fixture)

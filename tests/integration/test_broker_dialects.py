@@ -1,7 +1,7 @@
 """The real broker over real sockets, spoken to in every MDP dialect it accepts.
 
 Clients and workers here are raw zmq sockets that write the frames by hand, byte for byte as
-../shared/MDP.md and DESIGN.md section 2 spell them (no storymesh.mdp on the peer side, so a
+../shared/MDP.md and DESIGN.md section 2 spell them (no storymesh.core.mdp on the peer side, so a
 codec bug cannot hide behind itself), next to the storymesh worker runtime with EchoAgent.
 The broker is tests/conftest.py's `broker` (a BrokerServer thread on tcp://127.0.0.1:<port>,
 heartbeat 0.1 s x 4). Every wait is bounded.
@@ -28,12 +28,12 @@ import msgpack
 import pytest
 import zmq
 
-from storymesh import envelope
 from storymesh.agents.echo import EchoAgent
-from storymesh.agents.runtime import run_agent
 from storymesh.broker.server import BrokerServer
-from storymesh.client import Client
+from storymesh.core import envelope
 from storymesh.errors import BodyError
+from storymesh.runtime.client import Client
+from storymesh.runtime.worker import run_agent
 from storymesh.settings import Settings
 
 INTERVAL = 0.1  # the broker fixture's heartbeat interval (tests/conftest.py fast_settings)

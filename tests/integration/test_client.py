@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 import zmq
 
-from storymesh import envelope, mdp
 from storymesh.agents.echo import EchoAgent
-from storymesh.agents.runtime import run_agent
 from storymesh.broker.server import BrokerServer
-from storymesh.client import Client
+from storymesh.core import envelope, mdp
+from storymesh.core.mdp import Frame
 from storymesh.errors import RequestFailed, RequestTimeout
-from storymesh.mdp import Frame
+from storymesh.runtime.client import Client
+from storymesh.runtime.worker import run_agent
 from storymesh.settings import Settings
 
 Out = list[tuple[bool, list[Frame]]]  # replies to send: (final, body frames)

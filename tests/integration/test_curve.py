@@ -19,16 +19,17 @@ from typing import Any
 import pytest
 import zmq
 
-from storymesh import envelope, mdp, security
-from storymesh.agents.base import Agent, AgentInfo, Final, Reply, Request
-from storymesh.agents.runtime import run_agent
-from storymesh.agents.sleepy import Costs, build_sleepy
 from storymesh.broker.server import BrokerServer
-from storymesh.client import Client
+from storymesh.core import envelope, mdp
 from storymesh.errors import ConfigError, RequestFailed, RequestTimeout
+from storymesh.runtime.agent import Agent, AgentInfo, Final, Reply, Request
+from storymesh.runtime.client import Client
+from storymesh.runtime.worker import run_agent
 from storymesh.settings import Settings
 from storymesh.story.api import StoryClient
 from storymesh.story.service import run_story_service
+from storymesh.transport import curve
+from testkit.sleepy import Costs, build_sleepy
 from tests.conftest import fast_settings
 
 pytestmark = pytest.mark.timeout(60)
@@ -76,7 +77,7 @@ def make_keys(root: Path, names: tuple[str, ...] = NAMES) -> Keys:
     keys = Keys(root / "keys", root / "allow", root / "roles.toml")
     keys.allow.mkdir(parents=True)
     for name in (*names, "mallory", "imposter"):
-        security.generate_keys(name, keys.dir)
+        curve.generate_keys(name, keys.dir)
     for name in names:
         keys.allow_key(name)
     keys.roles.write_text(ROLES)
@@ -179,9 +180,9 @@ def raw_dealer(ctx: zmq.Context[Any], endpoint: str, keys: Keys | None = None,
     sock: zmq.Socket[Any] = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     if keys is not None:
-        public, secret = security.load_keypair(keys.secret(name))
+        public, secret = curve.load_keypair(keys.secret(name))
         sock.curve_publickey, sock.curve_secretkey = public, secret
-        sock.curve_serverkey = security.load_public(keys.public(server))
+        sock.curve_serverkey = curve.load_public(keys.public(server))
     sock.connect(endpoint)
     return sock
 
@@ -375,7 +376,7 @@ def test_traffic_on_the_wire_is_not_readable(mesh: KeyedMesh) -> None:
     for settings, mechanism in ((mesh.settings("alice"), zmq.CURVE), (fast_settings(), zmq.NULL)):
         sock: zmq.Socket[Any] = mesh.context.socket(zmq.DEALER)
         try:
-            security.apply_client(sock, settings)
+            curve.apply_client(sock, settings)
             assert sock.getsockopt(zmq.MECHANISM) == mechanism
         finally:
             sock.close()
@@ -386,7 +387,7 @@ def test_traffic_on_the_wire_is_not_readable(mesh: KeyedMesh) -> None:
 def test_the_allow_list_and_roles_reload_without_a_restart(tmp_path: Path,
                                                            caplog: pytest.LogCaptureFixture) -> None:
     keys = make_keys(tmp_path, ("broker", "alice", "bob", "gpu", "ops"))
-    security.generate_keys("carol", keys.dir)
+    curve.generate_keys("carol", keys.dir)
     m = KeyedMesh(keys)
     try:
         m.serve(run_agent, WhoAmI(), m.settings("gpu"), stop=m.stop)

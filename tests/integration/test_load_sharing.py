@@ -19,9 +19,9 @@ import pytest
 import zmq
 
 from storymesh.agents.echo import EchoAgent
-from storymesh.agents.runtime import run_agent
 from storymesh.broker.server import BrokerServer
-from storymesh.client import Client
+from storymesh.runtime.client import Client
+from storymesh.runtime.worker import run_agent
 from storymesh.settings import Settings
 from tests.conftest import fast_settings
 

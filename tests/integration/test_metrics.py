@@ -17,11 +17,11 @@ import zmq
 from prometheus_client.parser import text_string_to_metric_families
 
 from storymesh.agents.echo import EchoAgent
-from storymesh.agents.runtime import run_agent
+from storymesh.broker.metrics import METRICS, parse_bind
 from storymesh.broker.server import run_broker
-from storymesh.client import Client
 from storymesh.errors import ConfigError
-from storymesh.ops.metrics import METRICS, parse_bind
+from storymesh.runtime.client import Client
+from storymesh.runtime.worker import run_agent
 from storymesh.settings import Settings
 from tests.conftest import fast_settings
 

@@ -24,10 +24,10 @@ from rich.console import Console
 
 from storymesh import settings as settings_mod
 from storymesh.agents.echo import EchoAgent
-from storymesh.agents.runtime import run_agent
 from storymesh.broker.server import BrokerServer
-from storymesh.client import Client
 from storymesh.ops.monitor import Observation, Poller, current_step, rates, render, run_monitor
+from storymesh.runtime.client import Client
+from storymesh.runtime.worker import run_agent
 from storymesh.settings import Settings
 from tests.conftest import fast_settings
 

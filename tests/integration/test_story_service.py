@@ -1,5 +1,5 @@
 """The story service in one process: a real broker, the real agents (embedded backends) or
-the sleep-based ones (`storymesh.agents.sleepy`), and the story service, in threads on
+the sleep-based ones (`testkit.sleepy`), and the story service, in threads on
 `inproc://`, each mesh with its own temporary journal.
 
 What a user of `storymesh story` relies on: a book in three formats, a history of every
@@ -20,13 +20,13 @@ from typing import Any
 import pypdf
 import pytest
 
-from storymesh.agents.sleepy import Costs, SleepyMesh
 from storymesh.errors import RequestFailed
 from storymesh.settings import Settings
 from storymesh.story import api
 from storymesh.story.api import StoryClient
 from storymesh.story.journal import Journal, StepKind, StepRow
 from storymesh.story.local import LocalMesh
+from testkit.sleepy import Costs, SleepyMesh
 from tests.conftest import fast_settings
 
 pytestmark = pytest.mark.timeout(90)

@@ -1,6 +1,6 @@
 """The worker runtime over real zmq sockets, against a stand-in broker written here.
 
-The stand-in is a raw ROUTER on tcp://127.0.0.1:<random port> driven by storymesh.mdp: it
+The stand-in is a raw ROUTER on tcp://127.0.0.1:<random port> driven by storymesh.core.mdp: it
 receives READY, sends REQUESTs, heartbeats (or goes silent), and records everything the
 worker sends. Heartbeat intervals are short (0.1 s) and every wait is bounded.
 """
@@ -17,11 +17,11 @@ import msgpack
 import pytest
 import zmq
 
-from storymesh import envelope, mdp
-from storymesh.agents.base import Agent, AgentInfo, Final, Partial, Reply, Request
 from storymesh.agents.echo import EchoAgent
-from storymesh.agents.runtime import run_agent
+from storymesh.core import envelope, mdp
 from storymesh.errors import RetryableAgentError
+from storymesh.runtime.agent import Agent, AgentInfo, Final, Partial, Reply, Request
+from storymesh.runtime.worker import run_agent
 from storymesh.settings import Settings
 
 INTERVAL = 0.1

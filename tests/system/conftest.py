@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from storymesh.client import Client
 from storymesh.errors import RequestFailed, RequestTimeout
+from storymesh.runtime.client import Client
 from storymesh.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]

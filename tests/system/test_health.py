@@ -61,7 +61,7 @@ def mesh(endpoint: str) -> Iterator[subprocess.Popen[bytes]]:
 
 def wait_served(endpoint: str, service: str, timeout: float = 20.0) -> None:
     """Wait (in-process, cheaply) until the broker has a worker for `service`."""
-    from storymesh.client import Client
+    from storymesh.runtime.client import Client
 
     end = time.monotonic() + timeout
     with Client(endpoint, timeout=0.5, retries=1) as client:

@@ -25,10 +25,11 @@ import pytest
 import zmq
 import zmq.utils.monitor
 
-from storymesh import envelope, mdp, security
-from storymesh.client import Client
+from storymesh.core import envelope, mdp
 from storymesh.errors import RequestFailed, RequestTimeout
+from storymesh.runtime.client import Client
 from storymesh.settings import Settings
+from storymesh.transport import curve
 from tests.conftest import fast_settings
 from tests.system.conftest import Spawner, snapshot
 from tests.system.test_mesh_processes import GARBAGE, SEQUENCES, mutate
@@ -119,7 +120,7 @@ def test_a_keyed_broker_under_attack_serves_its_keys_and_nobody_else(
     made = spawner.cli("keys", "generate", "broker", "--dir", str(keydir))
     assert made.returncode == 0, made.stderr
     for name in ("alice", "gpu", "ops", "mallory", "carol"):
-        security.generate_keys(name, keydir)
+        curve.generate_keys(name, keydir)
     allow.mkdir()
     for name in ("broker", "alice", "gpu", "ops"):
         (allow / f"{name}.key").write_bytes((keydir / f"{name}.key").read_bytes())
@@ -149,8 +150,8 @@ def test_a_keyed_broker_under_attack_serves_its_keys_and_nobody_else(
     traffic = Traffic(endpoint, settings("alice"))
     traffic.start()
     ctx: zmq.Context[Any] = zmq.Context()
-    server_key = security.load_public(keydir / "broker.key")
-    alice_keys = (*security.load_keypair(keydir / "alice.key_secret"), server_key)
+    server_key = curve.load_public(keydir / "broker.key")
+    alice_keys = (*curve.load_keypair(keydir / "alice.key_secret"), server_key)
     rng = random.Random(7)
     try:
         # When plaintext peers throw the garbage catalogue and 200 mutations
@@ -160,7 +161,7 @@ def test_a_keyed_broker_under_attack_serves_its_keys_and_nobody_else(
         for _ in range(200):
             throw(plain, mutate(rng))
         # And 30 peers with mallory's key (not on the list) ask politely and try READY
-        strangers = [dealer(ctx, endpoint, (*security.load_keypair(
+        strangers = [dealer(ctx, endpoint, (*curve.load_keypair(
             keydir / "mallory.key_secret"), server_key)) for _ in range(30)]
         for sock in strangers:
             throw(sock, request(b"echo", "m"))

@@ -19,7 +19,7 @@ import msgpack
 import pytest
 import zmq
 
-from storymesh import envelope, schema
+from storymesh.core import envelope, schema
 from storymesh.errors import RequestFailed
 from tests.system.conftest import (
     HEARTBEAT,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from storymesh.ops.sdnotify import Notifier
+from storymesh.plumbing.sdnotify import Notifier
 
 pytestmark = pytest.mark.system
 

@@ -2,7 +2,7 @@
 killed story service, on loopback TCP with real signals.
 
 Agents are the embedded defaults (under `storymesh up`) or the sleep-based ones
-(`python -m storymesh.agents.sleepy ROLE --cost S`), whose steps take a set time and whose
+(`python -m testkit.sleepy ROLE --cost S`), whose steps take a set time and whose
 logs say what they started and finished. Each test has its own journal in tmp_path and short
 heartbeats (0.15 s x 4). Every wait is bounded; a failed one shows the processes' logs.
 """
@@ -224,7 +224,7 @@ def spawn_sleepy(spawner: Spawner, role: str, endpoint: str, cost: float,
     log = spawner.tmp_path / f"sleepy-{role}-{len(spawner.procs)}.log"
     with log.open("wb") as out:
         popen = subprocess.Popen(
-            [sys.executable, "-m", "storymesh.agents.sleepy", role, "--broker", endpoint,
+            [sys.executable, "-m", "testkit.sleepy", role, "--broker", endpoint,
              "--cost", str(cost), "--config", "/dev/null", "--log-level", "info"],
             cwd=REPO, env=spawner.env(env), stdin=subprocess.DEVNULL, stdout=out,
             stderr=subprocess.STDOUT)

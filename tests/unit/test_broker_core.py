@@ -13,9 +13,9 @@ from typing import Any
 import msgpack
 import pytest
 
-from storymesh import envelope, mdp, schema
-from storymesh.broker.core import BrokerCore, Send
-from storymesh.mdp import ClientReply, Dialect, Disconnect, Heartbeat, WorkerRequest
+from storymesh.core import envelope, mdp, schema
+from storymesh.core.broker import BrokerCore, Send
+from storymesh.core.mdp import ClientReply, Dialect, Disconnect, Heartbeat, WorkerRequest
 from tests.conftest import fast_settings
 
 V01, V02, V02E = Dialect.V01, Dialect.V02, Dialect.V02E

@@ -1,4 +1,4 @@
-"""Unit tests of the storymesh body codec (storymesh.envelope): header, payload, binary frames,
+"""Unit tests of the storymesh body codec (storymesh.core.envelope): header, payload, binary frames,
 and the limits every decode enforces (BodyError / TooLargeError, never anything else)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storymesh import envelope, schema
-from storymesh.envelope import INLINE_BYTES_MAX, Limits
+from storymesh.core import envelope, schema
+from storymesh.core.envelope import INLINE_BYTES_MAX, Limits
 from storymesh.errors import BodyError, RemoteProtocolError, TooLargeError
 
 

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storymesh import envelope, mdp
-from storymesh.broker.fairqueue import FairQueue
+from storymesh.core import envelope, mdp
+from storymesh.core.fairqueue import FairQueue
 from tests.unit.test_broker_core import Mesh
 
 

@@ -25,7 +25,7 @@ from fuzz.targets import (
     mdp_one_input,
     run_core,
 )
-from storymesh import envelope, mdp
+from storymesh.core import envelope, mdp
 
 BOUNDED = settings(max_examples=200, deadline=None,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from storymesh.core.schema import Status
 from storymesh.errors import ConfigError
-from storymesh.schema import Status
 from storymesh.story.journal import SCHEMA_VERSION, HistoryRow, Journal
 
 REQUEST = {"plot": "A fox learns to share", "themes": ["sharing"], "target_age": "4-7",

@@ -1,4 +1,4 @@
-"""Unit tests of the pure MDP codec (storymesh.mdp): byte literals in, dataclasses out.
+"""Unit tests of the pure MDP codec (storymesh.core.mdp): byte literals in, dataclasses out.
 
 Every frame list below is copied from the tables in MDP.md / DESIGN.md section 2, with the
 routing id already removed, so a change to the wire format breaks a test here first.
@@ -14,9 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storymesh import mdp
-from storymesh.errors import LocalProtocolError, RemoteProtocolError
-from storymesh.mdp import (
+from storymesh.core import mdp
+from storymesh.core.mdp import (
     ClientReply,
     ClientRequest,
     Dialect,
@@ -26,6 +25,7 @@ from storymesh.mdp import (
     WorkerReply,
     WorkerRequest,
 )
+from storymesh.errors import LocalProtocolError, RemoteProtocolError
 
 V01, V02, V02E = Dialect.V01, Dialect.V02, Dialect.V02E
 BODY = (b"header", b"payload")

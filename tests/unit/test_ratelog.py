@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from storymesh.ratelog import RateLog
+from storymesh.plumbing.ratelog import RateLog
 
 
 def test_a_flood_logs_a_burst_then_one_summary_per_window(caplog: pytest.LogCaptureFixture) -> None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from storymesh import envelope
-from storymesh.agents.base import AgentInfo, Request
-from storymesh.agents.runtime import (
+from storymesh.core import envelope
+from storymesh.runtime.agent import AgentInfo, Request
+from storymesh.runtime.worker import (
     Backoff,
     LinkTimer,
     Rejected,

@@ -11,10 +11,10 @@ from typing import Any
 import msgpack
 import pytest
 
-from storymesh import mdp, schema
-from storymesh.agents.base import AgentInfo
-from storymesh.agents.runtime import ready_meta
-from storymesh.broker.core import BrokerCore
+from storymesh.core import mdp, schema
+from storymesh.core.broker import BrokerCore
+from storymesh.runtime.agent import AgentInfo
+from storymesh.runtime.worker import ready_meta
 from tests.conftest import fast_settings
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"

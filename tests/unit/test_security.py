@@ -1,4 +1,4 @@
-"""storymesh.security without sockets (key files, allow-list, roles file, ZAP answers,
+"""storymesh.core.policy / storymesh.transport.curve without sockets (key files, allow-list, roles file, ZAP answers,
 loopback test) and BrokerCore with a policy: roles enforced, `principal` and `admin` written
 by the broker, a revoked key's worker disconnected. Bytes in, bytes out, a fake clock.
 """
@@ -14,46 +14,47 @@ import msgpack
 import pytest
 from zmq.utils import z85
 
-from storymesh import envelope, mdp, schema, security
+from storymesh.core import envelope, mdp, schema
+from storymesh.core.policy import ROLES, KeyRoles, Policy, is_loopback, zap_reply
 from storymesh.errors import ConfigError
-from storymesh.security import KeyRoles, Policy
+from storymesh.transport import curve
 from tests.unit.test_broker_core import Mesh
 
-ALL = frozenset(security.ROLES)
+ALL = frozenset(ROLES)
 
 
 # --- key files -----------------------------------------------------------------------------
 
 def test_generate_writes_a_public_and_a_private_secret_file_pyzmq_can_read(tmp_path: Path) -> None:
     # When a key pair is generated into a new folder
-    public, secret = security.generate_keys("alice", tmp_path / "keys")
+    public, secret = curve.generate_keys("alice", tmp_path / "keys")
     # Then NAME.key and NAME.key_secret exist, the secret readable by its owner only
     assert (public.name, secret.name) == ("alice.key", "alice.key_secret")
     assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600
     # And the public key of both files agrees, and only the secret file has the secret
-    pub, sec = security.load_keypair(secret)
-    assert security.load_public(public) == pub and len(pub) == len(sec) == 40
+    pub, sec = curve.load_keypair(secret)
+    assert curve.load_public(public) == pub and len(pub) == len(sec) == 40
     with pytest.raises(ConfigError, match="no secret key"):
-        security.load_keypair(public)
+        curve.load_keypair(public)
 
 
 def test_generate_refuses_to_overwrite_and_bad_names(tmp_path: Path) -> None:
-    security.generate_keys("bob", tmp_path)
+    curve.generate_keys("bob", tmp_path)
     with pytest.raises(ConfigError, match="already exists"):
-        security.generate_keys("bob", tmp_path)
-    old = security.load_public(tmp_path / "bob.key")
-    security.generate_keys("bob", tmp_path, force=True)
-    assert security.load_public(tmp_path / "bob.key") != old
+        curve.generate_keys("bob", tmp_path)
+    old = curve.load_public(tmp_path / "bob.key")
+    curve.generate_keys("bob", tmp_path, force=True)
+    assert curve.load_public(tmp_path / "bob.key") != old
     for bad in ("", "../evil", "a b", "x" * 65):
         with pytest.raises(ConfigError, match="key name"):
-            security.generate_keys(bad, tmp_path)
+            curve.generate_keys(bad, tmp_path)
 
 
 def test_a_missing_or_garbage_key_file_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "junk.key").write_text("not a certificate")
     for path in (tmp_path / "nope.key_secret", tmp_path / "junk.key"):
         with pytest.raises(ConfigError):
-            security.load_public(path)
+            curve.load_public(path)
 
 
 # --- allow-list and roles ------------------------------------------------------------------
@@ -62,20 +63,20 @@ def allow_dir(tmp_path: Path, *names: str) -> Path:
     folder = tmp_path / "allow"
     keys = tmp_path / "keys"
     for name in names:
-        public, _ = security.generate_keys(name, keys)
+        public, _ = curve.generate_keys(name, keys)
         folder.mkdir(exist_ok=True)
         (folder / public.name).write_bytes(public.read_bytes())
     return folder
 
 
 def raw(folder: Path, name: str) -> bytes:
-    return z85.decode(security.load_public(folder / f"{name}.key"))
+    return z85.decode(curve.load_public(folder / f"{name}.key"))
 
 
 def test_without_a_roles_file_every_allowed_key_has_every_role(tmp_path: Path) -> None:
     folder = allow_dir(tmp_path, "alice", "gpu1")
     (folder / "README").write_text("ignored")
-    policy = security.load_policy(folder)
+    policy = curve.load_policy(folder)
     assert policy.authenticate(raw(folder, "alice")) == "alice"
     assert policy.authenticate(b"\0" * 32) is None
     gpu1 = policy.of("gpu1")
@@ -89,7 +90,7 @@ def test_a_roles_file_binds_services_and_roles_per_key(tmp_path: Path) -> None:
     roles.write_text('[keys.gpu1]\nroles = ["worker"]\nservices = ["story.illustrator*"]\n'
                      '[keys.alice]\nroles = ["client"]\ncall = ["story.*", "echo"]\n'
                      '[keys.ops]\nroles = ["admin"]\n')
-    policy = security.load_policy(folder, roles)
+    policy = curve.load_policy(folder, roles)
     gpu1, alice, ops, someone = (policy.of(n) for n in ("gpu1", "alice", "ops", "someone"))
     assert gpu1 and alice and ops and someone
     # Then the worker key may register only its pattern and may not call anything
@@ -119,21 +120,21 @@ def test_a_bad_roles_file_is_a_config_error_naming_the_problem(tmp_path: Path, t
     roles = tmp_path / "roles.toml"
     roles.write_text(text)
     with pytest.raises(ConfigError, match=match):
-        security.load_policy(folder, roles)
+        curve.load_policy(folder, roles)
 
 
 def test_the_allow_list_must_be_a_folder(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="required"):
-        security.load_policy("")
+        curve.load_policy("")
     with pytest.raises(ConfigError, match="not a folder"):
-        security.load_policy(tmp_path / "missing")
+        curve.load_policy(tmp_path / "missing")
 
 
 def test_a_default_table_sets_the_roles_of_unnamed_keys(tmp_path: Path) -> None:
     folder = allow_dir(tmp_path, "x")
     roles = tmp_path / "roles.toml"
     roles.write_text("[default]\nroles = []\n")
-    x = security.load_policy(folder, roles).of("x")
+    x = curve.load_policy(folder, roles).of("x")
     assert x is not None and not x.may_call(b"echo") and not x.may_register(b"echo")
 
 
@@ -142,7 +143,7 @@ def test_a_default_table_sets_the_roles_of_unnamed_keys(tmp_path: Path) -> None:
 def zap(policy: Policy, key: bytes, *, mechanism: bytes = b"CURVE",
         domain: bytes = b"storymesh") -> list[bytes]:
     request = [b"1.0", b"7", domain, b"127.0.0.1", b"", mechanism, key]
-    return security.zap_reply(request, policy)[0]
+    return zap_reply(request, policy)[0]
 
 
 def test_zap_admits_a_listed_key_under_its_name_and_refuses_the_rest() -> None:
@@ -151,8 +152,8 @@ def test_zap_admits_a_listed_key_under_its_name_and_refuses_the_rest() -> None:
     assert zap(policy, b"x" * 32)[2] == b"400"
     assert zap(policy, b"k" * 32, mechanism=b"PLAIN")[2] == b"400"
     assert zap(policy, b"k" * 32, domain=b"other")[2] == b"400"
-    assert security.zap_reply([b"1.0", b"9"], policy)[0][:3] == [b"1.0", b"9", b"500"]
-    assert security.zap_reply([], policy)[0][2] == b"500"
+    assert zap_reply([b"1.0", b"9"], policy)[0][:3] == [b"1.0", b"9", b"500"]
+    assert zap_reply([], policy)[0][2] == b"500"
 
 
 @pytest.mark.parametrize("endpoint, local", [
@@ -161,7 +162,7 @@ def test_zap_admits_a_listed_key_under_its_name_and_refuses_the_rest() -> None:
     ("tcp://*:5555", False), ("tcp://10.0.0.3:5555", False), ("tcp://eth0:5555", False),
 ])
 def test_is_loopback(endpoint: str, local: bool) -> None:
-    assert security.is_loopback(endpoint) is local
+    assert is_loopback(endpoint) is local
 
 
 # --- the broker core with keys on ----------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import pytest
 
 from storymesh.errors import ConfigError
-from storymesh.supervisor import (
+from storymesh.ops.supervisor import (
     ChildSpec,
     CrashHistory,
     GiveUp,

@@ -21,22 +21,22 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from storymesh.agents.author import prompts
+from storymesh.agents.author.embedded.plot import World, world_from_outline
+from storymesh.agents.author.embedded.storyteller import (
+    ChapterDraft,
+    outline_lines,
+    write_chapter,
+    write_outline,
+)
 from storymesh.agents.author.hf_backend import DTYPES, Sampling, TransformersBackend
-from storymesh.agents.author.plot import World, world_from_outline
 from storymesh.agents.author.repair import best_effort, finish_chapter, repair_outline
 from storymesh.agents.author.requests import (
     ChapterRequest,
     OutlineRequest,
     parse_request,
 )
-from storymesh.agents.author.storyteller import (
-    ChapterDraft,
-    outline_lines,
-    write_chapter,
-    write_outline,
-)
-from storymesh.agents.base import Agent, AgentInfo, Final, Partial, Reply, Request
 from storymesh.errors import AgentError, ConfigError, FatalAgentError
+from storymesh.runtime.agent import Agent, AgentInfo, Final, Partial, Reply, Request
 
 log = logging.getLogger(__name__)
 

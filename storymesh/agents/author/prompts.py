@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from storymesh.agents.author import lexicon as lx
-from storymesh.agents.author.plot import World, age_level
+from storymesh.agents.author.embedded import lexicon as lx
+from storymesh.agents.author.embedded.plot import World, age_level
 from storymesh.agents.author.requests import ChapterRequest, OutlineRequest
 
 Message = dict[str, str]

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from storymesh import catalog
+from storymesh import vocabulary
 
 TITLE_CHARS: Final = 80
 PLAN_CHARS: Final = 300
@@ -153,7 +153,7 @@ def strip_chapter(raw: str, title: str = "") -> str:
         lines.pop(0)
     paragraphs = re.split(r"\n\s*\n", "\n".join(lines))
     tidy = [" ".join(_MARKUP.sub("", p).split()) for p in paragraphs]
-    return "\n\n".join(p for p in tidy if p)[:catalog.MAX_CHAPTER_TEXT_CHARS]
+    return "\n\n".join(p for p in tidy if p)[:vocabulary.MAX_CHAPTER_TEXT_CHARS]
 
 
 def ends_sentence(text: str) -> bool:

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from storymesh import catalog
-from storymesh.agents.author.storyteller import BEAT_NAMES, chapter_beats
-from storymesh.fields import (
+from storymesh import vocabulary
+from storymesh.agents.author.embedded.storyteller import BEAT_NAMES, chapter_beats
+from storymesh.vocabulary import (
     age_field,
     bad,
     chapters_field,
@@ -90,11 +90,11 @@ def parse_request(payload: object) -> OutlineRequest | ChapterRequest:
 
 
 def parse_outline(payload: Mapping[str, Any]) -> OutlineRequest:
-    plot = text_field(payload, "plot", catalog.MAX_PLOT_CHARS, required=True)
-    title = text_field(payload, "title", catalog.MAX_TITLE_CHARS)
+    plot = text_field(payload, "plot", vocabulary.MAX_PLOT_CHARS, required=True)
+    title = text_field(payload, "title", vocabulary.MAX_TITLE_CHARS)
     return OutlineRequest(
         plot=plot, themes=themes_field(payload) or (), target_age=age_field(payload) or
-        catalog.DEFAULT_AGE, art_style=style_field(payload) or catalog.DEFAULT_ART_STYLE,
+        vocabulary.DEFAULT_AGE, art_style=style_field(payload) or vocabulary.DEFAULT_ART_STYLE,
         chapters=chapters_field(payload), seed=seed_field(payload), title=title or None)
 
 
@@ -109,12 +109,12 @@ def parse_chapter(payload: Mapping[str, Any]) -> ChapterRequest:
                   f"(0..{count - 1})")
     return ChapterRequest(
         outline=outline, index=index,
-        previous_text=text_field(payload, "previous_text", catalog.MAX_CHAPTER_TEXT_CHARS),
+        previous_text=text_field(payload, "previous_text", vocabulary.MAX_CHAPTER_TEXT_CHARS),
         seed=seed_field(payload), target_age=age_field(payload),
         themes=themes_field(payload), art_style=style_field(payload))
 
 
-# --- fields (the shared ones live in storymesh.fields) -----------------------------
+# --- fields (the shared ones live in storymesh.vocabulary) -----------------------------
 
 
 def _is_int(value: object) -> bool:
@@ -134,15 +134,15 @@ def outline_field(value: object) -> dict[str, Any]:
     """The outline of a chapter request, checked: title, chapters, characters, cover."""
     if not isinstance(value, Mapping):
         raise bad("'outline' must be the map returned by op 'outline'")
-    title = text_field(value, "title", catalog.MAX_TITLE_CHARS, required=True)
-    chapters = _list_of_maps(value, "chapters", catalog.MAX_CHAPTERS, required=True)
-    checked = [{**c, "title": text_field(c, "title", catalog.MAX_TITLE_CHARS, required=True),
-                "plan": text_field(c, "plan", catalog.MAX_PROMPT_CHARS)} for c in chapters]
+    title = text_field(value, "title", vocabulary.MAX_TITLE_CHARS, required=True)
+    chapters = _list_of_maps(value, "chapters", vocabulary.MAX_CHAPTERS, required=True)
+    checked = [{**c, "title": text_field(c, "title", vocabulary.MAX_TITLE_CHARS, required=True),
+                "plan": text_field(c, "plan", vocabulary.MAX_PROMPT_CHARS)} for c in chapters]
     characters = [{"name": text_field(c, "name", MAX_NAME_CHARS, required=True),
-                   "look": text_field(c, "look", catalog.MAX_PROMPT_CHARS)}
+                   "look": text_field(c, "look", vocabulary.MAX_PROMPT_CHARS)}
                   for c in _list_of_maps(value, "characters", MAX_CHARACTERS)]
     return {**value, "title": title, "chapters": checked, "characters": characters,
-            "cover_prompt": text_field(value, "cover_prompt", catalog.MAX_PROMPT_CHARS)}
+            "cover_prompt": text_field(value, "cover_prompt", vocabulary.MAX_PROMPT_CHARS)}
 
 
 def _list_of_maps(value: Mapping[str, Any], key: str, limit: int, *,

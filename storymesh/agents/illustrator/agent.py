@@ -16,8 +16,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from storymesh import catalog
-from storymesh.agents.base import Agent, AgentInfo, Final, Reply, Request
+from storymesh import vocabulary
 from storymesh.agents.illustrator.backends import (
     BACKENDS,
     DTYPES,
@@ -33,6 +32,7 @@ from storymesh.agents.illustrator.request import (
     parse_request,
 )
 from storymesh.errors import AgentError, ConfigError, FatalAgentError
+from storymesh.runtime.agent import Agent, AgentInfo, Final, Reply, Request
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +51,14 @@ class IllustratorAgent(Agent):
                  device: str = "cpu", dtype: str = "auto", width: int = 512,
                  height: int = 512, steps: int = 25, guidance: float = 7.5,
                  safety_checker: bool = True, torch_threads: int | None = None) -> None:
-        side = (catalog.MIN_IMAGE_SIDE, catalog.MAX_IMAGE_SIDE)
+        side = (vocabulary.MIN_IMAGE_SIDE, vocabulary.MAX_IMAGE_SIDE)
         _check_option(backend in BACKENDS, "backend", backend, " or ".join(BACKENDS))
         _check_option(dtype in DTYPES, "dtype", dtype, " / ".join(DTYPES))
         _check_option(bool(device), "device", device, "cpu, cuda, cuda:N or mps")
         for key, value in (("width", width), ("height", height)):
             _check_option(side[0] <= value <= side[1], key, value, f"{side[0]}..{side[1]}")
-        _check_option(1 <= steps <= catalog.MAX_STEPS, "steps", steps,
-                      f"1..{catalog.MAX_STEPS}")
+        _check_option(1 <= steps <= vocabulary.MAX_STEPS, "steps", steps,
+                      f"1..{vocabulary.MAX_STEPS}")
         _check_option(0 <= guidance <= MAX_GUIDANCE, "guidance", guidance,
                       f"0..{MAX_GUIDANCE:g}")
         _check_option(torch_threads is None or torch_threads >= 1, "torch_threads",

@@ -11,9 +11,9 @@ import threading
 from dataclasses import dataclass
 from typing import Protocol
 
-from storymesh.agents.base import AgentInfo
-from storymesh.agents.illustrator import embedded
+from storymesh.agents.illustrator.embedded import painter as embedded
 from storymesh.agents.illustrator.request import IllustrationRequest
+from storymesh.runtime.agent import AgentInfo
 
 BACKENDS = ("embedded", "diffusers")
 DTYPES = ("auto", "float32", "float16", "bfloat16")

@@ -23,11 +23,11 @@ from typing import Any
 
 from PIL import Image
 
-from storymesh.agents.base import AgentInfo
 from storymesh.agents.illustrator.backends import BackendOptions, Rendered
 from storymesh.agents.illustrator.prompt import approx_tokens, build_negative, build_prompt
 from storymesh.agents.illustrator.request import IllustrationRequest
 from storymesh.errors import FatalAgentError, RetryableAgentError
+from storymesh.runtime.agent import AgentInfo
 
 log = logging.getLogger(__name__)
 

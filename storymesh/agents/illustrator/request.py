@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from storymesh import catalog
+from storymesh import vocabulary
 from storymesh.errors import FatalAgentError
 
 MAX_CHARACTERS = 32  # a story's cast; more is a malformed request, not a big story
@@ -112,7 +112,7 @@ def _characters(payload: dict[str, Any]) -> tuple[Character, ...]:
         if not isinstance(item, dict):
             raise _bad(f"'characters[{i}]' must be a map with 'name' and 'look'")
         name = _text(item, "name", required=True, limit=MAX_NAME_CHARS)
-        look = _text(item, "look", required=False, limit=catalog.MAX_PROMPT_CHARS)
+        look = _text(item, "look", required=False, limit=vocabulary.MAX_PROMPT_CHARS)
         cast.append(Character(name=name, look=look))
     return tuple(cast)
 
@@ -120,10 +120,10 @@ def _characters(payload: dict[str, Any]) -> tuple[Character, ...]:
 def _art_style(payload: dict[str, Any]) -> str:
     value = payload.get("art_style")
     if value is None:
-        return catalog.DEFAULT_ART_STYLE
-    if not isinstance(value, str) or value not in catalog.ART_STYLES:
+        return vocabulary.DEFAULT_ART_STYLE
+    if not isinstance(value, str) or value not in vocabulary.ART_STYLES:
         raise _bad(f"unknown 'art_style' {value!r}; choose one of "
-                   f"{', '.join(catalog.ART_STYLES)}")
+                   f"{', '.join(vocabulary.ART_STYLES)}")
     return value
 
 
@@ -137,18 +137,18 @@ def parse_request(payload: object, defaults: Defaults) -> IllustrationRequest:
     """Check a `story.illustrator` payload and fill in defaults."""
     if not isinstance(payload, dict):
         raise _bad(f"the request must be a map, got {type(payload).__name__}")
-    prompt = _text(payload, "prompt", required=True, limit=catalog.MAX_PROMPT_CHARS)
-    side = (catalog.MIN_IMAGE_SIDE, catalog.MAX_IMAGE_SIDE)
+    prompt = _text(payload, "prompt", required=True, limit=vocabulary.MAX_PROMPT_CHARS)
+    side = (vocabulary.MIN_IMAGE_SIDE, vocabulary.MAX_IMAGE_SIDE)
     seed = payload.get("seed")
     return IllustrationRequest(
         prompt=prompt,
         negative_prompt=_text(payload, "negative_prompt", required=False,
-                              limit=catalog.MAX_PROMPT_CHARS),
+                              limit=vocabulary.MAX_PROMPT_CHARS),
         characters=_characters(payload),
         art_style=_art_style(payload),
         width=_int(payload, "width", defaults.width, *side),
         height=_int(payload, "height", defaults.height, *side),
-        steps=_int(payload, "steps", defaults.steps, 1, catalog.MAX_STEPS),
+        steps=_int(payload, "steps", defaults.steps, 1, vocabulary.MAX_STEPS),
         guidance=_guidance(payload, defaults.guidance),
         seed=_int(payload, "seed", 0, 0, MAX_SEED) if seed is not None
         else seed_from_prompt(prompt),

@@ -1,4 +1,4 @@
-"""Art-style presets: what each of catalog.ART_STYLES means to each backend.
+"""Art-style presets: what each of vocabulary.ART_STYLES means to each backend.
 
 For diffusers a style is prompt text: suffix phrases (most important first, so a long prompt
 sheds the least important ones) and a negative prompt. For the embedded painter it is a
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from storymesh import catalog
+from storymesh import vocabulary
 
 RGB = tuple[int, int, int]
 
@@ -113,10 +113,10 @@ STYLES = MappingProxyType({
     ),
 })
 
-if set(STYLES) != set(catalog.ART_STYLES):  # pragma: no cover - caught at import in tests
-    raise RuntimeError("styles.STYLES must cover exactly catalog.ART_STYLES")
+if set(STYLES) != set(vocabulary.ART_STYLES):  # pragma: no cover - caught at import in tests
+    raise RuntimeError("styles.STYLES must cover exactly vocabulary.ART_STYLES")
 
 
 def preset(name: str) -> StylePreset:
-    """The preset for an art style (already validated against catalog.ART_STYLES)."""
+    """The preset for an art style (already validated against vocabulary.ART_STYLES)."""
     return STYLES[name]

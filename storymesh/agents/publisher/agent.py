@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import ClassVar
 
-from storymesh import catalog
-from storymesh.agents.base import Agent, AgentInfo, Final, Partial, Reply, Request
+from storymesh import vocabulary
 from storymesh.agents.publisher.model import Book, parse_request
 from storymesh.errors import ConfigError, FatalAgentError
+from storymesh.runtime.agent import Agent, AgentInfo, Final, Partial, Reply, Request
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class PublisherAgent(Agent):
 
     service: ClassVar[str] = "story.publisher"
 
-    def __init__(self, *, formats: Sequence[str] = catalog.FORMATS, page_size: str = "A4",
+    def __init__(self, *, formats: Sequence[str] = vocabulary.FORMATS, page_size: str = "A4",
                  font_path: str | None = None) -> None:
         """`formats`: rendered when a request names none; `page_size`: A4, letter or square;
         `font_path`: a TrueType font to embed in PDFs (default: Bitstream Vera, in reportlab).
@@ -90,10 +90,10 @@ def _check_formats(formats: Sequence[str]) -> tuple[str, ...]:
     if isinstance(formats, str):
         formats = formats.split(",")  # "pdf,html" from a config file or flag
     chosen = tuple(dict.fromkeys(f.strip() for f in formats))
-    unknown = [f for f in chosen if f not in catalog.FORMATS]
+    unknown = [f for f in chosen if f not in vocabulary.FORMATS]
     if unknown or not chosen:
         raise ConfigError(f"publisher formats: {','.join(unknown) or 'none given'} is not a "
-                          f"list of {', '.join(catalog.FORMATS)}")
+                          f"list of {', '.join(vocabulary.FORMATS)}")
     return chosen
 
 

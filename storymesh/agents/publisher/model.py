@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from PIL import Image, UnidentifiedImageError
 
-from storymesh import catalog
+from storymesh import vocabulary
 from storymesh.errors import FatalAgentError
 
 log = logging.getLogger(__name__)
@@ -83,10 +83,10 @@ def parse_request(payload: Mapping[str, Any], default_formats: Sequence[str]) ->
     """Check a `story.publisher` payload and build the book; FatalAgentError if it is bad."""
     if not isinstance(payload, Mapping):
         raise _bad("the request payload must be a map")
-    title = _text(payload.get("title"), "title", limit=catalog.MAX_TITLE_CHARS, required=True)
+    title = _text(payload.get("title"), "title", limit=vocabulary.MAX_TITLE_CHARS, required=True)
     book = Book(
         title=title,
-        byline=_text(payload.get("byline"), "byline", limit=catalog.MAX_TITLE_CHARS),
+        byline=_text(payload.get("byline"), "byline", limit=vocabulary.MAX_TITLE_CHARS),
         language=_language(payload.get("language")),
         cover=decode_picture(payload.get("cover_png"), "cover_png"),
         chapters=_chapters(payload.get("chapters")),
@@ -99,12 +99,12 @@ def parse_formats(value: Any, default: Sequence[str]) -> tuple[str, ...]:
     if value is None:
         return tuple(default)
     if isinstance(value, str) or not isinstance(value, Sequence):
-        raise _bad(f"formats must be a list of {_choices(catalog.FORMATS)}")
-    unknown = [f for f in value if not isinstance(f, str) or f not in catalog.FORMATS]
+        raise _bad(f"formats must be a list of {_choices(vocabulary.FORMATS)}")
+    unknown = [f for f in value if not isinstance(f, str) or f not in vocabulary.FORMATS]
     if unknown:
-        raise _bad(f"unknown format {unknown[0]!r} in formats; use {_choices(catalog.FORMATS)}")
+        raise _bad(f"unknown format {unknown[0]!r} in formats; use {_choices(vocabulary.FORMATS)}")
     if not value:
-        raise _bad(f"formats is empty; name at least one of {_choices(catalog.FORMATS)}")
+        raise _bad(f"formats is empty; name at least one of {_choices(vocabulary.FORMATS)}")
     return tuple(dict.fromkeys(value))
 
 
@@ -171,8 +171,8 @@ def _chapters(value: Any) -> tuple[Chapter, ...]:
         raise _bad("chapters must be a list of {title, text, png} maps")
     if not value:
         raise _bad("chapters is empty: a book needs at least one chapter")
-    if len(value) > catalog.MAX_CHAPTERS:
-        raise _too_large(f"{len(value)} chapters; the limit is {catalog.MAX_CHAPTERS}")
+    if len(value) > vocabulary.MAX_CHAPTERS:
+        raise _too_large(f"{len(value)} chapters; the limit is {vocabulary.MAX_CHAPTERS}")
     return tuple(_chapter(index, item) for index, item in enumerate(value))
 
 
@@ -183,10 +183,10 @@ def _chapter(index: int, value: Any) -> Chapter:
     text = value.get("text")
     if not isinstance(text, str):
         raise _bad(f"{where}.text must be a string")
-    if len(text) > catalog.MAX_CHAPTER_TEXT_CHARS:
+    if len(text) > vocabulary.MAX_CHAPTER_TEXT_CHARS:
         raise _too_large(f"{where}.text has {len(text)} characters; the limit is "
-                         f"{catalog.MAX_CHAPTER_TEXT_CHARS}")
-    title = _text(value.get("title"), f"{where}.title", limit=catalog.MAX_TITLE_CHARS)
+                         f"{vocabulary.MAX_CHAPTER_TEXT_CHARS}")
+    title = _text(value.get("title"), f"{where}.title", limit=vocabulary.MAX_TITLE_CHARS)
     return Chapter(
         title=title or f"Chapter {index + 1}",
         paragraphs=split_paragraphs(text),

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from storymesh import schema
+from storymesh.core import schema
 from storymesh.errors import ConfigError
 from storymesh.settings import Settings
 
@@ -304,7 +304,7 @@ class ReadinessProbe:
         if not self.missing or now < self.next_probe:
             return
         self.next_probe = now + READY_EVERY
-        from storymesh.client import Client
+        from storymesh.runtime.client import Client
 
         # A fresh socket per round: a late MMI answer to an earlier round must not be
         # taken as the answer about another service.
@@ -344,7 +344,7 @@ def run_up(settings: Settings, *, authors: int = 1, illustrators: int = 1,
     """
     from rich.console import Console
 
-    from storymesh.lifecycle import install_signal_handlers
+    from storymesh.plumbing.signals import install_signal_handlers
 
     specs = plan(settings, authors=authors, illustrators=illustrators, config=config)
     if stop is None:

@@ -15,8 +15,8 @@ import threading
 import time
 from concurrent.futures import Future
 
-from storymesh.agents.base import Agent, Final, Request
 from storymesh.errors import AgentError, RetryableAgentError
+from storymesh.runtime.agent import Agent, Final, Request
 
 log = logging.getLogger(__name__)
 

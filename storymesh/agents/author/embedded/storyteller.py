@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from storymesh.agents.author import lexicon as lx
-from storymesh.agents.author import templates as tp
-from storymesh.agents.author.plot import Character, World, analyze, theme_voice
+from storymesh.agents.author.embedded import lexicon as lx
+from storymesh.agents.author.embedded import templates as tp
+from storymesh.agents.author.embedded.plot import Character, World, analyze, theme_voice
 
 BEAT_NAMES: Final = tuple(tp.BEATS)
 # Which beat a chapter's title and picture show when it covers several.

@@ -12,7 +12,7 @@ test can see from a process's log what it was doing when it was killed.
 Two ways to run them:
 - in one process: `SleepyMesh(settings, costs, illustrators=2)`, a broker, the sleepy agents
   and the story service in threads on an `inproc://` endpoint (like `LocalMesh`);
-- as a daemon: `python -m storymesh.agents.sleepy illustrator --broker EP --cost 1.0`.
+- as a daemon: `python -m testkit.sleepy illustrator --broker EP --cost 1.0`.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from storymesh import catalog
-from storymesh.agents.base import Agent, AgentInfo, Final, Partial, Reply, Request
-from storymesh.agents.runtime import run_agent
+from storymesh import vocabulary
 from storymesh.errors import FatalAgentError, StorymeshError
+from storymesh.runtime.agent import Agent, AgentInfo, Final, Partial, Reply, Request
+from storymesh.runtime.worker import run_agent
 from storymesh.settings import Settings
 from storymesh.story.local import LocalMesh
 
@@ -100,12 +100,12 @@ class SleepyAuthor(_Sleepy):
         payload = request.payload
         op = payload.get("op")
         if op == "outline":
-            chapters = _int(payload, "chapters", 1, catalog.MAX_CHAPTERS)
+            chapters = _int(payload, "chapters", 1, vocabulary.MAX_CHAPTERS)
             self._step(request, "outline", self.costs.outline)
             yield Partial({"text": "An outline.\n"})
             yield Final(self._outline(str(payload.get("plot", "")), chapters))
         elif op == "chapter":
-            index = _int(payload, "index", 0, catalog.MAX_CHAPTERS)
+            index = _int(payload, "index", 0, vocabulary.MAX_CHAPTERS)
             self._step(request, f"chapter-{index}", self.costs.chapter)
             yield Partial({"text": f"Chapter {index + 1}. "})
             yield Final({"title": f"Chapter {index + 1}",
@@ -151,10 +151,10 @@ class SleepyPublisher(_Sleepy):
 
     def handle(self, request: Request) -> Iterator[Reply]:
         payload = request.payload
-        formats = payload.get("formats") or list(catalog.FORMATS)
-        if not isinstance(formats, list) or any(f not in catalog.FORMATS for f in formats):
+        formats = payload.get("formats") or list(vocabulary.FORMATS)
+        if not isinstance(formats, list) or any(f not in vocabulary.FORMATS for f in formats):
             raise FatalAgentError("bad_request", f"'formats' must be a list of "
-                                                 f"{', '.join(catalog.FORMATS)}")
+                                                 f"{', '.join(vocabulary.FORMATS)}")
         chapters = payload.get("chapters")
         if not isinstance(chapters, list):
             raise FatalAgentError("bad_request", "'chapters' must be a list")
@@ -189,12 +189,12 @@ class SleepyMesh(LocalMesh):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m storymesh.agents.sleepy ROLE --broker EP --cost S`: one sleepy daemon."""
+    """`python -m testkit.sleepy ROLE --broker EP --cost S`: one sleepy daemon."""
     from storymesh import settings as settings_mod
-    from storymesh.lifecycle import install_signal_handlers
-    from storymesh.logs import setup_logging
+    from storymesh.plumbing.logs import setup_logging
+    from storymesh.plumbing.signals import install_signal_handlers
 
-    parser = argparse.ArgumentParser(prog="python -m storymesh.agents.sleepy",
+    parser = argparse.ArgumentParser(prog="python -m testkit.sleepy",
                                      description="Run a sleep-based story agent.")
     parser.add_argument("role", choices=ROLES)
     parser.add_argument("--broker", help="broker endpoint to connect to")
@@ -217,5 +217,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     # Run the imported module's main, so loggers and classes carry their package names.
-    from storymesh.agents.sleepy import main as _main
+    from testkit.sleepy import main as _main
     raise SystemExit(_main())

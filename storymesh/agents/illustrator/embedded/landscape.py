@@ -14,9 +14,9 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from storymesh.agents.illustrator import props
-from storymesh.agents.illustrator.canvas import Canvas, mix, shade
-from storymesh.agents.illustrator.scene import Scene
+from storymesh.agents.illustrator.embedded import props
+from storymesh.agents.illustrator.embedded.canvas import Canvas, mix, shade
+from storymesh.agents.illustrator.embedded.scene import Scene
 from storymesh.agents.illustrator.styles import RGB
 
 Stops = list[tuple[float, RGB]]

@@ -18,7 +18,7 @@ Beyond the MDP specs (see ../shared/MDP.md section 11), with nothing silently lo
   bounded by `client_queue_limit` (`busy` past it), so a flooding client cannot starve the
   others. A client is its routing id, or with keys on its principal.
 
-With keys on (`policy` set; see storymesh.security) every message comes with the `user`
+With keys on (`policy` set; see storymesh.core.policy / storymesh.transport.curve) every message comes with the `user`
 the ZAP handler authenticated: requests need the `client` role (`mmi.storymesh.*` needs
 `admin`, `mmi.service` is open) or get an error FINAL `forbidden`; a READY needs the
 `worker` role for that service or gets DISCONNECT; the broker writes the header
@@ -37,14 +37,14 @@ from typing import Any
 
 import msgpack
 
-from storymesh import envelope, mdp, schema
-from storymesh.broker.fairqueue import FairQueue
-from storymesh.broker.state import WEvent, WState, transition
+from storymesh.core import envelope, mdp, schema
+from storymesh.core.fairqueue import FairQueue
+from storymesh.core.mdp import Body, Dialect, Frame
+from storymesh.core.policy import MAX_PRINCIPAL, KeyRoles, Policy
+from storymesh.core.schema import H_ADMIN
+from storymesh.core.workers import WEvent, WState, transition
 from storymesh.errors import BodyError, RemoteProtocolError
-from storymesh.mdp import Body, Dialect, Frame
-from storymesh.ratelog import RateLog
-from storymesh.schema import H_ADMIN
-from storymesh.security import MAX_PRINCIPAL, KeyRoles, Policy
+from storymesh.plumbing.ratelog import RateLog
 from storymesh.settings import Settings
 
 log = logging.getLogger(__name__)

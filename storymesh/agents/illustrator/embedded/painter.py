@@ -13,11 +13,11 @@ import random
 
 from PIL import Image
 
-from storymesh.agents.illustrator import figures, landscape, props
-from storymesh.agents.illustrator.canvas import Canvas, Light, light_for
-from storymesh.agents.illustrator.finish import FINISHES
+from storymesh.agents.illustrator.embedded import figures, landscape, props
+from storymesh.agents.illustrator.embedded.canvas import Canvas, Light, light_for
+from storymesh.agents.illustrator.embedded.finish import FINISHES
+from storymesh.agents.illustrator.embedded.scene import Figure, Scene, read_scene
 from storymesh.agents.illustrator.request import IllustrationRequest
-from storymesh.agents.illustrator.scene import Figure, Scene, read_scene
 from storymesh.agents.illustrator.styles import preset
 
 # Where figures stand across the picture, by how many there are (fractions of the width).

@@ -46,14 +46,15 @@ from typing import Any
 import msgpack
 import zmq
 
-from storymesh import envelope, mdp, schema, security
-from storymesh.agents.base import Agent, AgentInfo, Final, Partial, Request
-from storymesh.agents.batching import Batcher
+from storymesh.core import envelope, mdp, schema
+from storymesh.core.mdp import Frame
 from storymesh.errors import AgentError, BodyError, RemoteProtocolError
-from storymesh.lifecycle import install_signal_handlers
-from storymesh.mdp import Frame
-from storymesh.ops.sdnotify import notifier
+from storymesh.plumbing.sdnotify import notifier
+from storymesh.plumbing.signals import install_signal_handlers
+from storymesh.runtime.agent import Agent, AgentInfo, Final, Partial, Request
+from storymesh.runtime.batching import Batcher
 from storymesh.settings import Settings
+from storymesh.transport import curve
 
 __all__ = ["Backoff", "LinkTimer", "ReplyCache", "WorkerRuntime", "decode_request",
            "install_signal_handlers", "ready_meta", "run_agent"]
@@ -492,7 +493,7 @@ class WorkerRuntime:
         sock.setsockopt(zmq.SNDHWM, self.settings.hwm)
         sock.setsockopt(zmq.RCVHWM, self.settings.hwm)
         sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_message_bytes)
-        security.apply_client(sock, self.settings)  # CURVE when keys are configured
+        curve.apply_client(sock, self.settings)  # CURVE when keys are configured
         sock.connect(self.settings.broker)
         slot.sock = sock
         slot.state = SlotState.CONNECTED

@@ -34,8 +34,9 @@ from typing import Any, Self
 
 import zmq
 
-from storymesh import envelope, mdp, schema, security
-from storymesh.envelope import Envelope
+from storymesh.core import envelope, mdp, schema
+from storymesh.core.envelope import Envelope
+from storymesh.core.mdp import Frame
 from storymesh.errors import (
     BodyError,
     RemoteProtocolError,
@@ -43,8 +44,8 @@ from storymesh.errors import (
     RequestTimeout,
     StorymeshError,
 )
-from storymesh.mdp import Frame
 from storymesh.settings import Settings
+from storymesh.transport import curve
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +266,7 @@ class Client:
         sock.setsockopt(zmq.SNDHWM, self.settings.hwm)
         sock.setsockopt(zmq.RCVHWM, self.settings.hwm)
         sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_message_bytes)
-        security.apply_client(sock, self.settings)  # CURVE when keys are configured
+        curve.apply_client(sock, self.settings)  # CURVE when keys are configured
         sock.connect(self.endpoint)
         return sock
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 
-from storymesh.agents.illustrator.canvas import Canvas, mix, shade
+from storymesh.agents.illustrator.embedded.canvas import Canvas, mix, shade
 from storymesh.agents.illustrator.styles import RGB
 
 WHITE: RGB = (250, 250, 248)

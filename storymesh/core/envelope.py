@@ -19,9 +19,9 @@ from typing import Any
 
 import msgpack
 
-from storymesh import schema
+from storymesh.core import schema
+from storymesh.core.mdp import Frame
 from storymesh.errors import BodyError, TooLargeError
-from storymesh.mdp import Frame
 
 # Values of the payload at least this big are sent as their own frame.
 INLINE_BYTES_MAX = 4096

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from storymesh import schema
+from storymesh.core import schema
 from storymesh.errors import RequestFailed, RequestTimeout
 from storymesh.settings import Settings
 from storymesh.story.api import StoryClient, write_publications

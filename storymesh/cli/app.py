@@ -13,10 +13,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from storymesh import schema
 from storymesh import settings as settings_mod
+from storymesh.core import schema
 from storymesh.errors import ConfigError, StorymeshError
-from storymesh.logs import setup_logging
+from storymesh.plumbing.logs import setup_logging
 from storymesh.settings import Settings
 
 app = typer.Typer(
@@ -103,7 +103,7 @@ def broker(
 ) -> None:
     """Run the broker daemon (SIGHUP reloads the allow-list and roles)."""
     from storymesh.broker.server import run_broker
-    from storymesh.lifecycle import install_signal_handlers
+    from storymesh.plumbing.signals import install_signal_handlers
 
     settings = _settings(
         config,
@@ -166,12 +166,12 @@ def agent(
     log_format: LogFormatOpt = None,
 ) -> None:
     """Run an agent daemon that serves one service."""
-    from storymesh.agents.registry import FACTORIES
+    from storymesh.ops.daemons import NAMES
 
     name = name.partition("-")[0]  # systemd's storymesh-agent@illustrator-gpu1 runs the illustrator
-    if name not in (*FACTORIES, "story"):
+    if name not in NAMES:
         typer.echo(
-            f"storymesh: unknown agent {name!r}; choose one of {', '.join(FACTORIES)}, story",
+            f"storymesh: unknown agent {name!r}; choose one of {', '.join(NAMES)}",
             err=True,
         )
         raise typer.Exit(schema.EXIT_USAGE)
@@ -198,7 +198,7 @@ def agent(
         log_format=log_format,
         **section,
     )
-    from storymesh.agents.daemon import run_named_agent
+    from storymesh.ops.daemons import run_named_agent
 
     try:
         code = run_named_agent(name, settings)
@@ -226,7 +226,7 @@ def request(
     log_level: LogLevelOpt = None,
 ) -> None:
     """Send one request and print the reply as JSON (exit code != 0 on error or timeout)."""
-    from storymesh.tools import run_request
+    from storymesh.ops.request import run_request
 
     settings = _settings(
         config,
@@ -263,7 +263,7 @@ def health(
     config: ConfigOpt = None,
 ) -> None:
     """Exit 0 when healthy, 1 when degraded (a service without workers), 2 when down."""
-    from storymesh.tools import check_health
+    from storymesh.ops.health import check_health
 
     if timeout <= 0:
         typer.echo("storymesh: --timeout must be > 0", err=True)
@@ -306,7 +306,7 @@ def demo(
     config: ConfigOpt = None,
 ) -> None:
     """Start a broker and two echo agents in this process and send requests through them."""
-    from storymesh.tools import run_demo
+    from storymesh.ops.demo import run_demo
 
     settings = _settings(config, log_level="warning")
     raise typer.Exit(run_demo(settings, count))
@@ -349,7 +349,7 @@ def story(
     broker_key: BrokerKeyOpt = None,
 ) -> None:
     """Turn a plot into an illustrated book (PDF, HTML, EPUB)."""
-    from storymesh.story.console import run_story
+    from storymesh.cli.console import run_story
 
     settings = _settings(
         config,
@@ -411,7 +411,7 @@ def list_stories(
     broker_key: BrokerKeyOpt = None,
 ) -> None:
     """Recent stories and their state."""
-    from storymesh.story.console import show_list
+    from storymesh.cli.console import show_list
 
     raise typer.Exit(show_list(_client_settings(config, broker, curve_secret, broker_key), limit))
 
@@ -425,7 +425,7 @@ def status(
     broker_key: BrokerKeyOpt = None,
 ) -> None:
     """A story's status and progress."""
-    from storymesh.story.console import show_status
+    from storymesh.cli.console import show_status
 
     raise typer.Exit(show_status(_client_settings(config, broker, curve_secret, broker_key), corr))
 
@@ -439,7 +439,7 @@ def history(
     broker_key: BrokerKeyOpt = None,
 ) -> None:
     """A story's messages: sender -> receiver, type, time."""
-    from storymesh.story.console import show_history
+    from storymesh.cli.console import show_history
 
     raise typer.Exit(show_history(_client_settings(config, broker, curve_secret, broker_key), corr))
 
@@ -454,7 +454,7 @@ def fetch(
     broker_key: BrokerKeyOpt = None,
 ) -> None:
     """Write a finished story's book files to a folder."""
-    from storymesh.story.console import fetch_story
+    from storymesh.cli.console import fetch_story
 
     raise typer.Exit(
         fetch_story(_client_settings(config, broker, curve_secret, broker_key), corr, out)
@@ -470,7 +470,7 @@ def cancel(
     broker_key: BrokerKeyOpt = None,
 ) -> None:
     """Cancel a story that is still running."""
-    from storymesh.story.console import cancel_story
+    from storymesh.cli.console import cancel_story
 
     raise typer.Exit(cancel_story(_client_settings(config, broker, curve_secret, broker_key), corr))
 
@@ -484,7 +484,7 @@ def keys_generate(
     force: Annotated[bool, typer.Option("--force", help="replace an existing key pair")] = False,
 ) -> None:
     """Write a CurveZMQ key pair: DIR/NAME.key (public) and DIR/NAME.key_secret (secret)."""
-    from storymesh.security import generate_keys
+    from storymesh.transport.curve import generate_keys
 
     try:
         public, secret = generate_keys(name, directory, force=force)
@@ -504,7 +504,7 @@ def up(
     log_format: LogFormatOpt = None,
 ) -> None:
     """Start a broker and the story agents on this machine, supervise them; Ctrl-C stops all."""
-    from storymesh.supervisor import run_up
+    from storymesh.ops.supervisor import run_up
 
     settings = _settings(config, bind=bind, log_level=log_level, log_format=log_format)
     try:

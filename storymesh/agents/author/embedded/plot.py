@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from storymesh import catalog
-from storymesh.agents.author import lexicon as lx
-from storymesh.agents.author.templates import article
+from storymesh import vocabulary
+from storymesh.agents.author.embedded import lexicon as lx
+from storymesh.agents.author.embedded.templates import article
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 # Words that name a place less surely than "forest" ("howls at the moon in the forest"),
@@ -117,7 +117,7 @@ class World:
 
 def age_level(target_age: str) -> int:
     """0 for toddlers (2-4), 1 for 4-7, 2 for 8-12, 3 for teenagers; by the band's middle."""
-    low, high = catalog.parse_age(target_age)
+    low, high = vocabulary.parse_age(target_age)
     middle = (low + high) / 2
     return 0 if middle < 4.5 else 1 if middle < 7.5 else 2 if middle < 12.5 else 3
 
@@ -366,8 +366,8 @@ def _infer_world(outline: Mapping[str, Any]) -> World:
     parts += [f"{c.get('name', '')}, the {c.get('look', '')}." for c in
               outline.get("characters", []) if isinstance(c, Mapping)]
     seed = sum(ord(ch) for ch in str(outline.get("title", "")))
-    return analyze(" ".join(parts), themes=(), seed=seed, target_age=catalog.DEFAULT_AGE,
-                   art_style=catalog.DEFAULT_ART_STYLE)
+    return analyze(" ".join(parts), themes=(), seed=seed, target_age=vocabulary.DEFAULT_AGE,
+                   art_style=vocabulary.DEFAULT_ART_STYLE)
 
 
 def _world_from_dict(data: object) -> World | None:
@@ -384,10 +384,10 @@ def _world_from_dict(data: object) -> World | None:
             themes=tuple(_text(t) for t in data["themes"]),
             target_age=_text(data["target_age"]), art_style=_text(data["art_style"]),
             seed=int(data["seed"]))
-        catalog.parse_age(world.target_age)
+        vocabulary.parse_age(world.target_age)
     except (KeyError, TypeError, ValueError):
         return None
-    ok = (world.setting in lx.SETTINGS and world.art_style in catalog.ART_STYLES
+    ok = (world.setting in lx.SETTINGS and world.art_style in vocabulary.ART_STYLES
           and world.goal_kind in ("find", "rescue", "reach", "home", "other"))
     return world if ok else None
 

@@ -14,8 +14,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from storymesh.agents.illustrator.canvas import Canvas, Point, mix, shade
-from storymesh.agents.illustrator.scene import Figure
+from storymesh.agents.illustrator.embedded.canvas import Canvas, Point, mix, shade
+from storymesh.agents.illustrator.embedded.scene import Figure
 from storymesh.agents.illustrator.styles import RGB
 
 BLACK: RGB = (35, 30, 35)

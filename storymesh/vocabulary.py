@@ -1,0 +1,148 @@
+"""The story vocabulary and its one set of checks, shared by the story service and every agent.
+
+The vocabulary (art styles, lengths, age bands, formats, field limits) is one place, so the
+orchestrator's request checks, the author's prompts and the illustrator's presets agree on
+what `art_style: "watercolor"` or `length: "short"` means. The checks judge a plot, a theme
+list, an age band, a style, a chapter count, a prompt or a picture size the same way, with
+the same message, wherever it arrives. Each raises FatalAgentError naming the field:
+`bad_request` for a wrong value, `too_large` past a limit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from storymesh.errors import FatalAgentError
+
+# Art styles understood everywhere; the illustrator maps each to prompt text and a palette.
+ART_STYLES: Final = (
+    "children_book", "watercolor", "pencil_sketch", "comic", "pixel_art", "oil_painting",
+    "papercut", "storybook_vintage",
+)
+DEFAULT_ART_STYLE: Final = "children_book"
+
+# Story length -> number of chapters (an explicit `chapters` overrides it).
+LENGTHS: Final = {"short": 3, "medium": 6, "long": 10}
+DEFAULT_LENGTH: Final = "short"
+
+# Target age bands; any "A-B" with 2 <= A <= B <= 18 is accepted, these are the named ones.
+AGE_BANDS: Final = ("2-4", "4-7", "8-12", "13-18")
+DEFAULT_AGE: Final = "4-7"
+
+FORMATS: Final = ("pdf", "html", "epub")
+
+# Field limits for requests (bad_request / too_large beyond these).
+MAX_PLOT_CHARS: Final = 4000
+MAX_TITLE_CHARS: Final = 200
+MAX_THEMES: Final = 12
+MAX_THEME_CHARS: Final = 60
+MAX_CHAPTERS: Final = 30
+MAX_PROMPT_CHARS: Final = 2000
+MAX_IMAGE_SIDE: Final = 2048
+MIN_IMAGE_SIDE: Final = 64
+MAX_STEPS: Final = 200
+MAX_CHAPTER_TEXT_CHARS: Final = 50_000
+
+
+def parse_age(band: str) -> tuple[int, int]:
+    """Parse an age band like "4-7"; raise ValueError with a clear message otherwise."""
+    try:
+        low_s, high_s = band.split("-", 1)
+        low, high = int(low_s), int(high_s)
+    except (ValueError, AttributeError):
+        raise ValueError(f"target_age must look like '4-7', got {band!r}") from None
+    if not 2 <= low <= high <= 18:
+        raise ValueError(f"target_age {band!r} must be within 2-18 with low <= high")
+    return low, high
+
+
+# --- checks --------------------------------------------------------------------------
+
+
+def bad(message: str) -> FatalAgentError:
+    return FatalAgentError("bad_request", message)
+
+
+def too_large(message: str) -> FatalAgentError:
+    return FatalAgentError("too_large", message)
+
+
+def text_field(payload: Mapping[str, Any], key: str, limit: int, *,
+               required: bool = False) -> str:
+    value = payload.get(key)
+    if value is None:
+        if required:
+            raise bad(f"'{key}' is required")
+        return ""
+    if not isinstance(value, str):
+        raise bad(f"'{key}' must be a string, got {type(value).__name__}")
+    if len(value) > limit:
+        raise too_large(f"'{key}' is {len(value)} characters; the limit is {limit}")
+    if required and not value.strip():
+        raise bad(f"'{key}' must not be empty")
+    return value.strip()
+
+
+_THEME_JUNK = re.compile(r"[^\w\s'-]|_")
+
+
+def themes_field(payload: Mapping[str, Any]) -> tuple[str, ...] | None:
+    value = payload.get("themes")
+    if value is None:
+        return None
+    if not isinstance(value, Sequence) or isinstance(value, str | bytes):
+        raise bad(f"'themes' must be a list of strings, got {type(value).__name__}")
+    if len(value) > MAX_THEMES:
+        raise too_large(f"'themes' has {len(value)} entries; the limit is {MAX_THEMES}")
+    themes: list[str] = []
+    for theme in value:
+        if not isinstance(theme, str):
+            raise bad(f"each theme must be a string, got {type(theme).__name__}")
+        if len(theme) > MAX_THEME_CHARS:
+            raise too_large(f"a theme is {len(theme)} characters; the limit is "
+                            f"{MAX_THEME_CHARS}")
+        # Themes are woven into prose: keep words, drop symbols that read as markup.
+        words = " ".join(_THEME_JUNK.sub(" ", theme).split())
+        if words:
+            themes.append(words)
+    return tuple(themes)
+
+
+def age_field(payload: Mapping[str, Any]) -> str | None:
+    value = payload.get("target_age")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise bad(f"'target_age' must be a string like '4-7', got {type(value).__name__}")
+    try:
+        low, high = parse_age(value.strip())
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    return f"{low}-{high}"
+
+
+def style_field(payload: Mapping[str, Any]) -> str | None:
+    value = payload.get("art_style")
+    if value is None:
+        return None
+    if value not in ART_STYLES:
+        raise bad(f"unknown art_style {value!r}: expected one of "
+                  f"{', '.join(ART_STYLES)}")
+    return str(value)
+
+
+def chapters_field(payload: Mapping[str, Any]) -> int:
+    value = payload.get("chapters")
+    if value is None:
+        length = payload.get("length", DEFAULT_LENGTH)
+        if length not in LENGTHS:
+            raise bad(f"unknown length {length!r}: expected one of "
+                      f"{', '.join(LENGTHS)}")
+        return LENGTHS[length]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad(f"'chapters' must be an integer, got {type(value).__name__}")
+    if not 1 <= value <= MAX_CHAPTERS:
+        raise bad(f"'chapters' must be between 1 and {MAX_CHAPTERS}, got {value}")
+    return int(value)
