@@ -62,6 +62,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from storymesh.runtime.agent import Agent, Final, Request
+from testkit.tiny_models import write_clip_tokenizer
 
 log = logging.getLogger("benchmarks.agents")
 
@@ -354,33 +355,11 @@ def build_lm(folder: Path, spec: LmSpec, corpus: list[str], dtype: Any) -> int:
     return int(params)
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible byte -> printable-character map."""
-    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-                 + list(range(ord("®"), ord("ÿ") + 1)))
-    chars = printable[:]
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, (chr(c) for c in chars), strict=True))
-
-
 def clip_tokenizer(folder: Path) -> Any:
     """A byte-level CLIP tokenizer (a few merges) written to `folder` and loaded from it."""
     from transformers import CLIPTokenizer
 
-    symbols = list(_bytes_to_unicode().values())
-    merges = [("t", "h"), ("th", "e</w>"), ("o", "u"), ("a", "n"), ("e", "r</w>")]
-    tokens = [*symbols, *(s + "</w>" for s in symbols), *("".join(m) for m in merges),
-              "<|startoftext|>", "<|endoftext|>"]
-    vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    lines = ["#version: 0.2", *(f"{a} {b}" for a, b in merges)]
-    (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_clip_tokenizer(folder)
     return CLIPTokenizer.from_pretrained(str(folder), model_max_length=77)
 
 

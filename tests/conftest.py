@@ -1,33 +1,23 @@
-"""Shared fixtures: settings with short heartbeats, and a real broker on loopback."""
+"""Shared fixtures: settings with short heartbeats, a real broker on loopback, and the tiny
+offline models (built once per session, only by the tests that ask for them)."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-import zmq
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from storymesh import settings as settings_mod  # noqa: E402
 from storymesh.broker.server import BrokerServer  # noqa: E402
 from storymesh.settings import Settings  # noqa: E402
-
-
-def fast_settings(**flags: object) -> Settings:
-    """Settings for tests: no config file, no environment, short heartbeats."""
-    base: dict[str, object] = {
-        "bind": "tcp://127.0.0.1:0",
-        "heartbeat_interval": 0.1,
-        "liveness": 4,
-        "request_timeout": 5.0,
-        "service_wait": 5.0,
-        "drain_grace": 2.0,
-        "reconnect_max": 0.5,
-    }
-    base.update(flags)
-    return settings_mod.load("/dev/null", env={}, flags=base)
+from testkit import tiny_models  # noqa: E402
+from testkit.mesh import fast_settings as fast_settings  # noqa: E402  (re-exported)
+from testkit.mesh import new_broker  # noqa: E402
 
 
 @pytest.fixture
@@ -38,7 +28,7 @@ def settings() -> Settings:
 @pytest.fixture
 def broker(settings: Settings) -> Iterator[BrokerServer]:
     """A real broker on a random loopback port, in a thread; `broker.endpoint` to connect."""
-    server = BrokerServer(settings, context=zmq.Context())
+    server = new_broker(settings)
     server.start()
     yield server
     server.stop()
@@ -48,8 +38,41 @@ def broker(settings: Settings) -> Iterator[BrokerServer]:
 @pytest.fixture
 def endpoint_settings(broker: BrokerServer, settings: Settings) -> Settings:
     """The test settings with `broker` pointing at the running broker."""
-    return settings_mod.load("/dev/null", env={}, flags={
-        **{k: getattr(settings, k) for k in ("heartbeat_interval", "liveness", "request_timeout",
-                                               "service_wait", "drain_grace", "reconnect_max")},
-        "broker": broker.endpoint,
-    })
+    return fast_settings(**{k: getattr(settings, k) for k in (
+        "heartbeat_interval", "liveness", "request_timeout", "service_wait", "drain_grace",
+        "reconnect_max")}, broker=broker.endpoint)
+
+
+# --- tiny random models (testkit/tiny_models.py); tests that use them are marked `ml` ------
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding a tiny random causal LM whose tokenizer has a chat template."""
+    return tiny_models.build_tiny_lm(tmp_path_factory.mktemp("tiny-lm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_plain(tiny_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same model with no chat template: the author must fall back to a plain prompt."""
+    folder = tmp_path_factory.mktemp("tiny-lm-plain")
+    for item in tiny_lm.iterdir():
+        if item.name != "chat_template.jinja":
+            shutil.copy(item, folder / item.name)
+    config = folder / "tokenizer_config.json"
+    data = json.loads(config.read_text(encoding="utf-8"))
+    data.pop("chat_template", None)
+    config.write_text(json.dumps(data), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny SD pipeline without a safety checker."""
+    return tiny_models.build_tiny_sd(tmp_path_factory.mktemp("tiny_sd"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_flagging(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny SD pipeline whose (real, tiny) safety checker flags every image."""
+    return tiny_models.build_tiny_sd(tmp_path_factory.mktemp("tiny_sd_nsfw"),
+                                     with_safety_checker=True)

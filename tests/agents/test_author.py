@@ -20,7 +20,6 @@ from storymesh.agents.author.embedded.storyteller import write_outline
 from storymesh.agents.author.repair import finish_chapter, repair_outline
 from storymesh.errors import AgentError, ConfigError, FatalAgentError
 from storymesh.runtime.agent import Final, Partial, Reply, Request
-from tests.agents.tiny_lm import tiny_lm, tiny_lm_plain  # noqa: F401 - session fixtures
 
 DRAGON = "A shy little dragon who is afraid of the dark wants to find the lost star"
 MERMAID = "Coral the mermaid wants to rescue a baby whale trapped in the old harbour"
@@ -360,7 +359,7 @@ def test_a_chapter_with_no_full_sentence_is_not_complete() -> None:
 
 
 @pytest.fixture(scope="module")
-def llm(tiny_lm: Path) -> Iterator[AuthorAgent]:  # noqa: F811 - the imported fixture
+def llm(tiny_lm: Path) -> Iterator[AuthorAgent]:
     agent = AuthorAgent(backend="transformers", model=str(tiny_lm), max_new_tokens=24,
                         temperature=0.9)
     agent.setup()
@@ -368,7 +367,8 @@ def llm(tiny_lm: Path) -> Iterator[AuthorAgent]:  # noqa: F811 - the imported fi
     agent.teardown()
 
 
-def test_setup_loads_the_model_folder(tiny_lm: Path) -> None:  # noqa: F811
+@pytest.mark.ml
+def test_setup_loads_the_model_folder(tiny_lm: Path) -> None:
     # Given a model folder
     agent = AuthorAgent(backend="transformers", model=str(tiny_lm), dtype="float32")
     # When the agent is set up
@@ -380,6 +380,7 @@ def test_setup_loads_the_model_folder(tiny_lm: Path) -> None:  # noqa: F811
     agent.teardown()
 
 
+@pytest.mark.ml
 def test_model_outline_streams_then_is_complete(llm: AuthorAgent) -> None:
     # Given the tiny random model
     # When it writes a 4-chapter outline
@@ -395,8 +396,9 @@ def test_model_outline_streams_then_is_complete(llm: AuthorAgent) -> None:
     assert outline["cover_prompt"].strip()
 
 
+@pytest.mark.ml
 def test_model_chapter_streams_and_respects_the_token_budget(llm: AuthorAgent,
-                                                             tiny_lm: Path) -> None:  # noqa: F811
+                                                             tiny_lm: Path) -> None:
     from transformers import AutoTokenizer
 
     # Given an outline
@@ -414,12 +416,14 @@ def test_model_chapter_streams_and_respects_the_token_budget(llm: AuthorAgent,
     assert outline["characters"][0]["name"] in final.payload["picture_prompt"]
 
 
+@pytest.mark.ml
 def test_model_chapters_are_reproducible_per_seed(llm: AuthorAgent) -> None:
     outline = _outline(llm, chapters=2)
     payload = {"op": "chapter", "outline": outline, "index": 0, "seed": 11}
     assert _run(llm, payload)[1].payload == _run(llm, payload)[1].payload
 
 
+@pytest.mark.ml
 def test_a_cancelled_request_stops_generating(llm: AuthorAgent) -> None:
     # Given a request already cancelled
     cancel = threading.Event()
@@ -433,6 +437,7 @@ def test_a_cancelled_request_stops_generating(llm: AuthorAgent) -> None:
     assert final.payload["text"].strip()
 
 
+@pytest.mark.ml
 def test_handle_batch_writes_chapters_in_one_call(llm: AuthorAgent) -> None:
     # Given two chapter requests and a bad one
     outline = _outline(llm, chapters=2)
@@ -448,8 +453,9 @@ def test_handle_batch_writes_chapters_in_one_call(llm: AuthorAgent) -> None:
     assert isinstance(results[2], AgentError) and results[2].code == "bad_request"
 
 
+@pytest.mark.ml
 def test_a_model_without_chat_template_gets_a_plain_prompt(
-        tiny_lm_plain: Path) -> None:  # noqa: F811
+        tiny_lm_plain: Path) -> None:
     agent = AuthorAgent(backend="transformers", model=str(tiny_lm_plain), max_new_tokens=12)
     info = agent.setup()
     _, final = _run(agent, {"op": "outline", "plot": MERMAID, "chapters": 2})
@@ -458,8 +464,9 @@ def test_a_model_without_chat_template_gets_a_plain_prompt(
     agent.teardown()
 
 
+@pytest.mark.ml
 def test_a_missing_ml_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch,
-                                                     tiny_lm: Path) -> None:  # noqa: F811
+                                                     tiny_lm: Path) -> None:
     # Given a Python without torch (a None entry makes `import torch` fail)
     monkeypatch.setitem(sys.modules, "torch", None)
     agent = AuthorAgent(backend="transformers", model=str(tiny_lm))

@@ -2,7 +2,7 @@
 
 Embedded tests render real pictures and look at their pixels (size, determinism, scene
 colours, style traits). Diffusers tests load a tiny random Stable Diffusion pipeline from a
-folder (tests/agents/tiny_sd.py) through `IllustratorAgent(backend="diffusers", model=...)`,
+folder (testkit/tiny_models.py) through `IllustratorAgent(backend="diffusers", model=...)`,
 the same path a user's model takes.
 """
 
@@ -24,7 +24,6 @@ from storymesh.agents.illustrator.prompt import CLIP_BUDGET, approx_tokens, buil
 from storymesh.agents.illustrator.request import Character, Defaults, parse_request
 from storymesh.errors import ConfigError, FatalAgentError
 from storymesh.runtime.agent import Final, Request
-from tests.agents.tiny_sd import tiny_sd, tiny_sd_flagging  # noqa: F401 - fixtures
 
 PIP = {"name": "Pip", "look": "a small grey mouse with a red scarf"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -278,14 +277,15 @@ def test_an_over_long_subject_is_kept_whole() -> None:
 
 # -- diffusers -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def sd_agent(tiny_sd: Path) -> IllustratorAgent:  # noqa: F811 - the fixture
+def sd_agent(tiny_sd: Path) -> IllustratorAgent:
     agent = IllustratorAgent(backend="diffusers", model=str(tiny_sd), steps=2,
                              torch_threads=1)
     agent.setup()
     return agent
 
 
-def test_diffusers_setup_reports_the_loaded_model(tiny_sd: Path) -> None:  # noqa: F811
+@pytest.mark.ml
+def test_diffusers_setup_reports_the_loaded_model(tiny_sd: Path) -> None:
     # Given the tiny pipeline's folder / When the agent sets up from it
     agent = IllustratorAgent(backend="diffusers", model=str(tiny_sd), torch_threads=1)
     info = agent.setup()
@@ -296,6 +296,7 @@ def test_diffusers_setup_reports_the_loaded_model(tiny_sd: Path) -> None:  # noq
     agent.teardown()
 
 
+@pytest.mark.ml
 def test_diffusers_draws_a_png_of_the_requested_size(sd_agent: IllustratorAgent) -> None:
     reply = draw(sd_agent, prompt="Pip in the forest", characters=[PIP], width=128,
                  height=64, seed=3, steps=3)
@@ -304,6 +305,7 @@ def test_diffusers_draws_a_png_of_the_requested_size(sd_agent: IllustratorAgent)
     assert "nsfw" not in reply
 
 
+@pytest.mark.ml
 def test_diffusers_same_seed_same_pixels(sd_agent: IllustratorAgent) -> None:
     payload: dict[str, Any] = {"prompt": "a cat on the beach", "width": 64, "height": 64, "seed": 21}
     first, second = picture(draw(sd_agent, **payload)), picture(draw(sd_agent, **payload))
@@ -312,11 +314,13 @@ def test_diffusers_same_seed_same_pixels(sd_agent: IllustratorAgent) -> None:
     assert other.tobytes() != first.tobytes()
 
 
+@pytest.mark.ml
 def test_diffusers_rounds_sizes_to_the_vae_grid(sd_agent: IllustratorAgent) -> None:
     reply = draw(sd_agent, prompt="a dog", width=100, height=70, seed=1)
     assert picture(reply).size == (96, 72) == (reply["width"], reply["height"])
 
 
+@pytest.mark.ml
 def test_diffusers_stops_a_request_cancelled_mid_way(sd_agent: IllustratorAgent) -> None:
     class CancelledOnceStarted(threading.Event):
         """Not cancelled when the agent first looks; cancelled by the first step."""
@@ -332,7 +336,8 @@ def test_diffusers_stops_a_request_cancelled_mid_way(sd_agent: IllustratorAgent)
     assert caught.value.code == "cancelled"
 
 
-def test_flagged_pictures_are_withheld(tiny_sd_flagging: Path) -> None:  # noqa: F811
+@pytest.mark.ml
+def test_flagged_pictures_are_withheld(tiny_sd_flagging: Path) -> None:
     # Given a model whose safety checker flags everything
     guarded = IllustratorAgent(backend="diffusers", model=str(tiny_sd_flagging), steps=2,
                                torch_threads=1)

@@ -20,8 +20,6 @@ from storymesh.runtime.agent import Agent, Final, Reply, Request
 from storymesh.runtime.client import Client
 from storymesh.runtime.worker import WorkerRuntime
 from storymesh.settings import Settings
-from tests.agents.tiny_lm import tiny_lm  # noqa: F401  (session fixture)
-from tests.agents.tiny_sd import tiny_sd  # noqa: F401  (session fixture)
 
 
 class CountingAgent(Agent):
@@ -83,8 +81,9 @@ def test_requests_arriving_together_share_one_batch_call(
         thread.join(10)
 
 
+@pytest.mark.ml
 def test_a_model_author_batches_chapters_of_several_stories(
-        broker: BrokerServer, endpoint_settings: Settings, tiny_lm: Path) -> None:  # noqa: F811
+        broker: BrokerServer, endpoint_settings: Settings, tiny_lm: Path) -> None:
     # Given a transformers author on a tiny random model with 3 slots
     agent = AuthorAgent(backend="transformers", model=str(tiny_lm), max_new_tokens=24)
     runtime, stop, thread = _serve(agent, endpoint_settings, broker.context, 3)
@@ -107,8 +106,9 @@ def test_a_model_author_batches_chapters_of_several_stories(
         thread.join(10)
 
 
+@pytest.mark.ml
 def test_a_diffusers_illustrator_paints_pictures_of_several_stories_in_one_call(
-        broker: BrokerServer, endpoint_settings: Settings, tiny_sd: Path) -> None:  # noqa: F811
+        broker: BrokerServer, endpoint_settings: Settings, tiny_sd: Path) -> None:
     # Given a diffusers illustrator on a tiny random pipeline with 2 slots
     agent = IllustratorAgent(backend="diffusers", model=str(tiny_sd), steps=2)
     runtime, stop, thread = _serve(agent, endpoint_settings, broker.context, 2)

@@ -26,8 +26,8 @@ from storymesh.story import api
 from storymesh.story.api import StoryClient
 from storymesh.story.journal import Journal, StepKind, StepRow
 from storymesh.story.local import LocalMesh
+from testkit.mesh import fast_settings
 from testkit.sleepy import Costs, SleepyMesh
-from tests.conftest import fast_settings
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from storymesh.story.api import StoryClient
 from storymesh.story.local import LocalMesh
-from tests.conftest import fast_settings
+from testkit.mesh import fast_settings
 
 
 def test_each_watch_of_a_story_reports_the_same_running_totals() -> None:

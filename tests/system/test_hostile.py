@@ -27,25 +27,13 @@ import zmq.utils.monitor
 
 from storymesh.core import envelope, mdp
 from storymesh.errors import RequestFailed, RequestTimeout
-from storymesh.runtime.client import Client
 from storymesh.settings import Settings
 from storymesh.transport import curve
-from tests.conftest import fast_settings
-from tests.system.conftest import Spawner, snapshot
+from testkit.keys import make_keys
+from testkit.mesh import Spawner, fast_settings, new_client, snapshot
 from tests.system.test_mesh_processes import GARBAGE, SEQUENCES, mutate
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(120)]
-
-ROLES = """
-[keys.gpu]
-roles = ["worker"]
-services = ["echo"]
-[keys.alice]
-roles = ["client"]
-[keys.ops]
-roles = ["admin"]
-"""
-
 
 class Traffic(threading.Thread):
     """Calls echo until stopped, each reply checked; records what was served."""
@@ -58,7 +46,7 @@ class Traffic(threading.Thread):
         self.errors: list[BaseException] = []
 
     def run(self) -> None:
-        with Client(self.endpoint, settings=self.settings, timeout=5.0, retries=1) as c:
+        with new_client(self.endpoint, self.settings, timeout=5.0, retries=1) as c:
             n = 0
             while not self.stop.is_set():
                 try:
@@ -116,23 +104,17 @@ def error_code(frames: list[bytes]) -> str:
 def test_a_keyed_broker_under_attack_serves_its_keys_and_nobody_else(
         spawner: Spawner, endpoint: str, tmp_path: Path) -> None:
     # Given keys made with the CLI, an allow-list without mallory's key, and a roles file
-    keydir, allow = tmp_path / "keys", tmp_path / "allow"
-    made = spawner.cli("keys", "generate", "broker", "--dir", str(keydir))
+    made = spawner.cli("keys", "generate", "broker", "--dir", str(tmp_path / "keys"))
     assert made.returncode == 0, made.stderr
-    for name in ("alice", "gpu", "ops", "mallory", "carol"):
-        curve.generate_keys(name, keydir)
-    allow.mkdir()
-    for name in ("broker", "alice", "gpu", "ops"):
-        (allow / f"{name}.key").write_bytes((keydir / f"{name}.key").read_bytes())
-    roles = tmp_path / "roles.toml"
-    roles.write_text(ROLES)
+    keys = make_keys(tmp_path, ("broker", "alice", "gpu", "ops"), ("mallory", "carol"))
+    keydir, allow, roles = keys.dir, keys.allow, keys.roles
 
     def settings(name: str) -> Settings:
-        return fast_settings(broker=endpoint, curve_secret=str(keydir / f"{name}.key_secret"),
-                             broker_key=str(keydir / "broker.key"))
+        return fast_settings(broker=endpoint, curve_secret=keys.secret(name),
+                             broker_key=keys.public("broker"))
 
     def admin_snapshot() -> dict[str, Any] | None:
-        with Client(endpoint, settings=settings("ops"), timeout=0.5, retries=1) as c:
+        with new_client(endpoint, settings("ops"), timeout=0.5, retries=1) as c:
             try:
                 return c.snapshot()
             except (RequestTimeout, RequestFailed):
@@ -187,14 +169,14 @@ def test_a_keyed_broker_under_attack_serves_its_keys_and_nobody_else(
         ready.send_multipart(mdp.encode(mdp.Ready(b"echo")))
         assert ready.poll(3000) and ready.recv_multipart() == mdp.encode(mdp.Disconnect())
         # When carol's key is added and the broker gets SIGHUP
-        with Client(endpoint, settings=settings("carol"), timeout=0.5, retries=1) as carol:
+        with new_client(endpoint, settings("carol"), timeout=0.5, retries=1) as carol:
             with pytest.raises(RequestTimeout):
                 carol.call("echo", {})
         (allow / "carol.key").write_bytes((keydir / "carol.key").read_bytes())
         broker.signal(signal.SIGHUP)
         # Then carol is served without a restart
         def carol_served() -> bool:
-            with Client(endpoint, settings=settings("carol"), timeout=1.0, retries=1) as c:
+            with new_client(endpoint, settings("carol"), timeout=1.0, retries=1) as c:
                 try:
                     return c.call("echo", {"who": "carol"}).payload == {"who": "carol"}
                 except RequestTimeout:
@@ -233,8 +215,8 @@ def test_every_limit_crossed_gets_its_documented_answer_and_others_are_served(
                                            "STORYMESH_CLIENT_QUEUE_LIMIT": "6"})
     echo = spawner.echo(endpoint)
     spawner.spawn("illustrator", "agent", "illustrator", "--broker", endpoint,
-                  *spawner._common())
-    spawner.spawn("story", "agent", "story", "--broker", endpoint, *spawner._common(),
+                  *spawner.common())
+    spawner.spawn("story", "agent", "story", "--broker", endpoint, *spawner.common(),
                   env={"STORYMESH_JOURNAL": str(tmp_path / "journal.db"),
                        "STORYMESH_WATCH_SLOTS": "1"})
     spawner.wait_until(lambda: (s := snapshot(endpoint)) and {"echo", "story.illustrator",

@@ -21,14 +21,8 @@ import zmq
 
 from storymesh.core import envelope, schema
 from storymesh.errors import RequestFailed
-from tests.system.conftest import (
-    HEARTBEAT,
-    LIVENESS,
-    Spawner,
-    client,
-    free_endpoint,
-    snapshot,
-)
+from testkit.mesh import HEARTBEAT, LIVENESS, Spawner, free_endpoint, snapshot
+from tests.system.conftest import client
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(90)]
 

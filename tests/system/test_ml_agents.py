@@ -1,6 +1,6 @@
 """The real transformers and diffusers code paths as daemons behind a real broker.
 
-Tiny random models are built offline (tests/agents/tiny_lm.py, tiny_sd.py), saved to a
+Tiny random models are built offline (testkit/tiny_models.py), saved to a
 temporary folder and loaded by spawned `storymesh agent author|illustrator` processes
 through exactly the code a user's model goes through.
 """
@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from storymesh.errors import RequestFailed
-from tests.agents.tiny_lm import tiny_lm  # noqa: F401  (session fixture)
-from tests.agents.tiny_sd import tiny_sd  # noqa: F401  (session fixture)
-from tests.system.conftest import Spawner, client
+from testkit.mesh import Spawner
+from tests.system.conftest import client
 
 pytestmark = [pytest.mark.system, pytest.mark.ml]
 
@@ -24,7 +23,7 @@ COMMON = ("--heartbeat-interval", "0.2", "--liveness", "10", "--log-level", "inf
 
 
 def test_model_agents_serve_a_chapter_and_a_picture_as_daemons(
-        spawner: Spawner, endpoint: str, tiny_lm: Path, tiny_sd: Path) -> None:  # noqa: F811
+        spawner: Spawner, endpoint: str, tiny_lm: Path, tiny_sd: Path) -> None:
     # Given a broker, a transformers author and a diffusers illustrator, each its own process
     spawner.broker(endpoint)
     author = spawner.spawn("author", "agent", "author", "--broker", endpoint, "--backend",

@@ -25,7 +25,7 @@ import pytest
 from storymesh.settings import Settings
 from storymesh.story.api import StoryClient
 from storymesh.story.journal import Journal, StepKind
-from tests.system.conftest import (
+from testkit.mesh import (
     HEARTBEAT,
     LIVENESS,
     REPO,
@@ -221,16 +221,9 @@ def test_up_stops_with_a_clear_error_when_an_agent_cannot_start(
 def spawn_sleepy(spawner: Spawner, role: str, endpoint: str, cost: float,
                  env: dict[str, str]) -> Proc:
     """A sleep-based agent daemon, its log (INFO: `start ...`, `done ...`) in tmp_path."""
-    log = spawner.tmp_path / f"sleepy-{role}-{len(spawner.procs)}.log"
-    with log.open("wb") as out:
-        popen = subprocess.Popen(
-            [sys.executable, "-m", "testkit.sleepy", role, "--broker", endpoint,
-             "--cost", str(cost), "--config", "/dev/null", "--log-level", "info"],
-            cwd=REPO, env=spawner.env(env), stdin=subprocess.DEVNULL, stdout=out,
-            stderr=subprocess.STDOUT)
-    proc = Proc(f"sleepy-{role}", popen, log)
-    spawner.procs.append(proc)
-    return proc
+    return spawner.spawn(f"sleepy-{role}", role, "--broker", endpoint, "--cost", str(cost),
+                         "--config", "/dev/null", "--log-level", "info", env=env,
+                         module="testkit.sleepy")
 
 
 def spawn_story_service(spawner: Spawner, endpoint: str, env: dict[str, str]) -> Proc:
@@ -342,13 +335,3 @@ def test_a_restarted_story_service_finishes_the_story_without_redoing_steps(
     painted = Counter(re.findall(r"start picture (\S+)", log_text(painter)))
     assert len(painted) == chapters + 1 and set(painted.values()) == {1}, painter.tail()
     assert "resuming story" in log_text(second)
-
-
-def test_story_without_a_broker_says_so_at_once(spawner: Spawner, endpoint: str) -> None:
-    # Given no broker at the endpoint
-    # When a story is asked of it (a long --timeout, as a user would give)
-    run = spawner.cli("story", "--broker", endpoint, "--plot", "A lost kite", "--timeout",
-                      "3600", timeout=60)
-    # Then it stops within seconds with exit 2 and says what to do, not after an hour
-    assert run.returncode == 2
-    assert "no broker answers" in run.stdout and "--local" in run.stdout.replace("\n", " ")

@@ -16,7 +16,7 @@ import pytest
 from storymesh.core import envelope, mdp, schema
 from storymesh.core.broker import BrokerCore, Send
 from storymesh.core.mdp import ClientReply, Dialect, Disconnect, Heartbeat, WorkerRequest
-from tests.conftest import fast_settings
+from testkit.mesh import fast_settings
 
 V01, V02, V02E = Dialect.V01, Dialect.V02, Dialect.V02E
 WALL_OFFSET = 1_700_000_000.0  # the wall clock runs this far ahead of the monotonic one

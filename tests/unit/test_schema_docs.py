@@ -15,7 +15,7 @@ from storymesh.core import mdp, schema
 from storymesh.core.broker import BrokerCore
 from storymesh.runtime.agent import AgentInfo
 from storymesh.runtime.worker import ready_meta
-from tests.conftest import fast_settings
+from testkit.mesh import fast_settings
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 

@@ -20,7 +20,7 @@ from storymesh.ops.supervisor import (
     connect_endpoint,
     plan,
 )
-from tests.conftest import fast_settings
+from testkit.mesh import fast_settings
 
 
 @pytest.mark.parametrize("bind, connect", [

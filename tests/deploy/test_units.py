@@ -71,7 +71,8 @@ def verify_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("unit", ["storymesh-broker.service", "storymesh.target",
                                   "storymesh-agent@.service",
                                   "storymesh-agent@illustrator-gpu1.service",
-                                  "storymesh-agent@author.service"])
+                                  "storymesh-agent@author.service",
+                                  "storymesh-gateway.service"])
 def test_systemd_analyze_verify_passes(verify_dir: Path, unit: str) -> None:
     result = subprocess.run(["systemd-analyze", "verify", "--man=no", f"./{unit}"],
                             cwd=verify_dir, capture_output=True, text=True, timeout=60, check=False,

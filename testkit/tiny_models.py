@@ -1,14 +1,20 @@
-"""Tiny random Stable Diffusion pipelines, built offline once per test session.
+"""Tiny random models, built offline, for tests and benchmarks.
 
-The illustrator's diffusers backend must be tested through the same `from_pretrained` call a
-user's model goes through, without reaching a hub. These fixtures build a real
-`StableDiffusionPipeline` from tiny randomly initialised components (UNet, VAE with 8x
-downsampling like real SD, CLIP text encoder, a byte-level CLIP tokenizer, DDIM scheduler),
-save it to a temporary folder and hand back the folder. A second variant ships a real (tiny)
-`StableDiffusionSafetyChecker` whose concept thresholds flag every image, so the NSFW path is
-exercised end to end.
+The author's transformers backend and the illustrator's diffusers backend must be exercised
+through the same `from_pretrained` call a user's model goes through, without reaching a hub:
+- `build_tiny_lm(folder)`: a word-level tokenizer trained on a few dozen story lines (so
+  random output reads as random story words), wrapped as a `PreTrainedTokenizerFast` with
+  pad/eos tokens and, optionally, a small chat template, and a 2-layer Llama with hidden size
+  32. Untrained, the model writes word salad: exactly what the author's structure repair must
+  survive.
+- `build_tiny_sd(folder)`: a real `StableDiffusionPipeline` from tiny randomly initialised
+  components (UNet, VAE with 8x downsampling like real SD, CLIP text encoder, a byte-level
+  CLIP tokenizer from `write_clip_tokenizer`, DDIM scheduler); optionally with a real (tiny)
+  `StableDiffusionSafetyChecker` whose thresholds flag every image, so the NSFW path runs.
 
-torch and diffusers are imported inside the builders, so importing this module stays cheap.
+No pytest here: benchmarks/agents.py imports this module on GPU boxes without it (the
+session fixtures live in tests/conftest.py). torch, transformers and diffusers are imported
+inside the builders (importing torch costs seconds), so importing this module stays cheap.
 """
 
 from __future__ import annotations
@@ -17,12 +23,73 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 TEXT_DIM = 32  # CLIP hidden size == UNet cross-attention size
 
+# --- a tiny causal language model --------------------------------------------------------
 
-def _bytes_to_unicode() -> dict[int, str]:
+LINES = (
+    "Title: The Brave Little Fox",
+    "Hero: Pip - a small orange fox with a red scarf.",
+    "Friend: Hazel - a wise brown owl with round glasses.",
+    "Chapter 1: The Forest - Pip lives in the forest and dreams of the moon.",
+    "Chapter 2: The River - Pip cannot cross the river alone.",
+    "Chapter 3: Home Again - Pip and Hazel come home at last.",
+    "Once upon a time a little fox lived in the green forest.",
+    "The fox was shy, but the fox was kind.",
+    "Every morning the sun rose over the hills and the birds sang.",
+    "One day the wind blew and the rain fell on the village.",
+    "Pip said: I will find the lost star.",
+    "The owl smiled and said: friends help each other.",
+    "They walked and walked until they came to a wide river.",
+    "The water was cold. The stones were slippery. Pip was afraid.",
+    "Together they crossed the river, one hop at a time.",
+    "At night the stars were bright and the moon was round.",
+    "The dragon flew over the castle and the sea.",
+    "A girl and her robot played in the garden.",
+    "They laughed. They danced. They were happy.",
+    "The end.",
+    "Write chapter 1 of 3. Readers: children aged 4 to 7.",
+    "You are a warm children's book author.",
+    "Plot: Themes: friendship, courage, kindness.",
+)
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+SPECIAL = ["[UNK]", "[PAD]", "[BOS]", "[EOS]", "<|system|>", "<|user|>", "<|assistant|>"]
+
+
+def build_tiny_lm(folder: Path, *, chat_template: bool = True) -> Path:
+    """Save a tiny random Llama and its word-level tokenizer to `folder`; return it."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    raw.decoder = decoders.WordPiece(prefix="##")  # joins words with single spaces
+    raw.train_from_iterator(LINES, trainers.WordLevelTrainer(special_tokens=SPECIAL))
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+        tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]", bos_token="[BOS]",
+        eos_token="[EOS]")
+    if chat_template:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=2048,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(folder)
+    model.save_pretrained(folder)
+    return folder
+
+
+# --- a tiny Stable Diffusion pipeline ------------------------------------------------------
+
+def bytes_to_unicode() -> dict[int, str]:
     """GPT-2/CLIP's reversible byte -> printable-character map."""
     printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
                  + list(range(ord("®"), ord("ÿ") + 1)))
@@ -36,13 +103,13 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(printable, (chr(c) for c in chars), strict=True))
 
 
-def write_tokenizer(folder: Path) -> int:
+def write_clip_tokenizer(folder: Path) -> int:
     """Write a byte-level CLIP vocab + a few merges into `folder`; return the vocab size.
 
     transformers 5 ignores `CLIPTokenizer(vocab_file=..., merges_file=...)`, so the files are
     written to a folder and the tokenizer is loaded from there.
     """
-    symbols = list(_bytes_to_unicode().values())
+    symbols = list(bytes_to_unicode().values())
     merges = [("t", "h"), ("th", "e</w>"), ("o", "u"), ("a", "n"), ("e", "r</w>")]
     tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
@@ -62,7 +129,7 @@ def _components(work: Path) -> dict[str, Any]:
     d: Any = diffusers  # only partly typed
 
     torch.manual_seed(0)
-    vocab_size = write_tokenizer(work / "tok")
+    vocab_size = write_clip_tokenizer(work / "tok")
     # model_max_length travels with the saved pipeline; without it padding overflows.
     tokenizer = CLIPTokenizer.from_pretrained(str(work / "tok"), model_max_length=77)
     text_encoder = CLIPTextModel(CLIPTextConfig(
@@ -123,23 +190,10 @@ def build_tiny_sd(folder: Path, *, with_safety_checker: bool = False) -> Path:
     parts = _components(folder / "work")
     if with_safety_checker:
         checker, processor = _flag_everything_checker()
-        pipe = pipeline_cls(**parts, safety_checker=checker,
-                                       feature_extractor=processor)
+        pipe = pipeline_cls(**parts, safety_checker=checker, feature_extractor=processor)
     else:
         pipe = pipeline_cls(**parts, safety_checker=None, feature_extractor=None,
-                                       requires_safety_checker=False)
+                            requires_safety_checker=False)
     target = folder / "pipeline"
     pipe.save_pretrained(str(target))
     return target
-
-
-@pytest.fixture(scope="session")
-def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Folder of a tiny SD pipeline without a safety checker."""
-    return build_tiny_sd(tmp_path_factory.mktemp("tiny_sd"))
-
-
-@pytest.fixture(scope="session")
-def tiny_sd_flagging(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Folder of a tiny SD pipeline whose (real, tiny) safety checker flags every image."""
-    return build_tiny_sd(tmp_path_factory.mktemp("tiny_sd_nsfw"), with_safety_checker=True)
