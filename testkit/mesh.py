@@ -49,7 +49,7 @@ T = TypeVar("T")
 # --- waiting ------------------------------------------------------------------------------
 
 
-def wait_for(condition: Callable[[], T], timeout: float = WAIT, what: str = "the condition",
+def wait_for(condition: Callable[[], T | None], timeout: float = WAIT, what: str = "the condition",
              *, interval: float = 0.02, describe: Callable[[], str] | None = None) -> T:
     """Call `condition()` until it returns something truthy and return that, at most
     `timeout` seconds; then an AssertionError naming `what` (and `describe()`, if given)."""
@@ -84,26 +84,27 @@ def fast_settings(**flags: object) -> Settings:
 
 def new_broker(settings: Settings, context: zmq.Context[Any] | None = None) -> BrokerServer:
     """A BrokerServer bound to `settings.bind` (not started)."""
-    return BrokerServer(settings, context=context)
+    return BrokerServer(settings.broker_section(), context=context)
 
 
 def broker_daemon(settings: Settings, stop: threading.Event) -> int:
     """What `storymesh broker` runs (metrics, sd_notify) until `stop`: a thread's target."""
-    return run_broker(settings, stop)
+    return run_broker(settings.broker_section(), stop)
 
 
 def serve_agent(agent: Agent, settings: Settings, *, slots: int = 1,
                 stop: threading.Event | None = None, context: zmq.Context[Any] | None = None,
                 ready: threading.Event | None = None) -> int:
     """The worker runtime serving `agent` until `stop`: a thread's target."""
-    return run_agent(agent, settings, slots=slots, stop=stop, context=context, ready=ready)
+    return run_agent(agent, settings.peer_section(), slots=slots, stop=stop, context=context,
+                     ready=ready)
 
 
 def new_client(endpoint: str, settings: Settings, *, context: zmq.Context[Any] | None = None,
                timeout: float | None = None, retries: int | None = None,
                principal: str | None = None) -> Client:
     """A storymesh Client for the broker at `endpoint`."""
-    return Client(endpoint, settings=settings, context=context, timeout=timeout,
+    return Client(endpoint, settings=settings.peer_section(), context=context, timeout=timeout,
                   retries=retries, principal=principal)
 
 
@@ -150,7 +151,7 @@ class Mesh:
         self.stop = threading.Event()  # every agent and served thread stops on it at close
         self.threads: list[threading.Thread] = []
         self._stops: list[threading.Event] = [self.stop]
-        self.broker: BrokerServer | None = None
+        self._server: BrokerServer | None = None
         self.metrics_url = ""
         if metrics:  # run_broker binds its own socket: the endpoint must be known up front
             bind = free_endpoint()
@@ -164,10 +165,16 @@ class Mesh:
             self.endpoint = bind
             wait_for(lambda: snapshot(bind, self.peer_settings("ops")), WAIT, f"broker on {bind}")
         else:
-            self.broker = new_broker(self.broker_settings(bind), self.context)
-            self.broker.start()
-            self.endpoint = self.broker.endpoint
+            self._server = new_broker(self.broker_settings(bind), self.context)
+            self._server.start()
+            self.endpoint = self._server.endpoint
         self.settings = self.peer_settings()
+
+    @property
+    def broker(self) -> BrokerServer:
+        """The in-process BrokerServer (a metrics mesh runs the daemon's loop instead)."""
+        assert self._server is not None, "a metrics mesh runs run_broker: no BrokerServer"
+        return self._server
 
     # settings
 
@@ -256,19 +263,18 @@ class Mesh:
 
     def restart_broker(self, while_down: Callable[[], None] | None = None) -> None:
         """Stop the broker, call `while_down()`, and bind a new one to the same endpoint."""
-        assert self.broker is not None, "a metrics mesh runs the broker daemon: not restartable"
         self.broker.stop()
         if while_down is not None:
             while_down()
-        self.broker = new_broker(self.broker_settings(self.endpoint), self.context)
-        self.broker.start()
+        self._server = new_broker(self.broker_settings(self.endpoint), self.context)
+        self._server.start()
 
     def close(self) -> None:
         self.stop_agents()
         for thread in self.threads:
             thread.join(WAIT * 2)
-        if self.broker is not None:
-            self.broker.stop()
+        if self._server is not None:
+            self._server.stop()
         else:
             self._broker_stop.set()
             self._daemon.join(WAIT)
@@ -402,9 +408,7 @@ class Spawner:
     def wait_until(self, probe: Callable[[], T | None], timeout: float, what: str,
                    interval: float = 0.05) -> T:
         """`probe()` until it returns something truthy, at most `timeout` seconds."""
-        value: T | None = wait_for(probe, timeout, what, interval=interval, describe=self.tails)
-        assert value  # wait_for returns only a truthy value
-        return value
+        return wait_for(probe, timeout, what, interval=interval, describe=self.tails)
 
     def tails(self) -> str:
         return "\n".join(p.tail() for p in self.procs)

@@ -7,81 +7,29 @@ and the story service keeping each key's stories private.
 from __future__ import annotations
 
 import logging
-import shutil
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import zmq
 
-from storymesh.broker.server import BrokerServer
 from storymesh.core import envelope, mdp
 from storymesh.errors import ConfigError, RequestFailed, RequestTimeout
 from storymesh.runtime.agent import Agent, AgentInfo, Final, Reply, Request
-from storymesh.runtime.client import Client
-from storymesh.runtime.worker import run_agent
 from storymesh.settings import Settings
 from storymesh.story.api import StoryClient
 from storymesh.story.service import run_story_service
 from storymesh.transport import curve
+from testkit.keys import ROLES, Keys, make_keys
+from testkit.mesh import WAIT, Mesh, fast_settings, new_broker, new_client, wait_for
 from testkit.sleepy import Costs, build_sleepy
-from tests.conftest import fast_settings
 
 pytestmark = pytest.mark.timeout(60)
 
-NAMES = ("broker", "alice", "bob", "gpu", "story", "agents", "ops")
-ROLES = """
-[keys.gpu]
-roles = ["worker"]
-services = ["echo"]
-[keys.alice]
-roles = ["client"]
-[keys.bob]
-roles = ["client"]
-[keys.story]
-roles = ["worker", "client", "delegate"]
-services = ["story.submit", "story.query", "story.watch"]
-[keys.agents]
-roles = ["worker"]
-services = ["story.author", "story.illustrator", "story.publisher"]
-[keys.ops]
-roles = ["admin"]
-"""
 SILENCE = 0.6  # seconds a refused peer is given to get an answer (it must get none)
-
-
-@dataclass
-class Keys:
-    """Key pairs in `dir`, the broker's allow-list (every key but the outsiders) and roles."""
-
-    dir: Path
-    allow: Path
-    roles: Path
-
-    def secret(self, name: str) -> str:
-        return str(self.dir / f"{name}.key_secret")
-
-    def public(self, name: str) -> str:
-        return str(self.dir / f"{name}.key")
-
-    def allow_key(self, name: str) -> None:
-        shutil.copy(self.public(name), self.allow / f"{name}.key")
-
-
-def make_keys(root: Path, names: tuple[str, ...] = NAMES) -> Keys:
-    keys = Keys(root / "keys", root / "allow", root / "roles.toml")
-    keys.allow.mkdir(parents=True)
-    for name in (*names, "mallory", "imposter"):
-        curve.generate_keys(name, keys.dir)
-    for name in names:
-        keys.allow_key(name)
-    keys.roles.write_text(ROLES)
-    return keys
 
 
 @pytest.fixture(scope="module")
@@ -117,61 +65,21 @@ class WhoAmI(Agent):
         yield Final({**request.payload, "principal": request.principal, "admin": request.admin})
 
 
-@dataclass
-class KeyedMesh:
-    """A keyed broker on loopback TCP and, in threads, the agents given to `serve`."""
-
-    keys: Keys
-    context: zmq.Context[Any] = field(default_factory=zmq.Context)
-    stop: threading.Event = field(default_factory=threading.Event)
-    threads: list[threading.Thread] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.broker = BrokerServer(fast_settings(
-            curve_secret=self.keys.secret("broker"), allow_dir=str(self.keys.allow),
-            roles=str(self.keys.roles)), context=self.context)
-        self.broker.start()
-        self.endpoint = self.broker.endpoint
-
-    def settings(self, name: str, *, broker_key: str = "broker", **flags: Any) -> Settings:
-        return fast_settings(broker=self.endpoint, curve_secret=self.keys.secret(name),
-                             broker_key=self.keys.public(broker_key), **flags)
-
-    def client(self, name: str, timeout: float = 5.0, **kw: Any) -> Client:
-        return Client(self.endpoint, settings=self.settings(name), timeout=timeout, retries=1,
-                      **kw)
-
-    def serve(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        thread = threading.Thread(target=target, args=args, kwargs=kwargs, daemon=True)
-        thread.start()
-        self.threads.append(thread)
-
-    def wait_for(self, *services: str, timeout: float = 20.0) -> None:
-        end = time.monotonic() + timeout
-        with self.client("ops", timeout=1.0) as c:
-            while any(not c.service_available(s) for s in services):
-                assert time.monotonic() < end, f"no worker for {services}"
-                time.sleep(0.05)
-
-    def snapshot(self) -> dict[str, Any]:
-        with self.client("ops") as c:
-            return c.snapshot()
-
-    def close(self) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(10)
-        self.broker.stop()
-        self.context.term()
-
-
 @pytest.fixture
-def mesh(keys: Keys) -> Iterator[KeyedMesh]:
-    m = KeyedMesh(keys)
-    m.serve(run_agent, WhoAmI(), m.settings("gpu"), stop=m.stop)
-    m.wait_for("echo")
-    yield m
-    m.close()
+def mesh(keys: Keys) -> Iterator[Mesh]:
+    """A keyed broker on loopback TCP and the gpu key's echo worker."""
+    with Mesh(keys=keys) as m:
+        m.add_agent(WhoAmI(), key="gpu")
+        m.wait_services("echo", timeout=20.0)
+        yield m
+
+
+def reload(m: Mesh) -> None:
+    """Have the broker re-read its allow-list and roles, and wait until it did: the flag
+    drops as the reload starts, and the broker answers the next request only after it."""
+    m.broker.request_reload()
+    wait_for(lambda: not m.broker.reload_requested, WAIT, "the broker to reload")
+    m.snapshot()
 
 
 def raw_dealer(ctx: zmq.Context[Any], endpoint: str, keys: Keys | None = None,
@@ -194,7 +102,7 @@ def echo_request(rid: str, **payload: Any) -> list[bytes]:
 
 # --- allowed peers ---------------------------------------------------------------------------
 
-def test_an_allowed_client_and_worker_work_end_to_end(mesh: KeyedMesh) -> None:
+def test_an_allowed_client_and_worker_work_end_to_end(mesh: Mesh) -> None:
     # Given a keyed broker and the gpu key's echo worker
     with mesh.client("alice") as alice:
         # When alice calls echo, once and pipelined
@@ -209,7 +117,7 @@ def test_an_allowed_client_and_worker_work_end_to_end(mesh: KeyedMesh) -> None:
     assert [w["principal"] for w in workers] == ["gpu"]
 
 
-def test_a_forged_principal_is_overwritten_and_an_admin_is_marked(mesh: KeyedMesh) -> None:
+def test_a_forged_principal_is_overwritten_and_an_admin_is_marked(mesh: Mesh) -> None:
     # When alice names ops as her principal
     with mesh.client("alice", principal="ops") as alice:
         got = alice.call("echo", {}).payload
@@ -220,7 +128,7 @@ def test_a_forged_principal_is_overwritten_and_an_admin_is_marked(mesh: KeyedMes
     assert got["principal"] == "ops" and got["admin"] is True
 
 
-def test_a_delegate_key_acts_for_the_principal_it_names(mesh: KeyedMesh) -> None:
+def test_a_delegate_key_acts_for_the_principal_it_names(mesh: Mesh) -> None:
     with mesh.client("story", principal="carol") as story:
         assert story.call("echo", {}).payload["principal"] == "carol"
 
@@ -229,7 +137,7 @@ def test_a_delegate_key_acts_for_the_principal_it_names(mesh: KeyedMesh) -> None
 
 @pytest.mark.parametrize("who", ["no key", "key not on the list", "wrong key for a listed name",
                                  "wrong broker key"])
-def test_a_peer_without_an_allowed_key_gets_no_service(mesh: KeyedMesh, who: str) -> None:
+def test_a_peer_without_an_allowed_key_gets_no_service(mesh: Mesh, who: str) -> None:
     before = mesh.snapshot()["counters"]["unauthenticated"]
     ctx = mesh.context
     if who == "no key":
@@ -260,7 +168,7 @@ def test_a_peer_without_an_allowed_key_gets_no_service(mesh: KeyedMesh, who: str
         assert alice.call("echo", {"n": 1}).payload["n"] == 1
 
 
-def test_a_client_key_cannot_register_a_worker(mesh: KeyedMesh) -> None:
+def test_a_client_key_cannot_register_a_worker(mesh: Mesh) -> None:
     # When alice's key sends READY for echo
     sock = raw_dealer(mesh.context, mesh.endpoint, mesh.keys, "alice")
     try:
@@ -275,7 +183,7 @@ def test_a_client_key_cannot_register_a_worker(mesh: KeyedMesh) -> None:
     assert snap["counters"]["forbidden"] >= 1
 
 
-def test_a_worker_key_may_not_call_services_but_mmi_service_is_open(mesh: KeyedMesh) -> None:
+def test_a_worker_key_may_not_call_services_but_mmi_service_is_open(mesh: Mesh) -> None:
     with mesh.client("gpu") as gpu:
         assert gpu.service_available("echo") is True
         with pytest.raises(RequestFailed) as err:
@@ -283,7 +191,7 @@ def test_a_worker_key_may_not_call_services_but_mmi_service_is_open(mesh: KeyedM
     assert err.value.code == "forbidden"
 
 
-def test_snapshots_need_an_admin_key(mesh: KeyedMesh) -> None:
+def test_snapshots_need_an_admin_key(mesh: Mesh) -> None:
     with mesh.client("alice") as alice, pytest.raises(RequestFailed) as err:
         alice.snapshot()
     assert err.value.code == "forbidden" and not err.value.retryable
@@ -340,43 +248,33 @@ def through_relay(endpoint: str, settings: Settings, secret: bytes) -> tuple[dic
     """Call echo through a recording relay; (the reply payload, the bytes on the wire)."""
     relay = Relay(int(endpoint.rpartition(":")[2]))
     try:
-        with Client(f"tcp://127.0.0.1:{relay.port}", settings=settings, timeout=5.0,
-                    retries=1) as client:
+        with new_client(f"tcp://127.0.0.1:{relay.port}", settings, timeout=5.0,
+                        retries=1) as client:
             payload = client.call("echo", {"text": secret.decode(), "blob": secret * 200}).payload
         return payload, bytes(relay.seen)
     finally:
         relay.close()
 
 
-def test_traffic_on_the_wire_is_not_readable(mesh: KeyedMesh) -> None:
+def test_traffic_on_the_wire_is_not_readable(mesh: Mesh) -> None:
     secret = b"MARKER-the-dragon-hides-the-moon-in-a-teacup"
     # When alice calls echo through a man in the middle that records the wire
-    payload, wire = through_relay(mesh.endpoint, mesh.settings("alice"), secret)
+    payload, wire = through_relay(mesh.endpoint, mesh.peer_settings("alice"), secret)
     # Then the call works, but neither the request nor the reply can be read on the wire
     assert payload["text"] == secret.decode() and payload["principal"] == "alice"
     assert len(wire) > 200 * len(secret)  # the blob went both ways, encrypted
     assert secret not in wire and b"echo" not in wire and b"MDPC02" not in wire
     # And the same relay in front of a plain broker shows everything (the check is real)
-    ctx: zmq.Context[Any] = zmq.Context()
-    plain = BrokerServer(fast_settings(), context=ctx)
-    plain.start()
-    stop = threading.Event()
-    worker = threading.Thread(target=run_agent, args=(WhoAmI(), fast_settings(
-        broker=plain.endpoint)), kwargs={"stop": stop, "context": ctx}, daemon=True)
-    worker.start()
-    try:
+    with Mesh() as plain:
+        plain.add_agent(WhoAmI())
         _, clear = through_relay(plain.endpoint, fast_settings(), secret)
-    finally:
-        stop.set()
-        worker.join(10)
-        plain.stop()
-        ctx.term()
     assert secret in clear and b"MDPC02" in clear
     # And a keyed client's socket is a CURVE client, a plain one has no mechanism
-    for settings, mechanism in ((mesh.settings("alice"), zmq.CURVE), (fast_settings(), zmq.NULL)):
+    for settings, mechanism in ((mesh.peer_settings("alice"), zmq.CURVE),
+                                (fast_settings(), zmq.NULL)):
         sock: zmq.Socket[Any] = mesh.context.socket(zmq.DEALER)
         try:
-            curve.apply_client(sock, settings)
+            curve.apply_client(sock, settings.peer_section())
             assert sock.getsockopt(zmq.MECHANISM) == mechanism
         finally:
             sock.close()
@@ -388,17 +286,15 @@ def test_the_allow_list_and_roles_reload_without_a_restart(tmp_path: Path,
                                                            caplog: pytest.LogCaptureFixture) -> None:
     keys = make_keys(tmp_path, ("broker", "alice", "bob", "gpu", "ops"))
     curve.generate_keys("carol", keys.dir)
-    m = KeyedMesh(keys)
-    try:
-        m.serve(run_agent, WhoAmI(), m.settings("gpu"), stop=m.stop)
-        m.wait_for("echo")
+    with Mesh(keys=keys) as m:
+        m.add_agent(WhoAmI(), key="gpu")
+        m.wait_services("echo", timeout=20.0)
         bob = m.client("bob", timeout=SILENCE)
         assert bob.call("echo", {}).payload["principal"] == "bob"
         # When bob's key is revoked and carol's added, and the broker told to reload
         (keys.allow / "bob.key").unlink()
         keys.allow_key("carol")
-        m.broker.request_reload()
-        time.sleep(0.3)  # the next loop turn reloads
+        reload(m)
         # Then bob's open connection is refused, and a new one gets nothing at all
         with pytest.raises(RequestFailed) as err:
             bob.call("echo", {})
@@ -411,18 +307,15 @@ def test_the_allow_list_and_roles_reload_without_a_restart(tmp_path: Path,
             assert carol.call("echo", {}).payload["principal"] == "carol"
         # When the roles file no longer lets gpu serve echo (and a broken file is ignored)
         keys.roles.write_text("[keys.gpu\n")
-        m.broker.request_reload()
-        time.sleep(0.3)
+        reload(m)
         with m.client("alice") as alice:
             assert alice.call("echo", {}).payload["principal"] == "alice"
         assert "keeping the current allow-list" in caplog.text
         keys.roles.write_text(ROLES.replace('services = ["echo"]', 'services = ["other"]'))
-        m.broker.request_reload()
+        reload(m)
         # Then its worker is disconnected (it reconnects, and is refused again)
-        time.sleep(0.5)
+        wait_for(lambda: m.snapshot()["workers"] == [], WAIT, "the gpu worker disconnected")
         assert m.snapshot()["workers"] == []
-    finally:
-        m.close()
 
 
 # --- stories are private ------------------------------------------------------------------------
@@ -430,20 +323,21 @@ def test_the_allow_list_and_roles_reload_without_a_restart(tmp_path: Path,
 def test_with_keys_on_a_story_is_readable_only_by_its_owner_and_admins(keys: Keys,
                                                                       tmp_path: Path) -> None:
     # Given a keyed mesh: sleepy agents (the agents key) and the story service (a delegate)
-    m = KeyedMesh(keys)
     costs = Costs(outline=0.05, chapter=0.05, picture=0.05, publish=0.05)
-    try:
+    with Mesh(keys=keys) as m:
         agents = [Recording(build_sleepy(role, costs))
                   for role in ("author", "illustrator", "publisher")]
         for agent in agents:
-            m.serve(run_agent, agent, m.settings("agents"), stop=m.stop)
-        m.serve(run_story_service, m.settings("story", journal=str(tmp_path / "j.db"),
-                                              step_timeout=20.0, watch_slots=2), m.stop)
-        m.wait_for("story.submit", "story.query", "story.watch", "story.author",
-                   "story.illustrator", "story.publisher")
+            m.add_agent(agent, key="agents")
+        story = m.peer_settings("story", journal=str(tmp_path / "j.db"), step_timeout=20.0,
+                                watch_slots=2)
+        m.serve(run_story_service, story.story_section(), m.stop)
+        m.wait_services("story.submit", "story.query", "story.watch", "story.author",
+                        "story.illustrator", "story.publisher", timeout=20.0)
 
         def stories(name: str) -> StoryClient:
-            return StoryClient(m.endpoint, settings=m.settings(name), timeout=10.0)
+            return StoryClient(m.endpoint, settings=m.peer_settings(name).peer_section(),
+                               timeout=10.0)
 
         # When alice submits a story and it runs to its end
         with stories("alice") as alice:
@@ -473,27 +367,25 @@ def test_with_keys_on_a_story_is_readable_only_by_its_owner_and_admins(keys: Key
         # And the story's own requests to the agents were made on alice's behalf
         assert all(a.principals for a in agents)
         assert {p for a in agents for p in a.principals} == {"alice"}
-    finally:
-        m.close()
 
 
 # --- configuration ------------------------------------------------------------------------------
 
 def test_half_configured_keys_are_config_errors(keys: Keys) -> None:
     with pytest.raises(ConfigError, match="allow_dir"):
-        BrokerServer(fast_settings(curve_secret=keys.secret("broker")), context=zmq.Context())
+        new_broker(fast_settings(curve_secret=keys.secret("broker")), zmq.Context())
     with pytest.raises(ConfigError, match="curve_secret"):
-        Client("tcp://127.0.0.1:9", settings=fast_settings(broker_key=keys.public("broker")))
+        new_client("tcp://127.0.0.1:9", fast_settings(broker_key=keys.public("broker")))
     with pytest.raises(ConfigError, match="no secret key"):
-        Client("tcp://127.0.0.1:9", settings=fast_settings(
+        new_client("tcp://127.0.0.1:9", fast_settings(
             broker_key=keys.public("broker"), curve_secret=keys.public("alice")))
 
 
 def test_a_plain_broker_warns_when_it_binds_beyond_loopback(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="storymesh.broker.server"):
-        server = BrokerServer(fast_settings(bind="tcp://0.0.0.0:0"))
+        server = new_broker(fast_settings(bind="tcp://0.0.0.0:0"))
         server.close()
-        quiet = BrokerServer(fast_settings(bind="tcp://127.0.0.1:0"))
+        quiet = new_broker(fast_settings(bind="tcp://127.0.0.1:0"))
         quiet.close()
     warnings = [r for r in caplog.records if "WITHOUT keys" in r.getMessage()]
     assert len(warnings) == 1 and "0.0.0.0" in warnings[0].getMessage()
@@ -502,13 +394,13 @@ def test_a_plain_broker_warns_when_it_binds_beyond_loopback(caplog: pytest.LogCa
 def test_an_in_process_broker_ignores_keys(keys: Keys) -> None:
     # inproc has no handshake: with keys, every in-process peer would be refused
     ctx: zmq.Context[Any] = zmq.Context()
-    server = BrokerServer(fast_settings(bind="inproc://keyed", curve_secret=keys.secret("broker"),
-                                        allow_dir=str(keys.allow)), context=ctx)
+    server = new_broker(fast_settings(bind="inproc://keyed", curve_secret=keys.secret("broker"),
+                                      allow_dir=str(keys.allow)), ctx)
     try:
         assert server.zap is None
         server.start()
-        with Client("inproc://keyed", settings=fast_settings(), context=ctx, timeout=2.0,
-                    retries=1) as client:
+        with new_client("inproc://keyed", fast_settings(), context=ctx, timeout=2.0,
+                        retries=1) as client:
             assert client.service_available("echo") is False
     finally:
         server.stop()

@@ -5,35 +5,19 @@ real echo agents register, serve requests and leave.
 from __future__ import annotations
 
 import socket
-import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import zmq
 from prometheus_client.parser import text_string_to_metric_families
 
-from storymesh.agents.echo import EchoAgent
 from storymesh.broker.metrics import METRICS, parse_bind
-from storymesh.broker.server import run_broker
 from storymesh.errors import ConfigError
-from storymesh.runtime.client import Client
-from storymesh.runtime.worker import run_agent
-from storymesh.settings import Settings
-from tests.conftest import fast_settings
+from testkit.mesh import Mesh, fast_settings, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def scrape(url: str) -> Samples:
@@ -58,62 +42,29 @@ def names(samples: Samples) -> set[str]:
 
 
 def eventually(url: str, check: Callable[[Samples], bool], timeout: float = 6.0) -> Samples:
-    end = time.monotonic() + timeout
-    while True:
+    """Scrape `url` until `check` holds for the samples; return them."""
+    last: dict[str, Samples] = {}
+
+    def matched() -> Samples | None:
         try:
-            samples = scrape(url)
+            last["samples"] = samples = scrape(url)
         except OSError:
-            samples = {}
-        if samples and check(samples):
-            return samples
-        if time.monotonic() > end:
-            raise AssertionError(f"metrics never matched; last: {sorted(samples)[:60]}")
-        time.sleep(0.1)
-
-
-class Mesh:
-    def __init__(self) -> None:
-        self.endpoint = f"tcp://127.0.0.1:{free_port()}"
-        self.url = f"http://127.0.0.1:{free_port()}/metrics"
-        self.settings: Settings = fast_settings(
-            bind=self.endpoint, broker=self.endpoint,
-            metrics_bind=self.url.split("/")[2].split(":")[1])  # port only: loopback
-        self.stop_broker = threading.Event()
-        self.broker = threading.Thread(target=run_broker, args=(self.settings, self.stop_broker),
-                                       daemon=True)
-        self.broker.start()
-        self.context: zmq.Context[Any] = zmq.Context()
-        self.agents: list[tuple[threading.Event, threading.Thread]] = []
-
-    def add_echo(self, slots: int) -> threading.Event:
-        stop = threading.Event()
-        t = threading.Thread(target=run_agent, args=(EchoAgent(), self.settings),
-                             kwargs={"slots": slots, "stop": stop, "context": self.context},
-                             daemon=True)
-        t.start()
-        self.agents.append((stop, t))
-        return stop
-
-    def close(self) -> None:
-        for stop, t in self.agents:
-            stop.set()
-            t.join(5)
-        self.stop_broker.set()
-        self.broker.join(5)
-        self.context.term()
+            return None
+        return samples if samples and check(samples) else None
+    return wait_for(matched, timeout, "the metrics to match", interval=0.1,
+                    describe=lambda: f"last: {sorted(last.get('samples', {}))[:60]}")
 
 
 @pytest.fixture
 def mesh() -> Iterator[Mesh]:
-    m = Mesh()
-    yield m
-    m.close()
+    with Mesh(metrics=True) as m:
+        yield m
 
 
 def test_metrics_have_the_documented_names_and_move_with_traffic(mesh: Mesh) -> None:
     # Given a broker serving metrics and two echo workers
     mesh.add_echo(slots=2)
-    before = eventually(mesh.url, lambda s: value(s, "storymesh_service_workers",
+    before = eventually(mesh.metrics_url, lambda s: value(s, "storymesh_service_workers",
                                                   service="echo") == 2)
     # Then every documented metric is there, with the storymesh_ prefix
     documented = set(METRICS)
@@ -129,12 +80,12 @@ def test_metrics_have_the_documented_names_and_move_with_traffic(mesh: Mesh) -> 
     assert {w["host"] for w in workers} == {socket.gethostname()}
 
     # When requests flow through the broker
-    with Client(mesh.endpoint, settings=mesh.settings) as client:
+    with mesh.client() as client:
         ids = [client.send("echo", {"n": i, "sleep": 0.05}) for i in range(6)]
         for rid in ids:
             client.result(rid)
     # Then the counters and the service time move
-    after = eventually(mesh.url, lambda s: value(
+    after = eventually(mesh.metrics_url, lambda s: value(
         s, "storymesh_service_requests_served_total", service="echo") == 6)
     assert num(after, "storymesh_broker_replies_total") >= 6
     assert num(after, "storymesh_broker_requests_total") >= 6
@@ -150,22 +101,21 @@ def test_series_of_departed_workers_are_removed(mesh: Mesh) -> None:
     # Given two agents of one service
     mesh.add_echo(slots=1)
     leaving = mesh.add_echo(slots=1)
-    both = eventually(mesh.url, lambda s: value(s, "storymesh_service_workers",
+    both = eventually(mesh.metrics_url, lambda s: value(s, "storymesh_service_workers",
                                                 service="echo") == 2)
     ids = {dict(labels)["worker"] for name, labels in both if name == "storymesh_worker_busy"}
     assert len(ids) == 2
     # When one leaves
     leaving.set()
-    one = eventually(mesh.url, lambda s: value(s, "storymesh_service_workers",
+    one = eventually(mesh.metrics_url, lambda s: value(s, "storymesh_service_workers",
                                                service="echo") == 1)
     # Then only the remaining worker has series
     left = {dict(labels)["worker"] for name, labels in one
             if name.startswith("storymesh_worker_")}
     assert len(left) == 1 and left < ids
     # And when the last one leaves, the service's series go too
-    for stop, _ in mesh.agents:
-        stop.set()
-    gone = eventually(mesh.url, lambda s: value(s, "storymesh_service_workers",
+    mesh.stop_agents()
+    gone = eventually(mesh.metrics_url, lambda s: value(s, "storymesh_service_workers",
                                                 service="echo") is None)
     assert not any(name.startswith("storymesh_worker_") for name, _ in gone)
 

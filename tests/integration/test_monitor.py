@@ -10,8 +10,6 @@ import io
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,19 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import zmq
 from rich.console import Console
 
 from storymesh import settings as settings_mod
-from storymesh.agents.echo import EchoAgent
-from storymesh.broker.server import BrokerServer
 from storymesh.ops.monitor import Observation, Poller, current_step, rates, render, run_monitor
-from storymesh.runtime.client import Client
-from storymesh.runtime.worker import run_agent
 from storymesh.settings import Settings
-from tests.conftest import fast_settings
-
-ROOT = Path(__file__).resolve().parents[2]
+from testkit.mesh import Mesh, Spawner, fast_settings, wait_for
 
 
 def text_of(renderable: Any, width: int = 220) -> str:
@@ -159,58 +150,26 @@ def test_message_rate_between_polls_and_across_a_broker_restart() -> None:
 
 # --- against a real broker ------------------------------------------------------------------
 
-class Mesh:
-    """A broker on a fixed loopback port and echo agents in threads; restartable."""
-
-    def __init__(self) -> None:
-        self.context: zmq.Context[Any] = zmq.Context()
-        self.broker = BrokerServer(fast_settings(), context=self.context)
-        self.endpoint = self.broker.endpoint
-        self.settings = fast_settings(broker=self.endpoint, bind=self.endpoint,
-                                      request_timeout=1.0)
-        self.broker.start()
-        self.stop = threading.Event()
-        self.threads: list[threading.Thread] = []
-
-    def add_echo(self, slots: int) -> None:
-        t = threading.Thread(target=run_agent, args=(EchoAgent(), self.settings),
-                             kwargs={"slots": slots, "stop": self.stop, "context": self.context},
-                             daemon=True)
-        t.start()
-        self.threads.append(t)
-
-    def restart_broker(self, down_for: Callable[[], None]) -> None:
-        self.broker.stop()
-        down_for()
-        self.broker = BrokerServer(self.settings, context=self.context)
-        self.broker.start()
-
-    def close(self) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(5)
-        self.broker.stop()
-        self.context.term()
-
-
 @pytest.fixture
 def mesh() -> Iterator[Mesh]:
-    m = Mesh()
-    yield m
-    m.close()
+    """A broker on a loopback port (restartable on it) and echo agents in threads."""
+    with Mesh(request_timeout=1.0) as m:
+        yield m
 
 
-def wait_for(poller: Poller, check: Callable[[Observation, dict[str, Any]], bool],
-             timeout: float = 8.0) -> tuple[Observation, dict[str, Any]]:
+def shown(poller: Poller, check: Callable[[Observation, dict[str, Any]], bool],
+          timeout: float = 8.0) -> tuple[Observation, dict[str, Any]]:
     """Poll until the broker is up and `check(observation, snapshot)` holds."""
-    end = time.monotonic() + timeout
-    while True:
+    last: list[Observation] = []
+
+    def seen() -> tuple[Observation, dict[str, Any]] | None:
         obs = poller.poll()
+        last[:] = [obs]
         if obs.snapshot is not None and check(obs, obs.snapshot):
             return obs, obs.snapshot
-        if time.monotonic() > end:
-            raise AssertionError(f"monitor never showed it; last view:\n{text_of(render(obs))}")
-        time.sleep(0.05)
+        return None
+    return wait_for(seen, timeout, "the monitor to show it", interval=0.05,
+                    describe=lambda: f"last view:\n{text_of(render(last[0]))}" if last else "")
 
 
 def worker_lines(text: str, service: str = "echo") -> list[str]:
@@ -218,22 +177,15 @@ def worker_lines(text: str, service: str = "echo") -> list[str]:
             and ("idle" in line or "busy" in line)]
 
 
-def spawn_echo(endpoint: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    env = {k: v for k, v in env.items() if not k.startswith("STORYMESH_")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "storymesh", "agent", "echo", "--broker", endpoint,
-         "--heartbeat-interval", "0.1", "--liveness", "4", "--config", "/dev/null"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def test_monitor_follows_real_workers_a_death_and_a_broker_restart(mesh: Mesh) -> None:
+def test_monitor_follows_real_workers_a_death_and_a_broker_restart(mesh: Mesh,
+                                                                  tmp_path: Path) -> None:
     # Given a broker with two echo workers in this process and one in another process
     mesh.add_echo(slots=2)
-    proc = spawn_echo(mesh.endpoint)
+    spawner = Spawner(tmp_path)
+    proc = spawner.echo(mesh.endpoint)
     poller = Poller(mesh.settings, timeout=0.5)
     try:
-        obs, _ = wait_for(poller, lambda o, snap: snap["services"].get(
+        obs, _ = shown(poller, lambda o, snap: snap["services"].get(
             "echo", {}).get("workers") == 3)
         text = text_of(render(obs))
         lines = worker_lines(text)
@@ -243,20 +195,20 @@ def test_monitor_follows_real_workers_a_death_and_a_broker_restart(mesh: Mesh) -
         assert "stories in progress" not in text  # no story service registered
 
         # When a slow request with a story id is in flight
-        with Client(mesh.endpoint, settings=mesh.settings, timeout=5.0) as client:
+        with mesh.client() as client:
             rid = client.send("echo", {"sleep": 1.0}, corr="st-monitored")
-            obs, _ = wait_for(poller, lambda o, snap: any(w["request"] for w in snap["workers"]))
+            obs, _ = shown(poller, lambda o, snap: any(w["request"] for w in snap["workers"]))
             busy = [line for line in worker_lines(text_of(render(obs))) if "busy" in line]
             # Then the busy worker shows the request id and the story's correlation id
             assert len(busy) == 1 and rid in busy[0] and "st-monitored" in busy[0]
             client.result(rid)
-        obs, _ = wait_for(poller, lambda o, snap: snap["services"]["echo"]["served"] >= 1)
+        obs, _ = shown(poller, lambda o, snap: snap["services"]["echo"]["served"] >= 1)
         assert "echo" in text_of(render(obs))
 
         # When the spawned worker dies without a word
-        proc.send_signal(signal.SIGKILL)
+        proc.signal(signal.SIGKILL)
         proc.wait(5)
-        obs, snap = wait_for(poller, lambda o, snap: snap["services"]["echo"]["workers"] == 2)
+        obs, snap = shown(poller, lambda o, snap: snap["services"]["echo"]["workers"] == 2)
         # Then its row is gone (the broker found it unreachable, or its heartbeats expired)
         lines = worker_lines(text_of(render(obs)))
         assert len(lines) == 2 and not any(f":{proc.pid}" in line for line in lines)
@@ -275,16 +227,14 @@ def test_monitor_follows_real_workers_a_death_and_a_broker_restart(mesh: Mesh) -
         # Then the monitor said so, and shows the workers re-registered on the new broker
         assert "DOWN" in seen["down"] and mesh.endpoint in seen["down"]
         assert json.loads(seen["down_json"])["up"] is False
-        obs, snap = wait_for(poller, lambda o, snap: snap["services"].get(
+        obs, snap = shown(poller, lambda o, snap: snap["services"].get(
             "echo", {}).get("workers") == 2)
         assert snap["uptime"] < 8.0  # a new broker process-lifetime
         text = text_of(render(obs))
         assert "UP" in text and len(worker_lines(text)) == 2
     finally:
         poller.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+        spawner.close()
 
 
 def test_live_view_keeps_running_through_a_broker_outage(mesh: Mesh) -> None:
@@ -298,10 +248,13 @@ def test_live_view_keeps_running_through_a_broker_outage(mesh: Mesh) -> None:
         mesh.settings, refresh=0.1, console=console, stop=stop)), daemon=True)
     live.start()
     try:
-        time.sleep(1.0)
+        wait_for(lambda: "UP  broker" in out.getvalue(), 8.0, "the live view showing it up")
         # When the broker is down for a while, then back
-        mesh.restart_broker(lambda: time.sleep(1.5))
-        time.sleep(1.5)
+        mesh.restart_broker(lambda: wait_for(lambda: "DOWN" in out.getvalue(), 8.0,
+                                             "the live view showing it down"))
+        wait_for(lambda: "│ echo " in out.getvalue()[out.getvalue().rfind("UP  broker"):]
+                 and out.getvalue().rfind("UP  broker") > out.getvalue().rfind("DOWN"),
+                 8.0, "the live view showing the broker and its worker back")
         # Then the monitor is still running, and showed the broker up, down and up again
         assert live.is_alive()
     finally:
@@ -323,21 +276,19 @@ def test_stories_in_progress_come_from_the_story_service(mesh: Mesh, tmp_path: P
         "broker": mesh.endpoint, "heartbeat_interval": 0.1, "liveness": 4,
         "watch_slots": 1, "service_wait": 30.0, "journal": str(tmp_path / "j.db")})
     journal = Journal(tmp_path / "j.db")
-    thread = threading.Thread(target=run_story_service, args=(story_settings, mesh.stop),
-                              kwargs={"context": mesh.context, "journal": journal}, daemon=True)
-    thread.start()
-    mesh.threads.append(thread)
+    mesh.serve(run_story_service, story_settings.story_section(), mesh.stop,
+               context=mesh.context, journal=journal)
     poller = Poller(mesh.settings, timeout=1.0)
     try:
-        wait_for(poller, lambda o, snap: o.stories is not None)
+        shown(poller, lambda o, snap: o.stories is not None)
         # When a story is submitted
-        with Client(mesh.endpoint, settings=mesh.settings, timeout=5.0) as client:
+        with mesh.client() as client:
             corr = client.call("story.submit", {
                 "plot": "A fox finds a lantern in the snow and shares its light.",
                 "themes": ["kindness"], "target_age": "4-7", "length": "short",
                 "art_style": "watercolor"}).payload["corr"]
         # Then the monitor lists it in progress, at its outline step
-        obs, _ = wait_for(poller, lambda o, snap: any(s["corr"] == corr for s in o.stories or []))
+        obs, _ = shown(poller, lambda o, snap: any(s["corr"] == corr for s in o.stories or []))
         line = next(line for line in text_of(render(obs)).splitlines() if corr in line)
         assert "outline" in line and ("running" in line or "accepted" in line)
     finally:
@@ -346,17 +297,16 @@ def test_stories_in_progress_come_from_the_story_service(mesh: Mesh, tmp_path: P
 
 def test_once_json_prints_one_snapshot(mesh: Mesh) -> None:
     mesh.add_echo(slots=1)
-    deadline = time.monotonic() + 5
-    while True:
+    codes: list[int] = []
+
+    def once() -> dict[str, Any] | None:
         out = io.StringIO()
-        code = run_monitor(mesh.settings, once=True, as_json=True,
-                           console=Console(file=out, width=200, color_system=None))
-        data = json.loads(out.getvalue())
-        if data["snapshot"]["services"].get("echo", {}).get("workers") == 1 or \
-                time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert code == 0 and data["up"] is True
+        codes.append(run_monitor(mesh.settings, once=True, as_json=True,
+                                 console=Console(file=out, width=200, color_system=None)))
+        data: dict[str, Any] = json.loads(out.getvalue())
+        return data if data["snapshot"]["services"].get("echo", {}).get("workers") == 1 else None
+    data = wait_for(once, 5.0, "one echo worker in the JSON snapshot", interval=0.1)
+    assert codes[-1] == 0 and data["up"] is True
     assert data["snapshot"]["workers"][0]["meta"]["backend"] == "builtin"
 
 
