@@ -28,13 +28,10 @@ import msgpack
 import pytest
 import zmq
 
-from storymesh.agents.echo import EchoAgent
-from storymesh.broker.server import BrokerServer
 from storymesh.core import envelope
 from storymesh.errors import BodyError
 from storymesh.runtime.client import Client
-from storymesh.runtime.worker import run_agent
-from storymesh.settings import Settings
+from testkit.mesh import Mesh, wait_for
 
 INTERVAL = 0.1  # the broker fixture's heartbeat interval (tests/conftest.py fast_settings)
 WAIT = 3.0      # the longest any single reply may take here
@@ -179,30 +176,25 @@ def _partials_asked(body: list[bytes]) -> int:
 
 @dataclass
 class Peers:
-    """Everything one test starts against the broker; all of it is stopped at teardown."""
+    """Raw workers and sockets beside a Mesh (real broker, runtime echo agents); all of it
+    is stopped at teardown."""
 
-    broker: BrokerServer
-    settings: Settings
-    context: zmq.Context[Any]
-    stop: threading.Event = field(default_factory=threading.Event)
-    threads: list[threading.Thread] = field(default_factory=list)
+    mesh: Mesh
     raw_workers: list[RawWorker] = field(default_factory=list)
     sockets: list[zmq.Socket[Any]] = field(default_factory=list)
 
     @property
     def endpoint(self) -> str:
-        return self.broker.endpoint
+        return self.mesh.endpoint
+
+    @property
+    def context(self) -> zmq.Context[Any]:
+        return self.mesh.context
 
     def worker(self, kind: str, service: bytes = b"echo") -> RawWorker | None:
         """Start a worker of `kind` (see WORKERS); the raw ones are returned for inspection."""
         if kind == "runtime-0.2":
-            ready = threading.Event()
-            thread = threading.Thread(target=run_agent, args=(EchoAgent(), self.settings),
-                                      kwargs={"stop": self.stop, "ready": ready,
-                                              "context": self.context}, daemon=True)
-            thread.start()
-            self.threads.append(thread)
-            assert ready.wait(WAIT)
+            self.mesh.add_echo()
             return None
         raw = RawWorker(self.context, self.endpoint, kind.removeprefix("raw-"), service).start()
         self.raw_workers.append(raw)
@@ -216,35 +208,25 @@ class Peers:
         self.sockets.append(sock)
         return sock
 
-    def client(self) -> Client:
-        return Client(self.endpoint, settings=self.settings, context=self.context,
-                      timeout=WAIT, retries=1)
+    def client(self, timeout: float = WAIT) -> Client:
+        return self.mesh.client(timeout=timeout)
 
     def wait_workers(self, service: str, count: int) -> dict[str, Any]:
         """Poll `mmi.storymesh.snapshot` until `service` has `count` registered workers."""
-        end = time.monotonic() + WAIT
-        with self.client() as client:
-            while True:
-                snap = client.snapshot()
-                if snap["services"].get(service, {}).get("workers") == count:
-                    return snap
-                assert time.monotonic() < end, f"{service} never had {count} workers: {snap}"
-                time.sleep(0.02)
+        return self.mesh.wait_workers(service, count, timeout=WAIT)
 
 
 @pytest.fixture
-def peers(broker: BrokerServer, endpoint_settings: Settings) -> Iterator[Peers]:
-    ctx: zmq.Context[Any] = zmq.Context()
-    p = Peers(broker, endpoint_settings, ctx)
-    yield p
-    p.stop.set()
-    for raw in p.raw_workers:
-        raw.close()
-    for thread in p.threads:
-        thread.join(WAIT)
-    for sock in p.sockets:
-        sock.close(linger=0)
-    ctx.destroy(linger=0)
+def peers() -> Iterator[Peers]:
+    with Mesh() as mesh:
+        p = Peers(mesh)
+        try:
+            yield p
+        finally:
+            for raw in p.raw_workers:
+                raw.close()
+            for sock in p.sockets:
+                sock.close(linger=0)
 
 
 def recv(sock: zmq.Socket[Any], timeout: float = WAIT) -> list[bytes]:
@@ -443,12 +425,9 @@ def test_ready_metadata_nested_too_deep_does_not_break_the_snapshot(peers: Peers
     sock = peers.client_socket("0.2")
     sock.send_multipart([W02, b"\x01", b"deep", msgpack.packb(meta)])
     # When a monitor asks for the snapshot
-    with Client(peers.endpoint, settings=peers.settings, context=peers.context, timeout=1.0,
-                retries=1) as client:
-        end = time.monotonic() + WAIT
-        while client.service_available("deep") is not True:
-            assert time.monotonic() < end, "the worker never registered"
-            time.sleep(0.02)
+    with peers.client(timeout=1.0) as client:
+        wait_for(lambda: client.service_available("deep") is True, WAIT,
+                 "the worker to register")
         # Then the snapshot still decodes within the envelope limits for every client
         # (the broker must bound the metadata it keeps, as it bounds everything else)
         snap = client.snapshot()
