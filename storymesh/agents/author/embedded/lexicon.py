@@ -112,18 +112,32 @@ SPECIES: Final[dict[str, Species]] = {s.noun: s for s in (
     _s("monster", "blue/purple/green", "shaggy fur and a friendly grin", "hand"),
     _s("ghost", "pale white/misty blue", "a wobbly see-through body", "hand", "castle"),
     _s("alien", "green/purple", "three blinking eyes", "hand", "space"),
+    _s("tortoise", "olive/sandy brown", "a high domed shell", "foot", "garden"),
+    _s("cloud", "white/pale grey/pink-edged", "a soft puffy shape and rosy cheeks", "edge"),
+    _s("grandmother", "silver curls/a white bun", "round glasses and a knitted cardigan",
+       "hand", "village", True, "she"),
+    _s("grandfather", "white hair/a grey moustache", "a flat cap and a woolly jumper",
+       "hand", "village", True, "he"),
+    # The closest kinds for what the lexicon does not know: a person by their role, a
+    # creature, and a thing (machines, toys, weather) with a friendly face.
+    _s("person", "short brown hair/black curls/a red ponytail", "a kind smile", "hand",
+       "village", True),
+    _s("creature", "brown/grey/golden", "soft fur and bright eyes"),
+    _s("thing", "red/blue/yellow/green", "a friendly painted face", "side"),
 )}
 
 # Plurals, babies and near-synonyms -> a SPECIES key.
 SPECIES_ALIASES: Final[dict[str, str]] = {
     "bunny": "rabbit", "bunnies": "rabbit", "hare": "rabbit", "kitten": "cat", "kitty": "cat",
     "puppy": "dog", "puppies": "dog", "pup": "dog", "cub": "bear", "teddy": "bear",
-    "tortoise": "turtle", "duckling": "duck", "fawn": "deer", "pony": "horse",
+    "duckling": "duck", "fawn": "deer", "pony": "horse",
     "piglet": "pig", "chicken": "hen", "chick": "hen", "dino": "dinosaur",
     "mice": "mouse", "wolves": "wolf", "kid": "child", "daughter": "girl", "son": "boy",
     "sister": "girl", "brother": "boy", "spaceman": "astronaut", "bot": "robot",
     "android": "robot", "mermaids": "mermaid", "fishes": "fish", "geese": "duck",
-    "goose": "duck", "caterpillar": "butterfly",
+    "goose": "duck", "caterpillar": "butterfly", "grandma": "grandmother",
+    "granny": "grandmother", "grandpa": "grandfather", "granddad": "grandfather",
+    "grandad": "grandfather",
     "ladybug": "bee", "ladybird": "bee",
 }
 
@@ -147,6 +161,19 @@ SETTING_WORDS: Final[dict[str, str]] = {
     **dict.fromkeys(("garden", "gardens", "meadow", "park", "field", "fields", "flowers",
                      "orchard", "backyard"), "garden"),
     **dict.fromkeys(("desert", "dunes", "oasis", "sand", "sahara", "canyon"), "desert"),
+}
+
+# More places a plot may name, beyond SETTING_WORDS: the setting each is drawn in.
+PLACE_WORDS: Final[dict[str, str]] = {
+    **dict.fromkeys(("kitchen", "fair", "circus", "square", "bakery", "market", "road",
+                     "bridge", "church", "mill", "windmill", "well", "yard", "stable",
+                     "shop", "station", "playground"), "village"),
+    **dict.fromkeys(("zoo", "hospital", "library", "museum", "gutter", "airport",
+                     "stadium", "theatre", "theater", "factory"), "city"),
+    **dict.fromkeys(("outback", "savanna", "savannah", "prairie"), "desert"),
+    **dict.fromkeys(("lighthouse", "iceberg", "bay", "lagoon", "pier", "port"), "sea"),
+    **dict.fromkeys(("arctic", "north pole", "snowfield", "treetops"), "mountain"),
+    **dict.fromkeys(("pumpkin patch", "greenhouse", "allotment"), "garden"),
 }
 
 

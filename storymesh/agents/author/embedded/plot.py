@@ -18,6 +18,8 @@ from typing import Any
 
 from storymesh import vocabulary
 from storymesh.agents.author.embedded import lexicon as lx
+from storymesh.agents.author.embedded import words as wd
+from storymesh.agents.author.embedded.parse import PEOPLE, Being, Reading, is_being, read_plot
 from storymesh.agents.author.embedded.templates import article
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
@@ -70,10 +72,12 @@ class Character:
     color: str
     accessory: str
     look_override: str = ""   # a look written elsewhere (a model, a user) wins
+    noun: str = ""            # the plot's word for the kind ("tortoise") when not `species`
 
     @property
     def kind(self) -> lx.Species:
-        return lx.SPECIES[self.species]
+        species = lx.SPECIES[self.species]
+        return replace(species, noun=self.noun) if self.noun else species
 
     @property
     def look(self) -> str:
@@ -103,6 +107,15 @@ class World:
     target_age: str
     art_style: str
     seed: int
+    # What the plot itself says (parse.Reading), so the book tells that story.
+    place: str = ""          # the plot's place: "the farm" (else the setting's own)
+    premise: str = ""        # past tense, after the hero: "was afraid to rain on the farm"
+    habit: str = ""          # "could not swim"
+    means: str = ""          # base form: "build a raft"
+    trouble: str = ""        # past tense: "lost his red kite in the park"
+    events: tuple[str, ...] = ()   # past tense, with their subjects
+    outcome: str = ""        # "so the doctor could reach the hospital"
+    group: int = 1           # the hero and the friend are `group` of one kind ("two otters")
 
     @property
     def level(self) -> int:
@@ -112,6 +125,7 @@ class World:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["themes"] = list(self.themes)
+        data["events"] = list(self.events)
         return data
 
 
@@ -128,6 +142,42 @@ def analyze(plot: str, *, themes: Sequence[str], seed: int, target_age: str,
     rng = random.Random(f"world|{seed}|{' '.join(plot.lower().split())}")
     tokens = [(m.group(0), m.start()) for m in _WORD.finditer(plot)]
     words = [w for w, _ in tokens]
+    reading = read_plot(plot)
+    if not reading.subjects:  # no sentence subject: the older word-list reading
+        return _analyze_by_words(plot, tokens, words, rng, themes=themes, seed=seed,
+                                 target_age=target_age, art_style=art_style)
+    hero_being = reading.subjects[0]
+    kinds = [_species_key(b.noun) for b in reading.subjects if b.noun]
+    setting = _setting_of(reading.place, words, kinds, rng)
+    hero_pronoun = _pronoun(plot, _species_key(hero_being.noun), rng)
+    hero = _being_character(rng, hero_being, hero_pronoun, setting)
+    mate = _mate(reading, hero_being)
+    if mate is not None:
+        friend = _being_character(rng, mate, rng.choice(("she", "he")), setting, avoid=hero)
+    else:
+        friend = _character(rng, _kind_for(None, "", setting, rng, hero.species), "",
+                            rng.choice(("she", "he")), avoid=hero)
+    if reading.goal:
+        goal = _clean_goal(reading.goal, keep_place=True)
+        kind, obj = _goal_kind(goal)
+    else:
+        goal, kind, obj = _goal_in(plot, setting, rng)
+    trait = _hero_trait(hero_being, words, rng)
+    # A place the hero sets out for ("cross a flooded river") is not where they live.
+    place = "" if kind == "reach" and reading.place in goal else reading.place
+    return World(
+        hero=hero, friend=friend, friend_in_plot=mate is not None, trait=trait,
+        setting=setting, goal=goal, goal_kind=kind, object=obj,
+        fear=reading.fear or _fear_in(plot), themes=_themes(themes, words),
+        target_age=target_age, art_style=art_style, seed=seed, place=place,
+        premise=reading.premise, habit=reading.habit, means=reading.means,
+        trouble=reading.trouble, events=reading.events, outcome=reading.outcome,
+        group=hero_being.count if len(reading.subjects) == 1 else 1)
+
+
+def _analyze_by_words(plot: str, tokens: Sequence[tuple[str, int]], words: Sequence[str],
+                      rng: random.Random, *, themes: Sequence[str], seed: int,
+                      target_age: str, art_style: str) -> World:
     actors = _actors(plot, tokens)
     setting = _setting_in(words, [a.species for a in actors if a.species], rng)
     hero_pronoun = _pronoun(plot, actors[0].species if actors else "", rng)
@@ -143,6 +193,76 @@ def analyze(plot: str, *, themes: Sequence[str], seed: int, target_age: str,
         trait=_trait_in(words, actors[0].at if actors else -1, rng),
         setting=setting, goal=goal, goal_kind=kind, object=obj, fear=_fear_in(plot),
         themes=_themes(themes, words), target_age=target_age, art_style=art_style, seed=seed)
+
+
+def _species_key(noun: str) -> str:
+    """The lexicon's kind for a plot's noun, else the closest it has (person, creature,
+    thing)."""
+    if not noun:
+        return ""
+    known = lx.species_of(noun)
+    if known is not None:
+        return known.noun
+    if noun in PEOPLE or noun.endswith(("er", "or", "ist")) and noun not in THINGS_IN_ER:
+        return "person"
+    if is_being(noun):
+        return "creature"
+    return "thing"
+
+
+THINGS_IN_ER = frozenset({"tractor", "computer", "helicopter", "kettle", "hamper",
+                          "paper", "letter", "sticker", "flower", "tower", "river",
+                          "container", "mixer", "heater", "scooter", "digger",
+                          "trailer", "locomotive", "boulder", "feather", "water"})
+
+
+def _mate(reading: Reading, hero: Being) -> Being | None:
+    """The hero's companion from the plot: a second subject ("Grandma and Mia"), another of
+    a group ("two otters"), or the first other being the plot names ("her grandfather")."""
+    if len(reading.subjects) > 1:
+        return reading.subjects[1]
+    if hero.count > 1:
+        return Being(noun=hero.noun, count=hero.count)
+    return reading.beings[0] if reading.beings else None
+
+
+def _being_character(rng: random.Random, being: Being, pronoun: str, setting: str,
+                     avoid: Character | None = None) -> Character:
+    key = _species_key(being.noun)
+    if not key:  # a bare name: a child
+        key = {"she": "girl", "he": "boy"}.get(pronoun, "child")
+    name = being.name
+    if not name and being.noun in PEOPLE and lx.species_of(being.noun) is not None \
+            and lx.SPECIES[key].pronoun and being.noun.startswith("grand"):
+        name = being.noun.capitalize()  # Grandma is called Grandma
+    character = _character(rng, key, name, pronoun, avoid=avoid)
+    # Nouns before the kind belong to it: "a lighthouse keeper", "a paper boat".
+    modifiers = [w for w in being.before if wd.can_be(w, "NOUN") and not wd.can_be(w, "ADJ")
+                 and not is_being(w)][-1:]
+    noun = " ".join([*modifiers, being.noun]) if being.noun else ""
+    return replace(character, noun=noun if noun != key else "")
+
+
+def _setting_of(place: str, words: Sequence[str], kinds: Sequence[str],
+                rng: random.Random) -> str:
+    place_words = place.lower().split()
+    for table in (lx.SETTING_WORDS, lx.PLACE_WORDS):
+        for word in reversed(place_words):
+            if word in table:
+                return table[word]
+    homes = [k for k in kinds if k in lx.SPECIES and lx.SPECIES[k].home]
+    if homes or any(w.lower() in lx.SETTING_WORDS for w in words):
+        return _setting_in(words, homes, rng)
+    return rng.choice(("village", "forest", "garden", "city"))  # nothing says: somewhere near
+
+
+def _hero_trait(hero: Being, words: Sequence[str], rng: random.Random) -> str:
+    """The plot's adjective for the hero ("a rusty bicycle"), else a trait word, else one."""
+    for word in hero.before:
+        if word in lx.TRAITS or (wd.can_be(word, "ADJ") and not wd.can_be(word, "NOUN")):
+            return word
+    anywhere = [w.lower() for w in words if w.lower() in lx.TRAITS]
+    return anywhere[0] if anywhere else rng.choice(lx.DEFAULT_TRAITS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,10 +394,12 @@ def _goal_in(plot: str, setting: str, rng: random.Random) -> tuple[str, str, str
     return (goal, *_goal_kind(goal))
 
 
-def _clean_goal(goal: str) -> str:
-    # "find the lost star in the mountains": the place is the setting's business.
-    goal = _PLACE_TAIL.split(goal, maxsplit=1)[0]
-    words = goal.strip().split()[:10]
+def _clean_goal(goal: str, *, keep_place: bool = False) -> str:
+    # "find the lost star in the mountains": the place is the setting's business, unless the
+    # plot's own sentence says it ("cross a flooded river").
+    if not keep_place:
+        goal = _PLACE_TAIL.split(goal, maxsplit=1)[0]
+    words = goal.strip().split()[:14]
     while words and words[-1].lower() in _STOP:
         words.pop()
     if words:
@@ -383,7 +505,14 @@ def _world_from_dict(data: object) -> World | None:
             object=_text(data["object"], empty=True), fear=_text(data["fear"], empty=True),
             themes=tuple(_text(t) for t in data["themes"]),
             target_age=_text(data["target_age"]), art_style=_text(data["art_style"]),
-            seed=int(data["seed"]))
+            seed=int(data["seed"]), place=_text(data.get("place", ""), empty=True),
+            premise=_text(data.get("premise", ""), empty=True),
+            habit=_text(data.get("habit", ""), empty=True),
+            means=_text(data.get("means", ""), empty=True),
+            trouble=_text(data.get("trouble", ""), empty=True),
+            events=tuple(_text(e) for e in data.get("events", ())),
+            outcome=_text(data.get("outcome", ""), empty=True),
+            group=int(data.get("group", 1)))
         vocabulary.parse_age(world.target_age)
     except (KeyError, TypeError, ValueError):
         return None
@@ -398,7 +527,8 @@ def _character_from(data: object) -> Character:
     return Character(name=_text(data["name"]), species=str(data["species"]),
                      pronoun="he" if data.get("pronoun") == "he" else "she",
                      color=_text(data["color"]), accessory=_text(data["accessory"]),
-                     look_override=_text(data.get("look_override", ""), empty=True))
+                     look_override=_text(data.get("look_override", ""), empty=True),
+                     noun=_text(data.get("noun", ""), empty=True))
 
 
 def _text(value: object, *, empty: bool = False) -> str:

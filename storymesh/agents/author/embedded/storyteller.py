@@ -20,6 +20,8 @@ from typing import Any, Final
 
 from storymesh.agents.author.embedded import lexicon as lx
 from storymesh.agents.author.embedded import templates as tp
+from storymesh.agents.author.embedded import words as wd
+from storymesh.agents.author.embedded.parse import past_phrase
 from storymesh.agents.author.embedded.plot import Character, World, analyze, theme_voice
 
 BEAT_NAMES: Final = tuple(tp.BEATS)
@@ -68,13 +70,13 @@ _KIND_TEXT: Final[dict[str, dict[str, str]]] = {
         "rescue": "{name} reached out and helped {object} to safety.",
         "reach": "And there it was at last: {object}!",
         "home": "And there, at last, was home!",
-        "other": "{name} tried one more time, and this time it worked!"},
+        "other": "{name} tried one more time, and this time {name} {goal_past}!"},
     "done_s": {
         "find": "{name} brought {object} back to {place}",
         "rescue": "{object} was safe at last",
         "reach": "{name} had reached {object}, just as {they} had always dreamed",
         "home": "{name} was home at last, warm and safe",
-        "other": "{name} had done it, just as {they} had always dreamed"},
+        "other": "{name} had done it: {they} had {goal_pp}, just as {they} had dreamed"},
     "trouble_plan": {
         "find": "Nobody knows where {object} is, so {name} sets out to find it.",
         "rescue": "{object} is in trouble, so {name} sets out to help.",
@@ -231,11 +233,13 @@ def _slots(world: World, scene: Scene, rng: random.Random, *, friend_known: bool
     voices = [theme_voice(t) for t in world.themes] or [theme_voice("friendship")]
     slots = {
         "name": hero.name, "they": they, "them": them, "their": their,
-        "species": hero.kind.noun, "trait": world.trait, "place": setting.place,
+        "species": hero.kind.noun, "trait": world.trait,
+        "place": world.place or setting.place,
         "spot": scene.spot, "sensory": rng.choice(setting.sensory),
         "hobby": rng.choice(setting.hobbies), "accessory": hero.accessory,
         "accessory_noun": hero.accessory.split(" ", 1)[-1], "feature": hero.kind.feature,
         "limb": hero.kind.limb, "goal": world.goal, "object": world.object,
+        "goal_past": past_phrase(world.goal.split()), "goal_pp": _participle(world.goal),
         "fear": world.fear, "fspecies": friend.kind.noun, "ffeature": friend.kind.feature,
         "quote": rng.choice(voices).quote,
         "lesson": " and that ".join(v.lesson for v in voices[:2]),
@@ -295,7 +299,8 @@ def book_title(world: World, rng: random.Random) -> str:
     if world.trait in lx.SIZE_TRAITS:  # not "The Little Little Rabbit"
         options = tuple(o for o in options if "Little" not in o)
     slots = {"name": world.hero.name, "object": _as_title_object(world.object),
-             "trait": world.trait, "species": world.hero.kind.noun, "setting": world.setting}
+             "trait": world.trait, "species": world.hero.kind.noun,
+             "setting": world.place.split()[-1] if world.place else world.setting}
     return titlecase(tp.render(rng.choice(options), 1, slots) or world.hero.name)
 
 
@@ -383,7 +388,9 @@ def write_chapter(world: World, arc: Sequence[Sequence[str]], index: int, *, tit
         friend_known = friend_known or beat in ("friend", "together", "setback", "climax",
                                                 "resolution")
         slots = _slots(world, scene, rng, friend_known=friend_known, level=level)
-        paragraphs += _beat_paragraphs(beat, slots, rng, level, budget)
+        written = _beat_paragraphs(beat, slots, rng, level, budget)
+        paragraphs += _tell_plot(world, beat, slots, written or [""])
+    paragraphs = [p for p in paragraphs if p]
     slots = _slots(world, scene, rng, friend_known=friend_known, level=level)
     _open_scene(paragraphs, index, slots, level)
     if level >= 3:
@@ -392,6 +399,91 @@ def write_chapter(world: World, arc: Sequence[Sequence[str]], index: int, *, tit
             paragraphs.insert(max(1, len(paragraphs) - 1), reflection)
     return ChapterDraft(title=title, paragraphs=tuple(paragraphs),
                         picture_prompt=picture_prompt(world, scene, slots))
+
+
+def _tell_plot(world: World, beat: str, slots: Mapping[str, str],
+               written: list[str]) -> list[str]:
+    """The beat's paragraphs, with what the plot says of this beat added where the templates
+    did not say it: the premise as the story opens, the trouble, the means, the goal won."""
+    told = wd.text_lemmas(written)
+    extra: list[str] = []
+    for sentence in _plot_facts(world, beat, slots):
+        wanted = [w for w in wd.content_words(sentence) if w not in _LIGHT_VERBS]
+        if not all(wd.all_lemmas(w) & told for w in wanted):
+            extra.append(sentence)
+            told |= wd.text_lemmas([sentence])
+    if not extra:
+        return written
+    out = list(written)
+    if beat == "setup" and out[0]:  # after the sentence that introduces the hero
+        first, _, rest = out[0].partition(". ")
+        out[0] = " ".join(t for t in (first + ("." if rest else ""), *extra, rest) if t)
+    else:
+        out[-1] = " ".join(t for t in (out[-1], *extra) if t)
+    return out
+
+
+# Verbs a template may say in other words ("wished to" for "wanted to").
+_LIGHT_VERBS: Final = frozenset({"want", "wish", "hope", "try", "like", "say", "live"})
+
+
+def _plot_facts(world: World, beat: str, slots: Mapping[str, str]) -> list[str]:
+    name, friend = world.hero.name, world.friend.name
+    facts: list[str] = []
+    if beat == "setup":
+        if world.group > 1:
+            facts.append(f"{name} and {friend} were {_count(world.group)} "
+                         f"{_plural(world.hero.kind.noun)}"
+                         f"{f', with {_third(world)}' if world.group > 2 else ''}.")
+        if world.habit:
+            facts.append(f"{name} {world.habit}.")
+        facts.append(f"{name} {world.premise}." if world.premise
+                     else f"{name} wanted to {world.goal}.")
+        if world.place:
+            facts.append(f"{tp.capfirst(slots['they'])} lived near {world.place}.")
+    elif beat == "trouble":
+        if world.trouble:
+            facts.append(f"One {slots['time']}, {name} {world.trouble}.")
+        if world.means:
+            facts.append(f"\"I will {_mine(world.means)},\" said {name}. \"Then I can "
+                         f"{_mine(world.goal)}!\"")
+    elif beat == "friend" and world.means:
+        facts.append(f"Together, {name} and {friend} {past_phrase(world.means.split())}.")
+    elif beat == "climax":
+        outcome = f" {world.outcome}" if world.outcome else ""
+        facts.append(f"At last, {name} {past_phrase(world.goal.split())}{outcome}!")
+        facts += [f"Then {tp.capfirst(e)[0].lower()}{e[1:]}." for e in world.events]
+    return facts
+
+
+def _plural(noun: str) -> str:
+    *head, last = noun.split()
+    return " ".join([*head, wd.plural(last)])
+
+
+def _participle(phrase: str) -> str:
+    """'win the race' -> 'won the race' as after "had": 'had won the race'."""
+    first, _, rest = phrase.partition(" ")
+    if not first or not wd.can_be(first, "VERB"):
+        return phrase
+    return " ".join(t for t in (wd.inflect(wd.lemma(first, "VERB"), "VBN"), rest) if t)
+
+
+def _count(n: int) -> str:
+    return {2: "two", 3: "three", 4: "four", 5: "five"}.get(n, str(n))
+
+
+def _third(world: World) -> str:
+    taken = {world.hero.name, world.friend.name}
+    names = [n for n in lx.NAMES if n not in taken]
+    return f"{'and ' if world.group == 3 else ''}little " \
+           f"{names[sum(map(ord, world.hero.name)) % len(names)]}" \
+           + (" and the others" if world.group > 3 else "")
+
+
+def _mine(phrase: str) -> str:
+    """A plot phrase said by the hero: "her grandfather's clock" -> "my grandfather's"."""
+    return " ".join("my" if w in ("his", "her", "their") else w for w in phrase.split())
 
 
 def _allowance(beats: Sequence[str], total: int) -> list[int]:
@@ -425,7 +517,11 @@ def _open_scene(paragraphs: list[str], index: int, slots: Mapping[str, str],
                        "|It was a {weather} {time}, and {sensory}.))", level, slots)
     if not opener or not paragraphs:
         return
-    at = 1 if index == 0 and len(paragraphs) > 1 else 0
+    if index == 0 and len(paragraphs) == 1:  # the hero's sentence stays the book's first
+        first, _, rest = paragraphs[0].partition(". ")
+        paragraphs[0] = f"{first}. {opener} {rest}" if rest else f"{first} {opener}"
+        return
+    at = 1 if index == 0 else 0
     paragraphs[at] = f"{opener} {paragraphs[at]}"
 
 
