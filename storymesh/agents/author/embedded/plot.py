@@ -234,7 +234,7 @@ def _being_character(rng: random.Random, being: Being, pronoun: str, setting: st
     name = being.name
     if not name and being.noun in PEOPLE and lx.species_of(being.noun) is not None \
             and lx.SPECIES[key].pronoun and being.noun.startswith("grand"):
-        name = being.noun.capitalize()  # Grandma is called Grandma
+        name = "Grandma" if key == "grandmother" else "Grandpa"  # they go by what they are
     character = _character(rng, key, name, pronoun, avoid=avoid)
     # Nouns before the kind belong to it: "a lighthouse keeper", "a paper boat".
     modifiers = [w for w in being.before if wd.can_be(w, "NOUN") and not wd.can_be(w, "ADJ")
@@ -261,8 +261,7 @@ def _hero_trait(hero: Being, words: Sequence[str], rng: random.Random) -> str:
     for word in hero.before:
         if word in lx.TRAITS or (wd.can_be(word, "ADJ") and not wd.can_be(word, "NOUN")):
             return word
-    anywhere = [w.lower() for w in words if w.lower() in lx.TRAITS]
-    return anywhere[0] if anywhere else rng.choice(lx.DEFAULT_TRAITS)
+    return rng.choice(lx.DEFAULT_TRAITS)  # not "old" from "her grandfather's old clock"
 
 
 @dataclass(frozen=True, slots=True)

@@ -239,7 +239,7 @@ def _slots(world: World, scene: Scene, rng: random.Random, *, friend_known: bool
         "hobby": rng.choice(setting.hobbies), "accessory": hero.accessory,
         "accessory_noun": hero.accessory.split(" ", 1)[-1], "feature": hero.kind.feature,
         "limb": hero.kind.limb, "goal": world.goal, "object": world.object,
-        "goal_past": past_phrase(world.goal.split()), "goal_pp": _participle(world.goal),
+        "goal_said": _mine(world.goal), "goal_past": past_phrase(world.goal.split()), "goal_pp": _participle(world.goal),
         "fear": world.fear, "fspecies": friend.kind.noun, "ffeature": friend.kind.feature,
         "quote": rng.choice(voices).quote,
         "lesson": " and that ".join(v.lesson for v in voices[:2]),

@@ -139,7 +139,7 @@ TROUBLE: Final[tuple[Slot, ...]] = (
     ),
     (
         ("{name} ((thought and thought|sat on a stone and thought very hard)).",
-         "\"I will {goal},\" {name} said ((at last|at last, standing up tall)).",
+         "\"I will {goal_said},\" {name} said ((at last|at last, standing up tall)).",
          ("[[It would be a long way, but {name} packed a snack and a lantern and set off "
          "before {they} could change {their} mind.]]")),
         ("Everyone said it was too hard.",
@@ -234,7 +234,7 @@ SETBACK: Final[tuple[Slot, ...]] = (
          "{name} and {friend} ((got lost|lost the path and could not find it again))."),
         ("By {time}, everything had gone wrong.",
          "{weather_s}.",
-         "\"Maybe we cannot {goal},\" whispered {name}."),
+         "\"Maybe we cannot {goal_said},\" whispered {name}."),
     ),
     (
         ("{name} wanted to cry.",
