@@ -259,7 +259,7 @@ def run_ours_bare(bind: str) -> int:
     logging.basicConfig(level=logging.WARNING)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    server = BrokerServer(settings.load(env={}, flags={"bind": bind}))
+    server = BrokerServer(settings.load(env={}, flags={"bind": bind}).broker_section())
     print("ready", flush=True)
     return server.run(stop)
 

@@ -94,7 +94,7 @@ def measure(costs: Costs, chapters: int, illustrators: int) -> Run:
     with tempfile.TemporaryDirectory(prefix="storymesh-bench-") as tmp:
         journal_path = Path(tmp) / "journal.db"
         with SleepyMesh(base, costs, illustrators=illustrators, journal=journal_path) as mesh, \
-                StoryClient(mesh.endpoint, settings=mesh.settings, context=mesh.context,
+                StoryClient(mesh.endpoint, settings=mesh.settings.peer_section(), context=mesh.context,
                             timeout=60.0) as stories:
             t0 = time.monotonic()
             corr = stories.submit("A sleepy mouse", chapters=chapters, seed=1)

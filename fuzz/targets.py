@@ -233,7 +233,7 @@ def check_invariants(core: BrokerCore, peaks: dict[bytes, int]) -> None:
 def run_core(data: bytes) -> Iterator[BrokerCore]:
     """Drive a BrokerCore with the messages `data` encodes; yields it after each step."""
     reader = Reader(data, literal=12)
-    core = BrokerCore(core_settings(), 0.0)
+    core = BrokerCore(core_settings().broker_section(), 0.0)
     keyed = reader.byte() & 1
     if keyed:
         core.set_policy(POLICY, 0.0)

@@ -95,6 +95,75 @@ class AgentSettings:
     )
 
 
+# --- sections: what each component receives ----------------------------------------------
+#
+# Each component gets only the keys it reads, as a frozen section built from a loaded
+# `Settings` (`settings.broker_section()` and so on). A section's field names are the setting
+# keys themselves, so the TOML tables, STORYMESH_* variables and CLI flags stay the same keys.
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """What the broker (its pure core and its server) reads: limits, heartbeats, bind, keys."""
+
+    bind: str
+    heartbeat_interval: float
+    liveness: int
+    busy_timeout: float
+    max_attempts: int
+    queue_limit: int
+    client_queue_limit: int
+    service_wait: float
+    max_message_bytes: int
+    max_frames: int
+    hwm: int
+    metrics_bind: str
+    curve_secret: str
+    allow_dir: str
+    roles: str
+
+    @property
+    def liveness_timeout(self) -> float:
+        return self.heartbeat_interval * self.liveness
+
+
+@dataclass(frozen=True)
+class PeerSettings:
+    """What a peer connecting to the broker reads: a client or a worker runtime."""
+
+    broker: str
+    heartbeat_interval: float
+    liveness: int
+    request_timeout: float
+    retries: int
+    reconnect_max: float
+    drain_grace: float
+    strict_mdp: bool
+    max_message_bytes: int
+    hwm: int
+    curve_secret: str
+    broker_key: str
+
+    @property
+    def liveness_timeout(self) -> float:
+        return self.heartbeat_interval * self.liveness
+
+
+@dataclass(frozen=True)
+class StorySettings:
+    """What the story service reads; `peer` is how its engine and workers reach the broker."""
+
+    journal: str
+    retention_days: float
+    retention_bytes: int
+    lease_ttl: float
+    watch_slots: int
+    step_timeout: float
+    step_attempts: int
+    picture_size: int
+    peer: PeerSettings
+
+
 @dataclass(frozen=True)
 class Settings:
     """All settings; construct with `load()`, pass explicitly, never through globals."""
@@ -216,11 +285,31 @@ class Settings:
     def liveness_timeout(self) -> float:
         return self.heartbeat_interval * self.liveness
 
+    def broker_section(self) -> BrokerSettings:
+        return _section(BrokerSettings, self)
+
+    def peer_section(self) -> PeerSettings:
+        return _section(PeerSettings, self)
+
+    def story_section(self) -> StorySettings:
+        return _section(StorySettings, self, peer=self.peer_section())
+
     def agent(self, name: str) -> AgentSettings:
         if name not in AGENT_SECTIONS:
             raise ConfigError(f"unknown agent {name!r}; known: {', '.join(AGENT_SECTIONS)}")
         value: AgentSettings = getattr(self, name)
         return value
+
+
+_S = typing.TypeVar("_S")
+
+
+def _section(cls: type[_S], settings: Settings, **nested: Any) -> _S:
+    """A section of `settings`: every field of `cls` is the same-named key (or `nested`)."""
+    assert dataclasses.is_dataclass(cls)
+    values = {f.name: nested[f.name] if f.name in nested else getattr(settings, f.name)
+              for f in fields(cls)}
+    return cls(**values)
 
 
 def _field_type(cls: type, name: str) -> Any:

@@ -212,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       publish=args.cost)
     stop = threading.Event()
     install_signal_handlers(stop)
-    return run_agent(build_sleepy(args.role, costs), settings, stop=stop)
+    return run_agent(build_sleepy(args.role, costs), settings.peer_section(), stop=stop)
 
 
 if __name__ == "__main__":

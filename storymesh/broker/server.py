@@ -30,7 +30,7 @@ from storymesh.core.broker import BrokerCore, Send
 from storymesh.core.mdp import Frame
 from storymesh.errors import ConfigError
 from storymesh.plumbing.sdnotify import notifier
-from storymesh.settings import Settings
+from storymesh.settings import BrokerSettings
 from storymesh.transport import curve
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,8 @@ SHUTDOWN_LINGER_MS = 1000  # time given to flush `shutting_down` replies on stop
 class BrokerServer:
     """Binds `settings.bind` and runs the broker loop until `stop` is set."""
 
-    def __init__(self, settings: Settings, *, context: zmq.Context[zmq.Socket[bytes]] | None = None,
+    def __init__(self, settings: BrokerSettings, *,
+                 context: zmq.Context[zmq.Socket[bytes]] | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
         self.settings = settings
@@ -262,7 +263,7 @@ class BrokerServer:
             self.context.term()
 
 
-def run_broker(settings: Settings, stop: threading.Event) -> int:
+def run_broker(settings: BrokerSettings, stop: threading.Event) -> int:
     """The `storymesh broker` daemon: bind, serve until `stop`, exit code.
 
     With `metrics_bind` it also serves Prometheus metrics; under systemd it says READY once

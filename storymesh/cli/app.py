@@ -124,7 +124,7 @@ def broker(
     stop = threading.Event()
     install_signal_handlers(stop)
     try:
-        code = run_broker(settings, stop)
+        code = run_broker(settings.broker_section(), stop)
     except StorymeshError as exc:
         raise _fail(exc, schema.EXIT_USAGE) from None
     raise typer.Exit(code)

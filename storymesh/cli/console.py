@@ -26,12 +26,13 @@ def story_client(settings: Settings, *, local: bool, timeout: float | None = Non
                  illustrators: int = 1) -> Iterator[StoryClient]:
     """A StoryClient on the configured broker, or on a whole mesh in this process."""
     if not local:
-        with StoryClient(settings.broker, settings=settings, timeout=timeout) as client:
+        with StoryClient(settings.broker, settings=settings.peer_section(),
+                         timeout=timeout) as client:
             yield client
         return
     from storymesh.story.local import LocalMesh
     with LocalMesh(settings, illustrators=illustrators) as mesh, \
-            StoryClient(mesh.endpoint, settings=mesh.settings, context=mesh.context,
+            StoryClient(mesh.endpoint, settings=mesh.settings.peer_section(), context=mesh.context,
                         timeout=timeout) as client:
         yield client
 
@@ -126,7 +127,7 @@ def _guarded(settings: Settings, action: Any) -> int:
     """Run one query against the story service, mapping errors to exit codes."""
     console = Console()
     try:
-        with StoryClient(settings.broker, settings=settings) as client:
+        with StoryClient(settings.broker, settings=settings.peer_section()) as client:
             problem = _reachable(client, settings.broker, 5.0, "story.query")
             if problem is not None:
                 console.print(f"[red]error[/red]: {problem[1]}")

@@ -45,7 +45,7 @@ from storymesh.core.schema import H_ADMIN
 from storymesh.core.workers import WEvent, WState, transition
 from storymesh.errors import BodyError, RemoteProtocolError
 from storymesh.plumbing.ratelog import RateLog
-from storymesh.settings import Settings
+from storymesh.settings import BrokerSettings
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class Service:
 class BrokerCore:
     """MDP broker state machine: frames and time in, frames to send out."""
 
-    def __init__(self, settings: Settings, now: float = 0.0) -> None:
+    def __init__(self, settings: BrokerSettings, now: float = 0.0) -> None:
         self.settings = settings
         self.services: dict[bytes, Service] = {}
         self.workers: dict[bytes, Worker] = {}

@@ -24,7 +24,7 @@ Runner = Callable[[Settings, threading.Event], int]
 def _run_story(settings: Settings, stop: threading.Event) -> int:
     # three services around one engine, not a single agent
     from storymesh.story.service import run_story_service
-    return run_story_service(settings, stop)
+    return run_story_service(settings.story_section(), stop)
 
 
 # Daemons that are not one agent behind the worker runtime.
@@ -44,4 +44,4 @@ def run_named_agent(name: str, settings: Settings, stop: threading.Event | None 
     slots = settings.agent(name).slots
     log.info("starting agent %s (%d slot%s) for %s", name, slots, "" if slots == 1 else "s",
              settings.broker)
-    return run_agent(agent, settings, slots=slots, stop=stop)
+    return run_agent(agent, settings.peer_section(), slots=slots, stop=stop)

@@ -24,7 +24,7 @@ def run_demo(settings: Settings, count: int) -> int:
     local = settings_mod.load(
         "/dev/null", env={}, flags={"bind": "inproc://demo", "broker": "inproc://demo"}
     )
-    server = BrokerServer(local, context=ctx)
+    server = BrokerServer(local.broker_section(), context=ctx)
     server.start()
     stop = threading.Event()
     workers = [
@@ -42,7 +42,7 @@ def run_demo(settings: Settings, count: int) -> int:
     started = time.monotonic()
     served: dict[str, int] = {}
     with (
-        Client(local.broker, settings=local, context=ctx) as client,
+        Client(local.broker, settings=local.peer_section(), context=ctx) as client,
         Progress(console=console) as bar,
     ):
         task = bar.add_task("echo requests through the broker", total=count)

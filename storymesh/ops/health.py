@@ -9,7 +9,8 @@ from storymesh.settings import Settings
 
 def check_health(settings: Settings, services: list[str], timeout: float) -> tuple[int, str]:
     """(exit code, reason): 0 healthy, 1 degraded (a service has no worker), 2 broker down."""
-    with Client(settings.broker, settings=settings, timeout=timeout, retries=1) as client:
+    with Client(settings.broker, settings=settings.peer_section(), timeout=timeout,
+                retries=1) as client:
         missing = []
         for name in services or ["mmi.service"]:
             found = client.service_available(name)

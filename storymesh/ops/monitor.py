@@ -253,7 +253,7 @@ class Poller:
 
     def _connect(self) -> Client:
         if self._client is None:
-            self._client = Client(self.settings.broker, settings=self.settings,
+            self._client = Client(self.settings.broker, settings=self.settings.peer_section(),
                                   timeout=self.timeout, retries=1)
         return self._client
 

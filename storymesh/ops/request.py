@@ -42,7 +42,7 @@ def run_request(
 ) -> int:
     """Send one request; print PARTIALs and the FINAL as JSON lines; return the exit code."""
     out = Console(soft_wrap=True)
-    with Client(settings.broker, settings=settings) as client:
+    with Client(settings.broker, settings=settings.peer_section()) as client:
         try:
             for reply in client.stream(service, payload):
                 if reply.final or show_partials:

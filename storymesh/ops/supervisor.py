@@ -308,7 +308,7 @@ class ReadinessProbe:
 
         # A fresh socket per round: a late MMI answer to an earlier round must not be
         # taken as the answer about another service.
-        with Client(self.endpoint, settings=self.settings, context=self.context,
+        with Client(self.endpoint, settings=self.settings.peer_section(), context=self.context,
                     timeout=0.3, retries=1) as client:
             for service in list(self.missing):  # stop at the first miss: a short turn
                 if client.service_available(service) is not True:

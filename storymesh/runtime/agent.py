@@ -55,8 +55,10 @@ class Request:
     # Written by the broker with keys on: the principal's key has the admin role.
     admin: bool = False
 
-    def expired(self) -> bool:
-        return self.deadline is not None and time.time() > self.deadline
+    def expired(self, wall: float | None = None) -> bool:
+        """The deadline passed at wall-clock time `wall` (default: now)."""
+        now = time.time() if wall is None else wall
+        return self.deadline is not None and now > self.deadline
 
 
 @dataclass(frozen=True, slots=True)

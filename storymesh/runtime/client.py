@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -44,7 +44,8 @@ from storymesh.errors import (
     RequestTimeout,
     StorymeshError,
 )
-from storymesh.settings import Settings
+from storymesh.runtime.timers import Due, RequestTimer
+from storymesh.settings import PeerSettings, Settings
 from storymesh.transport import curve
 
 log = logging.getLogger(__name__)
@@ -86,18 +87,13 @@ Item = Reply | _Raw | RequestFailed | RequestTimeout
 
 @dataclass(slots=True)
 class _Pending:
-    """A request in flight: what to resend, its clocks, and the replies not yet read."""
+    """A request in flight: what to resend, its attempts' timer, and the replies not yet read."""
 
     rid: str
     service: bytes
     body: list[Frame]
-    timeout: float
-    max_attempts: int
+    timer: RequestTimer
     raw: bool = False
-    deadline: float | None = None  # wall clock, as in the header
-    attempts: int = 1
-    last_activity: float = 0.0  # monotonic: last send or reply
-    resend_at: float | None = None  # monotonic: a `busy` retry is scheduled
     done: bool = False  # the FINAL, or a terminal error, is buffered
     replies: deque[Item] = field(default_factory=deque)
 
@@ -119,11 +115,15 @@ def _error_of(env: Envelope) -> RequestFailed:
 class Client:
     """A pipelining MDP/0.2 client with per-request retries (use from one thread)."""
 
-    def __init__(self, endpoint: str, *, settings: Settings | None = None,
+    def __init__(self, endpoint: str, *, settings: PeerSettings | None = None,
                  context: zmq.Context[Any] | None = None, timeout: float | None = None,
-                 retries: int | None = None, principal: str | None = None) -> None:
-        self.settings = settings or Settings()
+                 retries: int | None = None, principal: str | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.settings = settings or Settings().peer_section()
         self.endpoint = endpoint
+        self.clock = clock  # monotonic: attempt timeouts and `busy` retries
+        self.wall = wall  # epoch seconds: only to compare with a request's deadline
         # The header `principal` of every request: who this client acts for. The broker
         # overwrites it with the client's key name unless the key has the delegate role.
         self.principal = principal
@@ -149,8 +149,8 @@ class Client:
         rid = rid or envelope.new_id()
         body = envelope.pack(envelope.make_header(rid, corr=corr, deadline=deadline,
                                                   principal=self.principal), payload)
-        self._start(_Pending(rid, service.encode(), body, self.timeout, self.retries,
-                             deadline=deadline))
+        self._start(_Pending(rid, service.encode(), body,
+                             RequestTimer(self.timeout, self.retries, deadline)))
         return rid
 
     def recv(self, rid: str) -> Reply:
@@ -194,7 +194,7 @@ class Client:
         """The next reply to any request in flight, as (id, Reply or the error it ended
         with), or None when nothing arrived within `timeout` seconds. Never raises for a
         single request's failure, so one caller can drive many requests at once."""
-        end = time.monotonic() + timeout
+        end = self.clock() + timeout
         while True:
             for rid, p in list(self._pending.items()):
                 if p.replies and not p.raw:
@@ -202,7 +202,7 @@ class Client:
                         return rid, self.recv(rid)
                     except (RequestFailed, RequestTimeout) as exc:
                         return rid, exc
-            now = time.monotonic()
+            now = self.clock()
             if now >= end:
                 return None
             self._check_timers(now)
@@ -224,8 +224,9 @@ class Client:
         """MMI `mmi.service`: True if the broker has a worker for `name`, False if not,
         None when the broker did not answer within `timeout` (one attempt)."""
         rid = f"mmi:{envelope.new_id()}"
+        wait = self.timeout if timeout is None else timeout
         self._start(_Pending(rid, MMI_SERVICE.encode(), [name.encode()],
-                             self.timeout if timeout is None else timeout, 1, raw=True))
+                             RequestTimer(wait, 1), raw=True))
         try:
             item = self._next(rid)
         except RequestTimeout:
@@ -286,14 +287,14 @@ class Client:
             self._socket().send_multipart(frames, zmq.NOBLOCK, copy=False)
         except zmq.Again:
             log.debug("send of %s would block; the attempt will time out", p.rid)
-        p.last_activity = now
+        p.timer.sent(now)
 
     def _start(self, p: _Pending) -> None:
         old = self._pending.get(p.rid)
         if old is not None and not old.done:
             raise ValueError(f"request {p.rid} is already in flight on this client")
         self._pending[p.rid] = p
-        self._transmit(p, time.monotonic())
+        self._transmit(p, self.clock())
 
     # -- waiting --
 
@@ -302,7 +303,7 @@ class Client:
         if p is None:
             raise KeyError(f"no request {rid} in flight on this client")
         while not p.replies:
-            now = time.monotonic()
+            now = self.clock()
             self._check_timers(now)
             if p.replies:
                 break
@@ -320,40 +321,33 @@ class Client:
         due = now + POLL_CAP
         for p in self._pending.values():
             if not p.done:
-                due = min(due, p.resend_at if p.resend_at is not None
-                          else p.last_activity + p.timeout)
+                due = min(due, p.timer.next_due())
         return due
 
     def _check_timers(self, now: float) -> None:
         """Send scheduled `busy` retries; on a timed-out attempt, reconnect and resend all."""
         resend_all = False
+        wall = self.wall()
         for p in self._pending.values():
             if p.done:
                 continue
-            if p.resend_at is not None:
-                if now >= p.resend_at:
-                    p.resend_at = None
-                    self._transmit(p, now)
-            elif now - p.last_activity >= p.timeout:
-                if p.attempts >= p.max_attempts or self._past_deadline(p):
-                    p.done = True
-                    p.replies.append(RequestTimeout(
-                        f"no reply to {p.service.decode(errors='replace')} request {p.rid} "
-                        f"after {p.attempts} attempt(s) of {p.timeout:g}s"))
-                else:
-                    p.attempts += 1
-                    resend_all = True
+            due = p.timer.check(now, wall)
+            if due is Due.RESEND:
+                self._transmit(p, now)
+            elif due is Due.RETRY:
+                resend_all = True
+            elif due is Due.EXHAUSTED:
+                p.done = True
+                p.replies.append(RequestTimeout(
+                    f"no reply to {p.service.decode(errors='replace')} request {p.rid} "
+                    f"after {p.timer.attempts} attempt(s) of {p.timer.timeout:g}s"))
         if resend_all:
             log.info("a request timed out; reconnecting to %s and resending %d request(s)",
                      self.endpoint, sum(1 for p in self._pending.values() if not p.done))
             self._reconnect()
             for p in self._pending.values():
-                if not p.done and p.resend_at is None:
+                if not p.done and p.timer.resend_at is None:
                     self._transmit(p, now)
-
-    @staticmethod
-    def _past_deadline(p: _Pending, delay: float = 0.0) -> bool:
-        return p.deadline is not None and time.time() + delay > p.deadline
 
     def _read_all(self) -> None:
         sock = self._socket()
@@ -382,8 +376,8 @@ class Client:
                       header[schema.H_ID])
             return
         env = envelope.unpack(msg.body)
-        now = time.monotonic()
-        p.last_activity = now
+        now = self.clock()
+        p.timer.heard(now)
         if not msg.final:
             p.replies.append(Reply(False, env))
         elif env.ok:
@@ -394,12 +388,8 @@ class Client:
 
     def _on_error(self, p: _Pending, error: RequestFailed, now: float) -> None:
         """An error FINAL: `busy` with a hint is retried within the budget, the rest raise."""
-        delay = error.retry_after
-        if (error.code == "busy" and delay is not None and p.attempts < p.max_attempts
-                and not self._past_deadline(p, delay)):
-            p.attempts += 1
-            p.resend_at = now + delay
-            log.debug("request %s: busy; retrying in %.2fs", p.rid, delay)
+        if error.code == "busy" and p.timer.retry_busy(error.retry_after, now, self.wall()):
+            log.debug("request %s: busy; retrying in %.2fs", p.rid, error.retry_after)
             return
         p.done = True
         p.replies.append(error)

@@ -1,365 +1,59 @@
-"""The worker runtime: runs one Agent behind `slots` MDP/0.2 worker connections.
+"""The worker runtime's socket loop: runs one Agent behind `slots` MDP/0.2 worker connections.
 
 It owns everything an agent should not think about: READY (with storymesh's metadata frame),
 heartbeats both idle and busy, re-registration on a new socket after silence or DISCONNECT
-(with exponential backoff), decoding request bodies, turning handler output and errors into
-PARTIAL / FINAL bodies, idempotent replay of finished requests, and draining on stop.
+(with exponential backoff), turning handler output and errors into PARTIAL / FINAL bodies,
+idempotent replay of finished requests, and draining on stop. The parts are split by job:
+
+    slots.py     the slot lifecycle table and its invariants
+    timers.py    heartbeat, liveness and reconnect timing (pure, `now` passed in)
+    cache.py     the reply cache (pure)
+    requests.py  REQUEST body -> the agent's Request, or the error FINAL instead (pure)
+    handler.py   the handler thread of each slot
+    worker.py    this module: the socket thread and `run_agent`
 
 Threads: ONE socket thread (the caller of `run_agent`) owns every DEALER socket; each slot has
 its own handler thread that runs `agent.handle`, so a handler may run for minutes while the
-socket thread keeps heartbeating. Handler threads hand results back through a queue and wake
-the socket thread with a one-byte message on an inproc PUSH socket (created in the handler
-thread, as a socket belongs to one thread).
+socket thread keeps heartbeating. Results come back through a queue and a wake-up message.
 
-Each slot is a small state machine:
-
-    CONNECTED --(silence for liveness x interval, or DISCONNECT)--> WAITING (backoff)
-    WAITING   --(backoff elapsed: new DEALER, new routing id, READY)--> CONNECTED
-    CONNECTED --(stop, idle; or stop and the job's FINAL sent; or drain_grace passed)--> DONE
-    WAITING   --(stop)--> DONE
-
-Invariants: a slot holds at most one live job per connection; a job's results are sent only
-on the connection that received it (a job that outlived its connection is dropped, as the
-broker re-dispatches it, but its FINAL still fills the reply cache).
-
-The timing rules (`LinkTimer`, `Backoff`) and the `ReplyCache` are pure and take `now`, so
-they are unit-tested without sockets or sleeping.
+Time is injected: `clock` (monotonic) for every interval, `wall` (epoch seconds) only to
+compare with request deadlines, which travel as wall time.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import os
 import queue
-import random
-import socket
 import threading
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
-import msgpack
 import zmq
 
-from storymesh.core import envelope, mdp, schema
+from storymesh.core import envelope, mdp
 from storymesh.core.mdp import Frame
-from storymesh.errors import AgentError, BodyError, RemoteProtocolError
+from storymesh.errors import RemoteProtocolError
 from storymesh.plumbing.sdnotify import notifier
-from storymesh.plumbing.signals import install_signal_handlers
-from storymesh.runtime.agent import Agent, AgentInfo, Final, Partial, Request
+from storymesh.runtime.agent import Agent
 from storymesh.runtime.batching import Batcher
-from storymesh.settings import Settings
+from storymesh.runtime.cache import ReplyCache, cache_key
+from storymesh.runtime.handler import Handler, Job, Result
+from storymesh.runtime.requests import Rejected, decode_request, ready_meta
+from storymesh.runtime.slots import LINKED, SlotEvent, SlotState, transition
+from storymesh.runtime.timers import Backoff, LinkTimer
+from storymesh.settings import PeerSettings
 from storymesh.transport import curve
 
-__all__ = ["Backoff", "LinkTimer", "ReplyCache", "WorkerRuntime", "decode_request",
-           "install_signal_handlers", "ready_meta", "run_agent"]
+__all__ = ["WorkerRuntime", "run_agent"]
 
 log = logging.getLogger(__name__)
 
-REPLY_CACHE_ENTRIES = 256
-REPLY_CACHE_BYTES = 256 * 1024 * 1024
 POLL_CAP = 0.1  # seconds: how quickly the socket thread notices the stop flag
 JOIN_GRACE = 1.0  # seconds to wait for handler threads before teardown()
-
-
-# --- pure timing and caching ----------------------------------------------------------
-
-class LinkTimer:
-    """Heartbeat and liveness clocks of one worker connection (monotonic `now`)."""
-
-    def __init__(self, interval: float, liveness: int) -> None:
-        self.interval = interval
-        self.timeout = interval * liveness
-        self.last_sent = 0.0
-        self.last_heard = 0.0
-
-    def opened(self, now: float) -> None:
-        """A fresh connection: READY just went out, the broker gets a full liveness window."""
-        self.last_sent = self.last_heard = now
-
-    def sent(self, now: float) -> None:
-        self.last_sent = now
-
-    def heard(self, now: float) -> None:
-        self.last_heard = now
-
-    def heartbeat_due(self, now: float) -> bool:
-        """Nothing sent for one interval: any traffic counts, so only then a HEARTBEAT."""
-        return now - self.last_sent >= self.interval
-
-    def expired(self, now: float) -> bool:
-        """Nothing heard from the broker for liveness x interval: it is gone."""
-        return now - self.last_heard >= self.timeout
-
-    def next_due(self) -> float:
-        return min(self.last_sent + self.interval, self.last_heard + self.timeout)
-
-
-class Backoff:
-    """Exponential reconnect delays: initial, 2x initial, ... capped, with +-`jitter` spread."""
-
-    def __init__(self, initial: float, cap: float, *, jitter: float = 0.2,
-                 rng: Callable[[], float] = random.random) -> None:
-        self.initial = min(initial, cap)
-        self.cap = cap
-        self.jitter = jitter
-        self._rng = rng
-        self._attempt = 0
-
-    def next(self) -> float:
-        """The delay before the next attempt; each call doubles the base, up to the cap."""
-        base = min(self.cap, self.initial * 2.0 ** min(self._attempt, 32))
-        self._attempt += 1
-        spread = 1.0 + self.jitter * (2.0 * self._rng() - 1.0)
-        return min(self.cap, base * spread)
-
-    def reset(self) -> None:
-        """The broker answered: the next drop starts from the initial delay again."""
-        self._attempt = 0
-
-
-def body_size(body: Sequence[Frame]) -> int:
-    return sum(memoryview(frame).nbytes for frame in body)
-
-
-class ReplyCache:
-    """The FINAL bodies of the last finished request ids, bounded by count and bytes.
-
-    Thread-safe: the socket thread fills and reads it, handler threads read it too.
-    """
-
-    def __init__(self, max_entries: int = REPLY_CACHE_ENTRIES,
-                 max_bytes: int = REPLY_CACHE_BYTES) -> None:
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[str, tuple[list[Frame], int]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, rid: str) -> list[Frame] | None:
-        with self._lock:
-            item = self._items.get(rid)
-            if item is None:
-                return None
-            self._items.move_to_end(rid)
-            return list(item[0])
-
-    def put(self, rid: str, body: Sequence[Frame]) -> None:
-        size = body_size(body)
-        if size > self.max_bytes:
-            return  # one huge reply must not flush everything else
-        with self._lock:
-            old = self._items.pop(rid, None)
-            if old is not None:
-                self._bytes -= old[1]
-            self._items[rid] = (list(body), size)
-            self._bytes += size
-            while len(self._items) > self.max_entries or self._bytes > self.max_bytes:
-                _, (_, dropped) = self._items.popitem(last=False)
-                self._bytes -= dropped
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __contains__(self, rid: object) -> bool:
-        return rid in self._items
-
-
-# --- request decoding -----------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """A request answered without running the handler: the error FINAL body to send."""
-
-    body: list[Frame]
-
-
-def _raw_header(body: Sequence[Frame]) -> tuple[str, str | None]:
-    """Best-effort (id, corr) from a header that failed validation, for the error reply."""
-    if not body:
-        return "unknown", None
-    try:
-        header = msgpack.unpackb(body[0], raw=False, max_str_len=1024, max_bin_len=0,
-                                 max_array_len=64, max_map_len=64, max_ext_len=0)
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError,
-            UnicodeDecodeError):
-        return "unknown", None  # garbage: there is simply no id to echo
-    if not isinstance(header, dict):
-        return "unknown", None
-    rid, corr = header.get(schema.H_ID), header.get(schema.H_CORR)
-    rid = rid if isinstance(rid, str) and 0 < len(rid) <= 128 else "unknown"
-    return rid, corr if isinstance(corr, str) else None
-
-
-def decode_request(body: Sequence[Frame], wall: float) -> Request | Rejected:
-    """A handler Request from a REQUEST body, or the error FINAL that answers it instead."""
-    try:
-        header = envelope.read_header(body[0]) if body else None
-    except BodyError as exc:
-        rid, corr = _raw_header(body)
-        return Rejected(envelope.error_body(rid, exc.code, str(exc), corr=corr))
-    if header is None:
-        return Rejected(envelope.error_body("unknown", "bad_request", "empty request body"))
-    rid = header[schema.H_ID]
-    corr = header.get(schema.H_CORR)
-    corr = corr if isinstance(corr, str) else None
-    if header[schema.H_VERSION] > schema.ENVELOPE_VERSION:
-        return Rejected(envelope.error_body(
-            rid, "unsupported_version",
-            f"envelope version {header[schema.H_VERSION]} is newer than "
-            f"{schema.ENVELOPE_VERSION}", corr=corr))
-    deadline = header.get(schema.H_DEADLINE)
-    if deadline is not None and wall > deadline:
-        return Rejected(envelope.error_body(rid, "expired", "the deadline passed before the "
-                                            "agent started", corr=corr))
-    try:
-        env = envelope.unpack(body)
-    except BodyError as exc:
-        return Rejected(envelope.error_body(rid, exc.code, str(exc), corr=corr))
-    principal = header.get(schema.H_PRINCIPAL)
-    return Request(rid, env.payload, corr,
-                   float(deadline) if deadline is not None else None,
-                   principal if isinstance(principal, str) else None,
-                   admin=header.get(schema.H_ADMIN) is True)
-
-
-def cache_key(request: Request) -> str:
-    """The reply-cache key: the id within its principal's, so a caller replaying someone
-    else's request id (keys on) never gets their cached reply."""
-    return request.id if request.principal is None else f"{request.principal}\x00{request.id}"
-
-
-def ready_meta(info: AgentInfo, slots: int) -> bytes:
-    """The msgpack READY metadata frame: what the agent loaded, and that it beats while busy."""
-    meta: dict[str, Any] = {"hb_busy": True, **info.as_meta(), "slots": slots,
-                            "host": socket.gethostname(), "pid": os.getpid()}
-    packed: bytes = msgpack.packb(meta, use_bin_type=True)
-    return packed
-
-
-# --- handler threads ------------------------------------------------------------------
-
-@dataclass(slots=True)
-class Job:
-    """One request handed to a slot's handler thread."""
-
-    token: int
-    client: bytes
-    request: Request
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    """One reply body produced by a handler thread for job `token` of slot `slot`."""
-
-    slot: int
-    token: int
-    rid: str
-    body: list[Frame]
-    final: bool
-    cacheable: bool = False
-
-
-class Handler(threading.Thread):
-    """Runs `agent.handle` for one slot, one job at a time, off the socket thread."""
-
-    def __init__(self, index: int, agent: Agent, cache: ReplyCache, context: zmq.Context[Any],
-                 wake: str, results: queue.SimpleQueue[Result],
-                 batcher: Batcher | None = None) -> None:
-        super().__init__(name=f"{agent.service}-handler-{index}", daemon=True)
-        self.index = index
-        self.agent = agent
-        self.cache = cache
-        self.context = context
-        self.wake_endpoint = wake
-        self.results = results
-        self.batcher = batcher
-        self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._wake: zmq.Socket[Any] | None = None
-
-    def run(self) -> None:
-        self._wake = self.context.socket(zmq.PUSH)
-        self._wake.setsockopt(zmq.LINGER, 0)
-        self._wake.connect(self.wake_endpoint)
-        try:
-            while (job := self.jobs.get()) is not None:
-                if job.request.cancel.is_set():
-                    continue  # its connection went while it waited: the broker re-dispatches
-                self._serve(job)
-        finally:
-            self._wake.close()
-
-    def _post(self, job: Job, body: list[Frame], final: bool, cacheable: bool = False) -> None:
-        self.results.put(Result(self.index, job.token, cache_key(job.request), body, final,
-                                cacheable))
-        assert self._wake is not None  # set at the start of run(), our own invariant
-        try:
-            self._wake.send(b"", zmq.NOBLOCK)
-        except zmq.Again:
-            pass  # wake-ups already queued: the socket thread drains the whole queue
-
-    def _serve(self, job: Job) -> None:
-        req = job.request
-        cached = self.cache.get(cache_key(req))
-        if cached is not None:
-            self._post(job, cached, True)
-            return
-        header = envelope.make_header(req.id, corr=req.corr, ok=True)
-        replies: Iterator[Partial | Final] | None = None
-        try:
-            if self.batcher is not None and self.batcher.accepts(req):
-                outcome = self.batcher.serve(req)
-                if isinstance(outcome, AgentError):
-                    raise outcome
-                replies = iter((outcome,))
-            else:
-                replies = self.agent.handle(req)
-            for reply in replies:
-                if isinstance(reply, Final):
-                    self._post(job, envelope.pack(header, reply.payload), True, cacheable=True)
-                    return  # anything the generator would yield after its Final is ignored
-                if not isinstance(reply, Partial):
-                    raise TypeError(f"handle() yielded {type(reply).__name__}, "
-                                    "not Partial or Final")
-                self._post(job, envelope.pack(header, reply.payload), False)
-            self._post(job, envelope.error_body(req.id, "internal", "the agent ended "
-                                                "without a final reply", corr=req.corr), True)
-        except AgentError as exc:
-            body = envelope.error_body(req.id, exc.code, exc.message, corr=req.corr,
-                                       retryable=exc.retryable, retry_after=exc.retry_after)
-            # a fatal error repeats identically, a retryable one deserves a fresh try; an
-            # error after a cancel (link lost, deadline, drain) says nothing about the request
-            cacheable = not exc.retryable and not req.cancel.is_set()
-            self._post(job, body, True, cacheable=cacheable)
-        except Exception:
-            log.exception("%s: request %s failed inside the agent", self.agent.service, req.id)
-            self._post(job, envelope.error_body(req.id, "internal", "unexpected error in the "
-                                                "agent", corr=req.corr), True)
-        finally:
-            self._close_replies(replies)
-
-    def _close_replies(self, replies: object) -> None:
-        """Run the handler's own cleanup now, not at garbage collection."""
-        close = getattr(replies, "close", None)
-        if close is None:
-            return
-        try:
-            close()
-        except Exception:
-            log.exception("%s: closing a handler's reply iterator failed", self.agent.service)
-
-
-# --- slots and the socket thread ------------------------------------------------------
-
-class SlotState(Enum):
-    CONNECTED = "connected"
-    WAITING = "waiting"
-    DONE = "done"
 
 
 @dataclass(slots=True)
@@ -376,15 +70,19 @@ class Slot:
     job: Job | None = None
     links: int = 0
 
+    def on(self, event: SlotEvent) -> None:
+        self.state = transition(self.state, event)
+
 
 class WorkerRuntime:
     """Serves one agent on `slots` worker connections until `stop` is set."""
 
-    def __init__(self, agent: Agent, settings: Settings, *, slots: int = 1,
+    def __init__(self, agent: Agent, settings: PeerSettings, *, slots: int = 1,
                  stop: threading.Event | None = None,
                  context: zmq.Context[Any] | None = None,
                  ready: threading.Event | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
         if slots < 1:
             raise ValueError("slots must be >= 1")
         self.agent = agent
@@ -395,6 +93,7 @@ class WorkerRuntime:
         self._own_context = context is None
         self.context: zmq.Context[Any] = context or zmq.Context()
         self.clock = clock
+        self.wall = wall
         self.service = agent.service.encode()
         self.cache = ReplyCache()
         self.results: queue.SimpleQueue[Result] = queue.SimpleQueue()
@@ -464,7 +163,7 @@ class WorkerRuntime:
             if self.stop.is_set() and self._stop_at is None:
                 self._begin_drain(now)
             if self._stop_at is not None and now - self._stop_at >= self.settings.drain_grace:
-                self._give_up_drain()
+                self._give_up_drain(now)
             for slot in self.slots:
                 self._tick(slot, now)
             if now - self._heard_at < self.settings.liveness_timeout:
@@ -478,7 +177,7 @@ class WorkerRuntime:
     def _poll_ms(self, now: float) -> int:
         due = now + POLL_CAP
         for slot in self.slots:
-            if slot.state is SlotState.CONNECTED:
+            if slot.state in LINKED:
                 due = min(due, slot.timer.next_due())
             elif slot.state is SlotState.WAITING:
                 due = min(due, slot.reconnect_at)
@@ -495,8 +194,8 @@ class WorkerRuntime:
         sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_message_bytes)
         curve.apply_client(sock, self.settings)  # CURVE when keys are configured
         sock.connect(self.settings.broker)
+        slot.on(SlotEvent.CONNECT)
         slot.sock = sock
-        slot.state = SlotState.CONNECTED
         slot.links += 1
         self._by_socket[sock] = slot
         self._poller.register(sock, zmq.POLLIN)
@@ -524,11 +223,10 @@ class WorkerRuntime:
     def _drop_link(self, slot: Slot, now: float, why: str) -> None:
         """The broker is gone or said DISCONNECT: close, then reconnect after a backoff."""
         self._close(slot, disconnect=False, now=now)
-        if self._stop_at is not None:
-            slot.state = SlotState.DONE
-            return
+        slot.on(SlotEvent.LINK_LOST)
+        if slot.state is SlotState.DONE:
+            return  # it was draining: stopping, so no reconnect
         delay = slot.backoff.next()
-        slot.state = SlotState.WAITING
         slot.reconnect_at = now + delay
         log.warning("%s slot %d: %s; reconnecting in %.2fs", self.agent.service, slot.index,
                     why, delay)
@@ -538,7 +236,7 @@ class WorkerRuntime:
         for slot in self.slots:
             if slot.sock is not None:
                 self._close(slot, disconnect=True, now=now)
-            slot.state = SlotState.DONE
+            slot.on(SlotEvent.CLOSE)
         if self._wake is not None:
             self._wake.close(linger=0)
             self._wake = None
@@ -562,7 +260,7 @@ class WorkerRuntime:
     # -- sending and receiving --
 
     def _send(self, slot: Slot, msg: mdp.Message, now: float) -> None:
-        assert slot.sock is not None  # only CONNECTED slots send (state invariant)
+        assert slot.sock is not None  # only CONNECTED or DRAINING slots send (slots.py)
         try:
             slot.sock.send_multipart(mdp.encode(msg), zmq.NOBLOCK, copy=False)
         except zmq.Again:
@@ -573,16 +271,13 @@ class WorkerRuntime:
 
     def _tick(self, slot: Slot, now: float) -> None:
         if slot.state is SlotState.WAITING and now >= slot.reconnect_at:
-            if self._stop_at is not None:
-                slot.state = SlotState.DONE
-            else:
-                self._connect(slot, now)
-        elif slot.state is SlotState.CONNECTED:
+            self._connect(slot, now)
+        elif slot.state in LINKED:
             if slot.timer.expired(now):
                 self._drop_link(slot, now, "no traffic from the broker")
             elif slot.timer.heartbeat_due(now):
                 self._send(slot, mdp.Heartbeat(), now)
-            if slot.job is not None and slot.job.request.expired():
+            if slot.job is not None and slot.job.request.expired(self.wall()):
                 slot.job.request.cancel.set()  # nobody wants it now; the agent may stop early
 
     def _receive(self, slot: Slot) -> None:
@@ -611,7 +306,7 @@ class WorkerRuntime:
                 self._on_request(slot, msg, now)
 
     def _on_request(self, slot: Slot, msg: mdp.WorkerRequest, now: float) -> None:
-        decoded = decode_request(msg.body, time.time())
+        decoded = decode_request(msg.body, self.wall())
         if isinstance(decoded, Rejected):
             self._reply(slot, msg.client, decoded.body, now)
             return
@@ -663,14 +358,15 @@ class WorkerRuntime:
         self._reply(slot, job.client, result.body, now, result.final)
         if result.final:
             slot.job = None
-            if self._stop_at is not None:
-                self._finish(slot, now)
+            if slot.state is SlotState.DRAINING:
+                self._finish(slot, SlotEvent.FINISHED, now)
 
     # -- stopping --
 
-    def _finish(self, slot: Slot, now: float) -> None:
+    def _finish(self, slot: Slot, event: SlotEvent, now: float) -> None:
+        """Stop a slot for good: DISCONNECT, close, then DONE."""
         self._close(slot, disconnect=True, now=now)
-        slot.state = SlotState.DONE
+        slot.on(event)
 
     def _begin_drain(self, now: float) -> None:
         self._stop_at = now
@@ -679,23 +375,26 @@ class WorkerRuntime:
         log.info("%s: stopping; draining %d busy slot(s) for up to %.1fs", self.agent.service,
                  busy, self.settings.drain_grace)
         for slot in self.slots:
-            if slot.state is SlotState.WAITING:
-                slot.state = SlotState.DONE
-            elif slot.state is SlotState.CONNECTED and slot.job is None:
-                self._finish(slot, now)
+            if slot.job is not None:
+                slot.on(SlotEvent.STOP_BUSY)
+            elif slot.sock is not None:
+                self._finish(slot, SlotEvent.STOP_IDLE, now)
+            else:
+                slot.on(SlotEvent.STOP_IDLE)
 
-    def _give_up_drain(self) -> None:
-        now = self.clock()
+    def _give_up_drain(self, now: float) -> None:
         for slot in self.slots:
-            if slot.state is SlotState.CONNECTED:
+            if slot.state is SlotState.DRAINING:
                 log.warning("%s slot %d: drain grace passed; disconnecting while busy",
                             self.agent.service, slot.index)
-                self._finish(slot, now)
+                self._finish(slot, SlotEvent.GRACE_PASSED, now)
 
 
-def run_agent(agent: Agent, settings: Settings, *, slots: int = 1,
+def run_agent(agent: Agent, settings: PeerSettings, *, slots: int = 1,
               stop: threading.Event | None = None, context: zmq.Context[Any] | None = None,
-              ready: threading.Event | None = None) -> int:
+              ready: threading.Event | None = None,
+              clock: Callable[[], float] = time.monotonic,
+              wall: Callable[[], float] = time.time) -> int:
     """Serve `agent` until `stop` is set; returns the process exit code (0 on a clean stop).
 
     `agent.setup()` runs first and its exceptions propagate. `ready` is set once READY went
@@ -703,7 +402,7 @@ def run_agent(agent: Agent, settings: Settings, *, slots: int = 1,
     the daemon, with `install_signal_handlers(stop)` first).
     """
     runtime = WorkerRuntime(agent, settings, slots=slots, stop=stop, context=context,
-                            ready=ready)
+                            ready=ready, clock=clock, wall=wall)
     return runtime.run()
 
 

@@ -25,7 +25,7 @@ import zmq
 from storymesh import settings as settings_mod
 from storymesh.core.envelope import new_id
 from storymesh.runtime.client import Client
-from storymesh.settings import Settings
+from storymesh.settings import PeerSettings
 
 EventCallback = Callable[[dict[str, Any]], None]
 
@@ -33,9 +33,11 @@ EventCallback = Callable[[dict[str, Any]], None]
 class StoryClient:
     """A client of the story services (one thread at a time, like `Client`)."""
 
-    def __init__(self, broker: str | None = None, *, settings: Settings | None = None,
+    def __init__(self, broker: str | None = None, *, settings: PeerSettings | None = None,
                  context: zmq.Context[Any] | None = None, timeout: float | None = None) -> None:
-        self.settings = settings or settings_mod.load()
+        # no section given: the configured one (file and STORYMESH_* variables), as a program
+        # that only names a broker expects
+        self.settings = settings or settings_mod.load().peer_section()
         self.client = Client(broker or self.settings.broker, settings=self.settings,
                              context=context, timeout=timeout)
 
@@ -148,7 +150,7 @@ class _Session:
                 from storymesh.story.local import LocalMesh
                 self.mesh = LocalMesh(settings_mod.load()).start()
                 atexit.register(self.mesh.close)
-            return StoryClient(self.mesh.endpoint, settings=self.mesh.settings,
+            return StoryClient(self.mesh.endpoint, settings=self.mesh.settings.peer_section(),
                                context=self.mesh.context)
 
 

@@ -32,7 +32,7 @@ from storymesh.core.schema import Status
 from storymesh.errors import FatalAgentError
 from storymesh.runtime.agent import Final, Partial, Reply
 from storymesh.runtime.client import Client
-from storymesh.settings import Settings
+from storymesh.settings import StorySettings
 from storymesh.story.journal import Journal, StepKind, StepRow, StoryRow
 from storymesh.story.pipeline import StoryCancelled, StoryFailed, StoryPipeline
 from storymesh.story.spec import StorySpec
@@ -71,7 +71,7 @@ class StoryEngine:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: StorySettings,
         journal: Journal,
         *,
         context: zmq.Context[Any] | None = None,
@@ -86,7 +86,7 @@ class StoryEngine:
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._upkeep: threading.Thread | None = None
-        self.owned = bool(settings.broker_key)  # keys on: stories are private to their owner
+        self.owned = bool(settings.peer.broker_key)  # keys on: stories are private to their owner
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -162,8 +162,8 @@ class StoryEngine:
             spec = StorySpec.parse(row.request)
             self.journal.set_status(corr, Status.RUNNING)
             with Client(
-                self.settings.broker,
-                settings=self.settings,
+                self.settings.peer.broker,
+                settings=self.settings.peer,
                 context=self.context,
                 timeout=self.settings.step_timeout,
                 retries=1,

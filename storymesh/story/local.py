@@ -55,15 +55,15 @@ class LocalMesh:
         self.broker: BrokerServer | None = None
 
     def start(self) -> Self:
-        self.broker = BrokerServer(self.settings, context=self.context)
+        self.broker = BrokerServer(self.settings.broker_section(), context=self.context)
         self.broker.start()
         for name, count in self.counts.items():
             for _ in range(count):
                 agent = self.factory(name)
-                self._spawn(f"local-{name}", run_agent, agent, self.settings,
+                self._spawn(f"local-{name}", run_agent, agent, self.settings.peer_section(),
                             stop=self.stop_event, context=self.context)
-        self._spawn("local-story", run_story_service, self.settings, self.stop_event,
-                    context=self.context)
+        self._spawn("local-story", run_story_service, self.settings.story_section(),
+                    self.stop_event, context=self.context)
         self._wait_ready()
         return self
 
@@ -79,7 +79,7 @@ class LocalMesh:
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout
-        with Client(self.endpoint, settings=self.settings, context=self.context,
+        with Client(self.endpoint, settings=self.settings.peer_section(), context=self.context,
                     timeout=1.0, retries=1) as client:
             missing = list(SERVICES)
             while missing:

@@ -19,7 +19,7 @@ from typing import Any
 
 from storymesh.errors import RequestFailed, RequestTimeout, StorymeshError
 from storymesh.runtime.client import Client, Reply
-from storymesh.settings import Settings
+from storymesh.settings import StorySettings
 from storymesh.story.journal import Journal, StepKind
 from storymesh.story.spec import StorySpec
 
@@ -56,7 +56,7 @@ class StoryPipeline:
         self,
         corr: str,
         spec: StorySpec,
-        settings: Settings,
+        settings: StorySettings,
         journal: Journal,
         client: Client,
         *,

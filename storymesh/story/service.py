@@ -17,7 +17,7 @@ import zmq
 from storymesh.errors import FatalAgentError
 from storymesh.runtime.agent import Agent, AgentInfo, Final, Reply, Request
 from storymesh.runtime.worker import run_agent
-from storymesh.settings import Settings
+from storymesh.settings import StorySettings
 from storymesh.story.engine import StoryEngine
 from storymesh.story.journal import Journal
 
@@ -84,11 +84,11 @@ class QueryAgent(_StoryAgent):
         yield Final(result)
 
 
-def open_journal(settings: Settings) -> Journal:
+def open_journal(settings: StorySettings) -> Journal:
     return Journal(Path(settings.journal).expanduser())
 
 
-def run_story_service(settings: Settings, stop: threading.Event, *,
+def run_story_service(settings: StorySettings, stop: threading.Event, *,
                       context: zmq.Context[Any] | None = None,
                       journal: Journal | None = None) -> int:
     """Serve the three story services until `stop`; returns the exit code."""
@@ -99,7 +99,7 @@ def run_story_service(settings: Settings, stop: threading.Event, *,
             (WatchAgent(engine), settings.watch_slots)]
     codes: list[int] = []
     threads = [threading.Thread(target=lambda a=agent, n=slots: codes.append(
-        run_agent(a, settings, slots=n, stop=stop, context=context)),
+        run_agent(a, settings.peer, slots=n, stop=stop, context=context)),
         name=f"runtime-{agent.service}", daemon=True) for agent, slots in plan]
     for t in threads:
         t.start()

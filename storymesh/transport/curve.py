@@ -27,7 +27,7 @@ from zmq.utils import z85
 
 from storymesh.core.policy import KEY_NAME, ZAP_DOMAIN, Policy, build_policy, zap_reply
 from storymesh.errors import ConfigError
-from storymesh.settings import Settings
+from storymesh.settings import PeerSettings
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def apply_server(sock: zmq.Socket[Any], public: bytes, secret: bytes) -> None:
     sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
 
 
-def client_keys(settings: Settings) -> tuple[bytes, bytes, bytes] | None:
+def client_keys(settings: PeerSettings) -> tuple[bytes, bytes, bytes] | None:
     """(public, secret, broker public) for an agent or client; None when keys are off.
 
     Keys are on when `broker_key` is set; then `curve_secret` is required. A `curve_secret`
@@ -184,7 +184,7 @@ def client_keys(settings: Settings) -> tuple[bytes, bytes, bytes] | None:
     return public, secret, load_public(settings.broker_key)
 
 
-def apply_client(sock: zmq.Socket[Any], settings: Settings) -> None:
+def apply_client(sock: zmq.Socket[Any], settings: PeerSettings) -> None:
     """Make `sock` a CURVE client of the broker when keys are configured (before connect).
     On a bad key file the socket is closed and ConfigError raised."""
     try:

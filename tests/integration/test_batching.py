@@ -46,7 +46,8 @@ class CountingAgent(Agent):
 def _serve(agent: Agent, settings: Settings, ctx: zmq.Context[zmq.Socket[bytes]],
            slots: int) -> tuple[WorkerRuntime, threading.Event, threading.Thread]:
     stop, ready = threading.Event(), threading.Event()
-    runtime = WorkerRuntime(agent, settings, slots=slots, stop=stop, context=ctx, ready=ready)
+    runtime = WorkerRuntime(agent, settings.peer_section(), slots=slots, stop=stop, context=ctx,
+                            ready=ready)
     thread = threading.Thread(target=runtime.run, daemon=True)
     thread.start()
     assert ready.wait(10)
@@ -60,7 +61,7 @@ def test_requests_arriving_together_share_one_batch_call(
     ctx = broker.context
     runtime, stop, thread = _serve(agent, endpoint_settings, ctx, 4)
     try:
-        with Client(broker.endpoint, settings=endpoint_settings, context=ctx) as client:
+        with Client(broker.endpoint, settings=endpoint_settings.peer_section(), context=ctx) as client:
             # When 4 batchable requests are pipelined, plus one that may not batch
             rids = [client.send("count", {"n": i, "batch": True}) for i in range(3)]
             bad = client.send("count", {"n": 99, "batch": True})
@@ -88,7 +89,7 @@ def test_a_model_author_batches_chapters_of_several_stories(
     agent = AuthorAgent(backend="transformers", model=str(tiny_lm), max_new_tokens=24)
     runtime, stop, thread = _serve(agent, endpoint_settings, broker.context, 3)
     try:
-        with Client(broker.endpoint, settings=endpoint_settings, context=broker.context,
+        with Client(broker.endpoint, settings=endpoint_settings.peer_section(), context=broker.context,
                     timeout=60) as client:
             outlines = [client.call("story.author", {"op": "outline", "plot": plot,
                                                      "chapters": 2, "seed": 1}).payload
@@ -114,7 +115,7 @@ def test_a_diffusers_illustrator_paints_pictures_of_several_stories_in_one_call(
     runtime, stop, thread = _serve(agent, endpoint_settings, broker.context, 2)
     ask = {"width": 64, "height": 64, "steps": 2}
     try:
-        with Client(broker.endpoint, settings=endpoint_settings, context=broker.context,
+        with Client(broker.endpoint, settings=endpoint_settings.peer_section(), context=broker.context,
                     timeout=60) as client:
             # When two stories' pictures are asked for at once
             rids = [client.send("story.illustrator", {"prompt": prompt, "seed": seed, **ask})

@@ -169,7 +169,6 @@ def test_timeout_resends_every_request_with_the_same_id_on_a_fresh_socket(
     # Given a broker that ignores the first two requests it sees, then answers everything
     stand_in.script = lambda got, nth: [] if nth <= 2 else [ok(got, {"nth": nth})]
     # When two requests are in flight and the attempt timeout (0.3 s) passes
-    started = time.monotonic()
     first = client.send("echo", {"a": 1})
     second = client.send("echo", {"b": 2})
     final_first = client.recv(first)
@@ -180,7 +179,6 @@ def test_timeout_resends_every_request_with_the_same_id_on_a_fresh_socket(
     assert ids == [first, second, first, second]
     assert stand_in.seen[0].cid == stand_in.seen[1].cid != stand_in.seen[2].cid
     assert stand_in.seen[2].cid == stand_in.seen[3].cid
-    assert 0.25 < time.monotonic() - started < 1.5
 
 
 def test_retries_exhausted_raise_request_timeout(stand_in: StandIn,
@@ -188,11 +186,9 @@ def test_retries_exhausted_raise_request_timeout(stand_in: StandIn,
     # Given a broker that never answers, and a client with 2 attempts of 0.15 s
     stand_in.script = lambda got, nth: []
     with Client(stand_in.endpoint, context=context, timeout=0.15, retries=2) as client:
-        started = time.monotonic()
         # When the client calls / Then it raises RequestTimeout after both attempts
-        with pytest.raises(RequestTimeout):
+        with pytest.raises(RequestTimeout, match="after 2 attempt"):
             client.call("echo", {})
-    assert 0.25 < time.monotonic() - started < 1.0
     assert len(stand_in.seen) == 2 and stand_in.seen[0].env.id == stand_in.seen[1].env.id
 
 
@@ -214,12 +210,27 @@ def test_busy_is_retried_after_retry_after_within_the_budget(
     stand_in.script = lambda got, nth: ([error(got, "busy", retry_after=0.1)] if nth == 1
                                         else [ok(got, {"served": nth})])
     # When the client calls
-    started = time.monotonic()
     env = client.call("echo", {})
-    # Then it succeeded on the second attempt, same id, after the hinted delay
+    # Then it succeeded on the second attempt, with the same id (the delay itself is a
+    # timing rule: tests/unit/test_runtime_units.py checks it on a fake clock)
     assert env.payload == {"served": 2}
     assert [g.env.id for g in stand_in.seen] == [env.id, env.id]
-    assert time.monotonic() - started >= 0.1
+
+
+def test_busy_is_not_retried_past_the_deadline_on_the_injected_wall_clock(
+        stand_in: StandIn, context: zmq.Context[Any]) -> None:
+    # Given a broker that is always busy (retry in 0.02 s), and a client whose wall clock
+    # says an hour has passed
+    stand_in.script = lambda got, nth: [error(got, "busy", retry_after=0.02)]
+    late = time.time() + 3600.0
+    with Client(stand_in.endpoint, context=context, timeout=0.3, retries=3,
+                wall=lambda: late) as client:
+        # When it calls with a deadline a minute from now
+        with pytest.raises(RequestFailed) as caught:
+            client.call("echo", {}, deadline=time.time() + 60.0)
+    # Then the deadline has passed on its clock: the `busy` is raised, never retried
+    assert caught.value.code == "busy"
+    assert len(stand_in.seen) == 1
 
 
 def test_busy_past_the_retry_budget_raises(stand_in: StandIn, client: Client) -> None:
@@ -307,7 +318,7 @@ class Mesh:
 
     def add_echo(self, slots: int = 1) -> None:
         ready = threading.Event()
-        thread = threading.Thread(target=run_agent, args=(EchoAgent(), self.settings),
+        thread = threading.Thread(target=run_agent, args=(EchoAgent(), self.settings.peer_section()),
                                   kwargs={"slots": slots, "stop": self.stop, "ready": ready,
                                           "context": self.context}, daemon=True)
         thread.start()
@@ -315,8 +326,8 @@ class Mesh:
         assert ready.wait(3.0)
 
     def client(self, **options: Any) -> Client:
-        return Client(self.settings.broker, settings=self.settings, context=self.context,
-                      **options)
+        return Client(self.settings.broker, settings=self.settings.peer_section(),
+                      context=self.context, **options)
 
     def wait_for(self, service: str, present: bool = True) -> None:
         with self.client(timeout=0.5, retries=1) as client:
@@ -378,16 +389,15 @@ def test_workers_re_register_after_a_broker_restart_and_a_client_retry_succeeds(
     mesh.wait_for("echo")
     # When the broker is stopped and a new one binds the same endpoint
     broker.stop()
-    restarted = BrokerServer(replace(endpoint_settings, bind=broker.endpoint),
+    restarted = BrokerServer(replace(endpoint_settings, bind=broker.endpoint).broker_section(),
                              context=zmq.Context())
     restarted.start()
     try:
         with mesh.client(timeout=1.0, retries=4) as client:
-            started = time.monotonic()
             env = client.call("echo", {"after": "restart"})
-            # Then the worker came back to the new broker and the request was served
+            # Then the worker came back to the new broker and the request was served within
+            # the client's attempts (4 x 1 s)
             assert env.payload == {"after": "restart"}
-            assert time.monotonic() - started < 3.0
             assert client.service_available("echo") is True
     finally:
         restarted.stop()

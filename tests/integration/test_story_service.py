@@ -40,7 +40,8 @@ def mesh_settings(**flags: object) -> Settings:
 
 
 def stories_of(mesh: LocalMesh | SleepyMesh) -> StoryClient:
-    return StoryClient(mesh.endpoint, settings=mesh.settings, context=mesh.context, timeout=30.0)
+    return StoryClient(mesh.endpoint, settings=mesh.settings.peer_section(), context=mesh.context,
+                       timeout=30.0)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ from testkit.mesh import fast_settings
 def test_each_watch_of_a_story_reports_the_same_running_totals() -> None:
     # Given a finished story in an in-process mesh
     with LocalMesh(fast_settings()) as mesh, \
-            StoryClient(mesh.endpoint, settings=mesh.settings, context=mesh.context) as stories:
+            StoryClient(mesh.endpoint, settings=mesh.settings.peer_section(),
+                        context=mesh.context) as stories:
         corr = stories.submit("A kite that wants to touch the clouds", chapters=3, seed=11)
         first = [e for e in stories.events(corr) if not e["final"] and e["event"] != "publishing"]
         # When the same story is watched again

@@ -28,6 +28,19 @@ INTERVAL = 0.1
 LIVENESS = 4
 
 
+class FakeClock:
+    """A monotonic clock that moves only when the test says (read by the socket thread)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @dataclass
 class Seen:
     """One message the stand-in received: the worker's routing id, its frames, parsed."""
@@ -132,17 +145,18 @@ def stand_in(context: zmq.Context[Any]) -> Iterator[StandInBroker]:
 def start_worker(stand_in: StandInBroker) -> Iterator[Callable[..., RunningWorker]]:
     started: list[RunningWorker] = []
 
-    def start(agent: Agent | None = None, *, slots: int = 1, **overrides: Any) -> RunningWorker:
+    def start(agent: Agent | None = None, *, slots: int = 1,
+              clock: Callable[[], float] = time.monotonic, **overrides: Any) -> RunningWorker:
         settings = replace(Settings(broker=stand_in.endpoint, heartbeat_interval=INTERVAL,
                                     liveness=LIVENESS, reconnect_max=0.2, drain_grace=2.0),
-                           **overrides)
+                           **overrides).peer_section()
         stop, ready = threading.Event(), threading.Event()
         result: dict[str, Any] = {}
 
         def target() -> None:
             try:
                 result["code"] = run_agent(agent or EchoAgent(), settings, slots=slots,
-                                           stop=stop, ready=ready)
+                                           stop=stop, ready=ready, clock=clock)
             except Exception as exc:  # noqa: BLE001  (stop_and_wait reports it)
                 result["error"] = exc
 
@@ -260,18 +274,24 @@ def test_silent_broker_makes_the_worker_register_again_on_a_new_routing_id(
     assert seen.wid == second.wid and final.payload == {"x": 1}
 
 
-def test_disconnect_from_the_broker_makes_the_worker_register_again(
+def test_disconnect_from_the_broker_makes_the_worker_register_again_after_the_first_backoff(
         stand_in: StandInBroker, start_worker: Callable[..., RunningWorker]) -> None:
-    # Given a registered worker
-    start_worker()
+    # Given a registered worker on a fake clock (first backoff: interval / 4 +-20%)
+    clock = FakeClock()
+    start_worker(clock=clock)
     first = stand_in.ready()
     # When the broker sends it DISCONNECT
     stand_in.send(first.wid, mdp.Disconnect())
-    # Then it registers again quickly on a new routing id
-    started = time.monotonic()
+    # Then it does not register again before the first backoff has passed on its clock
+    # (the first wait also gives it the time to read the DISCONNECT at the unmoved clock)
+    for step in (0.0, INTERVAL / 4 * 0.75):
+        clock.advance(step)
+        early = stand_in.collect(0.2)
+        assert not [s for s in early if isinstance(s.msg, mdp.Ready)], step
+    # And once it has, it registers again on a new routing id
+    clock.advance(INTERVAL / 4 * 0.5)
     second = stand_in.ready(timeout=2.0)
     assert second.wid != first.wid
-    assert time.monotonic() - started < 1.0  # backoff starts near interval / 4
 
 
 def test_a_job_whose_connection_dropped_has_its_result_dropped(
@@ -372,18 +392,26 @@ def test_a_retry_of_a_finished_id_gets_the_cached_final_without_running_the_hand
 
 def test_slots_serve_requests_in_parallel(
         stand_in: StandInBroker, start_worker: Callable[..., RunningWorker]) -> None:
-    # Given one worker process with two slots (two registrations)
-    start_worker(slots=2)
+    # Given one worker process with two slots, whose handler finishes only once two
+    # handlers run at the same time (served one after the other, each would time out)
+    class Meeting(CountingAgent):
+        def __init__(self) -> None:
+            super().__init__()
+            self.both = threading.Barrier(2, timeout=3.0)
+
+        def handle(self, request: Request) -> Iterator[Reply]:
+            self.both.wait()
+            yield Final({"met": request.id})
+
+    start_worker(Meeting(), slots=2)
     wids = [stand_in.ready().wid, stand_in.ready().wid]
     assert wids[0] != wids[1]
-    # When each slot gets a request that sleeps 0.6 s
-    started = time.monotonic()
-    stand_in.request(wids[0], {"sleep": 0.6}, "p0")
-    stand_in.request(wids[1], {"sleep": 0.6}, "p1")
-    ids = {stand_in.reply()[1].id, stand_in.reply()[1].id}
-    # Then both finish in about one sleep, not two (serial would take 1.2 s)
-    assert ids == {"p0", "p1"}
-    assert time.monotonic() - started < 1.1
+    # When each slot gets a request
+    stand_in.request(wids[0], {}, "p0")
+    stand_in.request(wids[1], {}, "p1")
+    finals = [stand_in.reply(5.0)[1], stand_in.reply(5.0)[1]]
+    # Then both handlers met: both requests succeeded
+    assert sorted((f.ok, f.payload["met"]) for f in finals) == [(True, "p0"), (True, "p1")]
 
 
 # --- setup and stopping ---------------------------------------------------------------
@@ -395,7 +423,7 @@ def test_setup_failure_propagates_before_anything_connects(
         def setup(self) -> AgentInfo:
             raise RuntimeError("no model here")
 
-    settings = Settings(broker=stand_in.endpoint, heartbeat_interval=INTERVAL)
+    settings = Settings(broker=stand_in.endpoint, heartbeat_interval=INTERVAL).peer_section()
     # When / Then run_agent raises it, and no READY was ever sent
     with pytest.raises(RuntimeError, match="no model here"):
         run_agent(Broken(), settings, stop=threading.Event())
@@ -425,24 +453,30 @@ def test_stop_drains_a_busy_job_then_disconnects_and_idle_slots_disconnect_at_on
 
 def test_stop_past_the_drain_grace_disconnects_while_still_busy(
         stand_in: StandInBroker, start_worker: Callable[..., RunningWorker]) -> None:
-    # Given a worker busy with a 10 s job and a drain grace of 0.3 s
+    # Given a two-slot worker on a fake clock, one slot busy with a 10 s job, and a drain
+    # grace of 0.3 s
     class Slow(CountingAgent):
         def handle(self, request: Request) -> Iterator[Reply]:
             self.calls.append(request.id)
             request.cancel.wait(10)
             yield Final({"late": True})
 
-    slow = Slow()
-    worker = start_worker(slow, drain_grace=0.3)
-    wid = stand_in.ready().wid
-    stand_in.request(wid, {}, "too-slow")
+    slow, clock = Slow(), FakeClock()
+    worker = start_worker(slow, slots=2, drain_grace=0.3, clock=clock)
+    busy, idle = stand_in.ready().wid, stand_in.ready().wid
+    stand_in.request(busy, {}, "too-slow")
     stand_in.collect(0.1)
-    # When it is stopped
-    started = time.monotonic()
+    # When it is stopped (the idle slot's DISCONNECT says the drain began)
     worker.stop.set()
-    # Then it sends DISCONNECT without a FINAL once the grace has passed, and exits 0
+    first = stand_in.next(2.0, lambda s: not isinstance(s.msg, mdp.Heartbeat))
+    assert first.wid == idle and isinstance(first.msg, mdp.Disconnect)
+    # Then the busy slot keeps its connection while the grace has not passed on its clock
+    clock.advance(0.25)
+    held = stand_in.collect(0.3)
+    assert not [s for s in held if s.wid == busy and not isinstance(s.msg, mdp.Heartbeat)]
+    # And once it has, it sends DISCONNECT without a FINAL, and exits 0
+    clock.advance(0.1)
     last = stand_in.next(2.0, lambda s: not isinstance(s.msg, mdp.Heartbeat))
-    assert isinstance(last.msg, mdp.Disconnect)
-    assert 0.25 <= time.monotonic() - started < 1.5
+    assert last.wid == busy and isinstance(last.msg, mdp.Disconnect)
     assert worker.stop_and_wait() == 0
     assert slow.torn_down and slow.calls == ["too-slow"]

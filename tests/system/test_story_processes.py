@@ -73,7 +73,7 @@ def log_text(proc: Proc) -> str:
 
 
 def stories(endpoint: str, timeout: float = 30.0) -> StoryClient:
-    return StoryClient(endpoint, settings=Settings(), timeout=timeout)
+    return StoryClient(endpoint, settings=Settings().peer_section(), timeout=timeout)
 
 
 # --- `storymesh up` ---------------------------------------------------------------------------

@@ -34,7 +34,7 @@ class Mesh:
         base.update(flags)
         self.settings = fast_settings(**base)
         self.now = 0.0
-        self.core = BrokerCore(self.settings, self.now)
+        self.core = BrokerCore(self.settings.broker_section(), self.now)
 
     @property
     def wall(self) -> float:

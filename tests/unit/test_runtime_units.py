@@ -1,4 +1,5 @@
-"""Pure parts of the worker runtime: reconnect backoff, link timers, reply cache, decoding.
+"""Pure parts of the runtimes: reconnect backoff, link and request timers, the slot table,
+reply cache, decoding.
 
 No sockets and no sleeping: time is an argument.
 """
@@ -9,15 +10,12 @@ import msgpack
 import pytest
 
 from storymesh.core import envelope
+from storymesh.errors import LocalProtocolError
 from storymesh.runtime.agent import AgentInfo, Request
-from storymesh.runtime.worker import (
-    Backoff,
-    LinkTimer,
-    Rejected,
-    ReplyCache,
-    decode_request,
-    ready_meta,
-)
+from storymesh.runtime.cache import ReplyCache
+from storymesh.runtime.requests import Rejected, decode_request, ready_meta
+from storymesh.runtime.slots import TRANSITIONS, SlotEvent, SlotState, transition
+from storymesh.runtime.timers import Backoff, Due, LinkTimer, RequestTimer
 
 NOW = 1_700_000_000.0  # a wall-clock "now" for deadline checks
 
@@ -182,3 +180,90 @@ def test_ready_meta_says_it_heartbeats_while_busy_and_names_the_backend() -> Non
     assert {k: meta[k] for k in ("backend", "model", "device", "dtype")} == {
         "backend": "transformers", "model": "tiny", "device": "cpu", "dtype": "float32"}
     assert isinstance(meta["host"], str) and isinstance(meta["pid"], int)
+
+
+# --- RequestTimer (the client's attempts) ---------------------------------------------------
+
+def test_request_timer_retries_after_each_silent_attempt_then_is_exhausted() -> None:
+    # Given a request of 3 attempts of 0.25 s, sent at t=10
+    timer = RequestTimer(0.25, 3)
+    timer.sent(10.0)
+    # When the clock reaches each attempt's timeout (and just before it)
+    steps = [timer.check(t, NOW) for t in (10.24, 10.25)]
+    timer.sent(10.25)  # the client resends at once
+    steps += [timer.check(t, NOW) for t in (10.49, 10.5)]
+    timer.sent(10.5)
+    steps += [timer.check(10.75, NOW)]
+    # Then it waits, retries twice (3 attempts in all), and gives up at the third timeout
+    assert steps == [Due.WAIT, Due.RETRY, Due.WAIT, Due.RETRY, Due.EXHAUSTED]
+    assert timer.attempts == 3
+
+
+def test_request_timer_a_reply_restarts_the_attempt_clock() -> None:
+    # Given a request sent at t=0 with a 1 s timeout
+    timer = RequestTimer(1.0, 2)
+    timer.sent(0.0)
+    # When a PARTIAL arrives at t=0.5
+    timer.heard(0.5)
+    # Then the attempt times out only one second after it
+    assert (timer.check(1.25, NOW), timer.next_due()) == (Due.WAIT, 1.5)
+    assert timer.check(1.5, NOW) is Due.RETRY
+
+
+def test_request_timer_busy_resends_after_the_hint_within_the_budget() -> None:
+    # Given a request of 2 attempts answered `busy`, retry in 0.1 s, at t=5
+    timer = RequestTimer(0.3, 2)
+    timer.sent(5.0)
+    assert timer.retry_busy(0.1, 5.0, NOW) is True
+    # Then the resend is due at 5.1, not before, and a second `busy` finds no budget left
+    assert timer.next_due() == pytest.approx(5.1)
+    assert [timer.check(t, NOW) for t in (5.09, 5.1)] == [Due.WAIT, Due.RESEND]
+    timer.sent(5.1)
+    assert timer.retry_busy(0.1, 5.2, NOW) is False
+    # And a busy without a hint is never retried
+    assert RequestTimer(0.3, 3).retry_busy(None, 0.0, NOW) is False
+
+
+def test_request_timer_stops_at_the_wall_clock_deadline() -> None:
+    # Given a request whose deadline is 1 s after NOW (wall clock)
+    timer = RequestTimer(0.3, 5, deadline=NOW + 1.0)
+    timer.sent(0.0)
+    # When a `busy` hint would retry after the deadline / an attempt times out past it
+    assert timer.retry_busy(2.0, 0.0, NOW) is False
+    assert timer.retry_busy(0.5, 0.0, NOW) is True
+    assert timer.check(0.5, NOW) is Due.RESEND
+    timer.sent(0.5)
+    # Then no further attempt starts once the wall clock is past the deadline
+    assert timer.check(0.8, NOW + 1.5) is Due.EXHAUSTED
+
+
+# --- the slot lifecycle table -------------------------------------------------------------
+
+def test_a_slot_reconnects_after_a_lost_link_and_ends_done_when_stopped() -> None:
+    # Given a waiting slot
+    state = SlotState.WAITING
+    # When it connects, loses its link, connects again, is stopped busy and finishes its job
+    for event in (SlotEvent.CONNECT, SlotEvent.LINK_LOST, SlotEvent.CONNECT,
+                  SlotEvent.STOP_BUSY, SlotEvent.FINISHED):
+        state = transition(state, event)
+    # Then it is done
+    assert state is SlotState.DONE
+
+
+@pytest.mark.parametrize("event", [SlotEvent.FINISHED, SlotEvent.GRACE_PASSED,
+                                   SlotEvent.LINK_LOST, SlotEvent.CLOSE])
+def test_a_draining_slot_never_reconnects(event: SlotEvent) -> None:
+    assert transition(SlotState.DRAINING, event) is SlotState.DONE
+
+
+def test_the_slot_table_keeps_its_invariants() -> None:
+    # DONE is terminal, CLOSE ends every state, only a WAITING slot connects
+    assert {new for (old, _), new in TRANSITIONS.items() if old is SlotState.DONE} == {
+        SlotState.DONE}
+    assert all(transition(s, SlotEvent.CLOSE) is SlotState.DONE for s in SlotState)
+    assert [old for (old, ev) in TRANSITIONS if ev is SlotEvent.CONNECT] == [SlotState.WAITING]
+    # and an event the table does not allow is a runtime bug, not a silent no-op
+    with pytest.raises(LocalProtocolError):
+        transition(SlotState.DONE, SlotEvent.CONNECT)
+    with pytest.raises(LocalProtocolError):
+        transition(SlotState.CONNECTED, SlotEvent.FINISHED)  # only a draining slot finishes

@@ -14,7 +14,7 @@ import pytest
 from storymesh.core import mdp, schema
 from storymesh.core.broker import BrokerCore
 from storymesh.runtime.agent import AgentInfo
-from storymesh.runtime.worker import ready_meta
+from storymesh.runtime.requests import ready_meta
 from testkit.mesh import fast_settings
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
@@ -99,7 +99,7 @@ def test_the_envelope_version_is_documented(doc: str) -> None:
 
 def test_every_snapshot_key_is_documented(doc: str) -> None:
     # Given a real snapshot with a service, a busy worker with metadata and a request
-    core = BrokerCore(fast_settings(), 0.0)
+    core = BrokerCore(fast_settings().broker_section(), 0.0)
     core.on_frames(b"w1", mdp.encode(mdp.Ready(b"echo", msgpack.packb({"hb_busy": True}))), 0.0)
     core.on_frames(b"c1", mdp.encode(mdp.ClientRequest(b"echo", (b"foreign",))), 0.0)
     snap: dict[str, Any] = core.snapshot(1.0)

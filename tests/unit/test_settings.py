@@ -10,7 +10,15 @@ import pytest
 
 from storymesh import settings as settings_mod
 from storymesh.errors import ConfigError
-from storymesh.settings import AgentSettings, Settings, describe, load
+from storymesh.settings import (
+    AgentSettings,
+    BrokerSettings,
+    PeerSettings,
+    Settings,
+    StorySettings,
+    describe,
+    load,
+)
 
 
 def write_toml(tmp_path: Path, text: str) -> Path:
@@ -243,3 +251,32 @@ def test_describe_reports_every_key_with_value_and_source(tmp_path: Path) -> Non
     agent_keys = {f.name for f in dataclasses.fields(AgentSettings)}
     for section in settings_mod.AGENT_SECTIONS:
         assert {f"{section}.{k}" for k in agent_keys} <= set(rows)
+
+
+# --- sections: what each component receives --------------------------------------------------
+
+def test_each_section_carries_the_loaded_values_of_its_keys(tmp_path: Path) -> None:
+    # Given settings from a file, the environment and a flag
+    config = tmp_path / "s.toml"
+    config.write_text('hwm = 77\nwatch_slots = 3\n')
+    settings = load(config, env={"STORYMESH_LIVENESS": "7"}, flags={"bind": "tcp://*:6000"})
+    # When the sections are built
+    broker, peer, story = (settings.broker_section(), settings.peer_section(),
+                           settings.story_section())
+    # Then each holds the same values under the same keys, and nothing else
+    assert (broker.bind, broker.hwm, broker.liveness) == ("tcp://*:6000", 77, 7)
+    assert (peer.hwm, peer.liveness, peer.broker) == (77, 7, settings.broker)
+    assert story.watch_slots == 3 and story.peer == peer
+    for section in (broker, peer):
+        for f in dataclasses.fields(section):
+            assert getattr(section, f.name) == getattr(settings, f.name), f.name
+    assert broker.liveness_timeout == peer.liveness_timeout == settings.liveness_timeout
+    assert not hasattr(peer, "queue_limit") and not hasattr(broker, "journal")
+
+
+@pytest.mark.parametrize("section", [BrokerSettings, PeerSettings, StorySettings])
+def test_sections_are_frozen_and_name_only_real_keys(section: type) -> None:
+    keys = {f.name for f in dataclasses.fields(Settings)}
+    names = {f.name for f in dataclasses.fields(section)} - {"peer"}
+    assert names <= keys
+    assert section.__dataclass_params__.frozen  # type: ignore[attr-defined]
