@@ -261,7 +261,7 @@ class Mesh:
 
     # the broker
 
-    def restart_broker(self, while_down: Callable[[], None] | None = None) -> None:
+    def restart_broker(self, while_down: Callable[[], object] | None = None) -> None:
         """Stop the broker, call `while_down()`, and bind a new one to the same endpoint."""
         self.broker.stop()
         if while_down is not None:
