@@ -30,12 +30,14 @@ PLOT ?= A brave mouse goes on an adventure to find the lost moon
 run: $(BASE)
 	$(BIN)/python -m storymesh story --local --plot "$(PLOT)" --themes courage friendship --age 4-7 --length short --out out
 
-# Debian tools some tests use: systemd-analyze (unit files), pdfimages/pdftoppm (PDF checks).
+# Debian tools some tests use: systemd-analyze (unit files), pdfimages/pdftoppm (PDF checks),
+# chromium (the browser tests drive it through Playwright; Playwright's own download is not used).
 sysdeps:
-	@if ! command -v systemd-analyze >/dev/null || ! command -v pdfimages >/dev/null; then \
+	@if ! command -v systemd-analyze >/dev/null || ! command -v pdfimages >/dev/null \
+	    || ! command -v chromium >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd poppler-utils; \
-	  else echo "install the Debian packages systemd and poppler-utils for the full test suite"; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd poppler-utils chromium; \
+	  else echo "install the Debian packages systemd, poppler-utils and chromium for the full test suite"; fi; \
 	fi
 
 test: $(STAMP) sysdeps

@@ -19,6 +19,8 @@
     seen: new Set(), // event ids already shown: a re-opened stream may replay them
     retries: 0,
     chapters: 0,
+    written: 0,
+    painted: 0,
     done: false,
     afterKey: null, // what to do once the user gives a key
   };
@@ -75,13 +77,14 @@
     if (state.token && state.token.expires - TOKEN_MARGIN_MS > Date.now()) {
       return state.token.value;
     }
-    const answer = await api("POST", "/token");
+    const answer = await api("GET", "/token");
     const ttl = Number(answer.expires_in || 60) * 1000;
     state.token = { value: answer.token, expires: Date.now() + ttl };
     return answer.token;
   }
 
   async function signed(url) {
+    if (/[?&]token=/.test(url)) return url; // the gateway signed it already
     const value = await token();
     if (!value) return url;
     const joiner = url.includes("?") ? "&" : "?";
@@ -333,7 +336,9 @@
 
   function resetStory(id) {
     closeStream();
-    Object.assign(state, { storyId: id, seen: new Set(), retries: 0, chapters: 0, done: false });
+    Object.assign(state, {
+      storyId: id, seen: new Set(), retries: 0, chapters: 0, written: 0, painted: 0, done: false,
+    });
     $("story").hidden = false;
     $("story").setAttribute("aria-busy", "true");
     $("story").classList.remove("is-complete", "is-failed");
@@ -423,11 +428,14 @@
     setTimeout(connect, 500 * state.retries);
   }
 
+  // Every event carries the running totals; an event without them leaves the bars as they are.
   function setBars(data) {
     const chapters = Number(data.chapters) || state.chapters;
     if (chapters) state.chapters = chapters;
-    const written = Number(data.chapters_written) || 0;
-    const painted = Number(data.pictures_painted) || 0;
+    if ("chapters_written" in data) state.written = Number(data.chapters_written) || 0;
+    if ("pictures_painted" in data) state.painted = Number(data.pictures_painted) || 0;
+    const written = state.written;
+    const painted = state.painted;
     const pictures = state.chapters ? state.chapters + 1 : 0; // one per chapter and the cover
     const known = (n) => (n ? String(n) : "?");
     $("bar-chapters").max = Math.max(state.chapters, 1);
@@ -444,22 +452,23 @@
     document.title = `${title}: storymesh`;
   }
 
-  function chapterSlot(index) {
+  // The gateway numbers chapters 1..N, and pictures 1..N with 0 for the cover.
+  function chapterSlot(number) {
     const list = $("chapters");
-    while (list.children.length <= index) {
+    while (list.children.length < number) {
       const node = $("chapter-template").content.firstElementChild.cloneNode(true);
       const n = list.children.length + 1;
       node.querySelector(".chapter-title").textContent = `Chapter ${n}`;
-      node.dataset.index = String(n - 1);
+      node.dataset.chapter = String(n);
       list.append(node);
     }
-    return list.children[index];
+    return list.children[number - 1];
   }
 
   function outline(data) {
     setTitle(data.title);
     setBars(data);
-    for (let i = 0; i < state.chapters; i += 1) chapterSlot(i);
+    if (state.chapters) chapterSlot(state.chapters);
     show($("story-state"), "The author is writing…");
   }
 
@@ -472,24 +481,21 @@
   }
 
   async function chapter(data) {
-    setTitle(data.title);
     setBars(data);
-    const index = Number(data.index) || 0;
-    const slot = chapterSlot(index);
-    if (data.chapter_title) slot.querySelector(".chapter-title").textContent = data.chapter_title;
+    const number = Math.max(1, Number(data.index) || 1);
+    const slot = chapterSlot(number);
+    if (data.title) slot.querySelector(".chapter-title").textContent = data.title;
     let text = data.text;
-    if (text === undefined) {
-      text = await chapterText(index);
-    }
+    if (!text) text = await chapterText(number);
     slot.querySelector(".chapter-text").replaceChildren(...paragraphs(text || ""));
     slot.classList.add("has-text");
-    show($("story-state"), `Chapter ${index + 1} is written.`);
+    show($("story-state"), `Chapter ${number} is written.`);
   }
 
-  async function chapterText(index) {
+  async function chapterText(number) {
     try {
       const answer = await api("GET",
-        `/stories/${encodeURIComponent(state.storyId)}/chapters/${index}`);
+        `/stories/${encodeURIComponent(state.storyId)}/chapters/${number}`);
       return answer.text || "";
     } catch (_) {
       return "";
@@ -500,17 +506,17 @@
     setBars(data);
     const url = data.url || `/stories/${encodeURIComponent(state.storyId)}/pictures/${data.index}.png`;
     const src = await signed(url);
-    if (data.cover) {
+    const number = Number(data.index) || 0;
+    if (number === 0) {
       $("cover-img").src = src;
       $("cover-img").alt = `The cover of ${$("story-title").textContent}`;
       $("cover").hidden = false;
       return;
     }
-    const index = Number(data.chapter ?? data.index) || 0;
-    const slot = chapterSlot(index);
+    const slot = chapterSlot(number);
     const img = document.createElement("img");
     img.src = src;
-    img.alt = `A picture for chapter ${index + 1}`;
+    img.alt = `A picture for chapter ${number}`;
     img.loading = "lazy";
     slot.querySelector(".picture").replaceChildren(img);
     slot.classList.add("has-picture");
@@ -530,6 +536,9 @@
     state.done = true;
     closeStream();
     setTitle(data.title);
+    if (state.chapters) {
+      setBars({ chapters_written: state.chapters, pictures_painted: state.chapters + 1 });
+    }
     const id = encodeURIComponent(state.storyId);
     const links = data.links || {};
     for (const fmt of ["pdf", "html", "epub"]) {
