@@ -10,18 +10,19 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test venv bench clean sysdeps
 
-# The base package only: what `make run` needs (no torch, transformers or diffusers).
+# The base package and the web gateway: what `make run` needs (no torch, transformers or
+# diffusers).
 $(BASE): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e .
+	$(BIN)/pip install -e ".[web]"
 	touch $(BASE)
 
 # Everything the tests need, into the same venv.
 $(STAMP): $(BASE)
 	# torch first, pinned: the CPU build; an open range would pull a multi-GB CUDA build.
 	$(BIN)/pip install "torch==2.13.0"
-	$(BIN)/pip install -e ".[ml,test,dev,deploy-test,bench]"
+	$(BIN)/pip install -e ".[ml,test,dev,web,deploy-test,bench]"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -95,6 +95,52 @@ class AgentSettings:
     )
 
 
+@dataclass(frozen=True)
+class GatewaySettings:
+    """The HTTP gateway (`storymesh gateway`, the TOML table `[gateway]`)."""
+
+    http: str = field(
+        default="127.0.0.1:8080",
+        metadata=_meta(_host_port, "HOST:PORT the gateway listens on (HTTP)"),
+    )
+    api_keys: str = field(
+        default="", metadata=_meta(doc="API keys file ('' = no keys: loopback only)")
+    )
+    allow_anonymous: bool = field(
+        default=False, metadata=_meta(doc="serve a non-loopback address without API keys")
+    )
+    max_body_bytes: int = field(
+        default=64 * 1024, metadata=_meta(_at_least_one, "largest request body (413 above)")
+    )
+    submit_rate: float = field(
+        default=5.0, metadata=_meta(_positive, "submissions a second per key (or address)")
+    )
+    submit_burst: int = field(
+        default=20, metadata=_meta(_at_least_one, "submissions a key may make at once")
+    )
+    max_streams: int = field(
+        default=50, metadata=_meta(_at_least_one, "open event streams (SSE) at once")
+    )
+    token_ttl: float = field(
+        default=900.0, metadata=_meta(_positive, "seconds a URL token stays valid")
+    )
+    mesh_timeout: float = field(
+        default=10.0, metadata=_meta(_positive, "seconds to wait for the mesh per request")
+    )
+    mesh_threads: int = field(
+        default=8, metadata=_meta(_at_least_one, "threads that carry calls to the mesh")
+    )
+    keep_alive_timeout: float = field(
+        default=5.0, metadata=_meta(_positive, "seconds an idle HTTP connection stays open")
+    )
+    max_connections: int = field(
+        default=1000, metadata=_meta(_at_least_one, "open HTTP connections before 503")
+    )
+    ping_interval: float = field(
+        default=15.0, metadata=_meta(_positive, "seconds between keep-alive comments on a stream")
+    )
+
+
 # --- sections: what each component receives ----------------------------------------------
 #
 # Each component gets only the keys it reads, as a frozen section built from a loaded
@@ -279,6 +325,7 @@ class Settings:
     illustrator: AgentSettings = field(default_factory=AgentSettings)
     publisher: AgentSettings = field(default_factory=lambda: AgentSettings(backend="reportlab"))
     story: AgentSettings = field(default_factory=AgentSettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -382,8 +429,9 @@ def _apply(
 
 def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
     layer: dict[str, Any] = {}
-    top = {f.name for f in fields(Settings)} - {"sources", *AGENT_SECTIONS}
+    top = {f.name for f in fields(Settings)} - {"sources", "gateway", *AGENT_SECTIONS}
     agent_keys = {f.name for f in fields(AgentSettings)}
+    gateway_keys = {f.name for f in fields(GatewaySettings)}
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX):
             continue
@@ -393,6 +441,8 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
             continue
         section, _, sub = key.partition("_")
         if section in AGENT_SECTIONS and sub in agent_keys:
+            layer.setdefault(section, {})[sub] = value
+        elif section == "gateway" and sub in gateway_keys:
             layer.setdefault(section, {})[sub] = value
         elif key not in ("config",):
             raise ConfigError(f"unknown setting in environment variable {name}")

@@ -494,11 +494,82 @@ def keys_generate(
     typer.echo(f"secret key: {secret}  (keep it on this machine, readable only by its user)")
 
 
+# --- the HTTP gateway ------------------------------------------------------------------
+
+
+@app.command()
+def gateway(
+    broker: BrokerOpt = None,
+    http: Annotated[
+        Optional[str],
+        typer.Option("--http", help="HOST:PORT to listen on (default 127.0.0.1:8080)"),
+    ] = None,
+    api_keys: Annotated[
+        Optional[str],
+        typer.Option("--api-keys", help="API keys file (storymesh keys api NAME --file FILE)"),
+    ] = None,
+    allow_anonymous: Annotated[
+        Optional[bool],
+        typer.Option("--allow-anonymous", help="serve a non-loopback address without keys"),
+    ] = None,
+    curve_secret: CurveSecretOpt = None,
+    broker_key: BrokerKeyOpt = None,
+    config: ConfigOpt = None,
+    log_level: LogLevelOpt = None,
+    log_format: LogFormatOpt = None,
+) -> None:
+    """Serve the HTTP API and the web page in front of the mesh (needs the `web` extra)."""
+    settings = _settings(
+        config,
+        broker=broker,
+        curve_secret=curve_secret,
+        broker_key=broker_key,
+        log_level=log_level,
+        log_format=log_format,
+        **{"gateway.http": http, "gateway.api_keys": api_keys,
+           "gateway.allow_anonymous": allow_anonymous},
+    )
+    try:
+        from storymesh.gateway.server import run_gateway
+    except ImportError as exc:
+        typer.echo(f"storymesh: the gateway needs the web extra ({exc.name} is missing): "
+                   "pip install 'storymesh[web]'", err=True)
+        raise typer.Exit(schema.EXIT_USAGE) from None
+    try:
+        code = run_gateway(settings)
+    except StorymeshError as exc:
+        raise _fail(exc, schema.EXIT_USAGE) from None
+    raise typer.Exit(code)
+
+
+@keys_app.command("api")
+def keys_api(
+    name: Annotated[str, typer.Argument(help="the key's name: it owns the stories it submits")],
+    file: Annotated[
+        Path, typer.Option("--file", help="the gateway's API keys file (created with mode 0600)")
+    ],
+) -> None:
+    """Add an API key for the HTTP gateway; its secret is printed once, as the last line."""
+    from storymesh.gateway.keys import add_key
+
+    try:
+        secret = add_key(file, name)
+    except ConfigError as exc:
+        raise _fail(exc, schema.EXIT_USAGE) from None
+    typer.echo(f"added API key {name!r} to {file} (it stores only the SHA-256); the secret, "
+               "shown this once:")
+    typer.echo(secret)
+
+
 @app.command()
 def up(
     bind: BindOpt = None,
     authors: Annotated[int, typer.Option(min=1, help="author instances")] = 1,
     illustrators: Annotated[int, typer.Option(min=1, help="illustrator instances")] = 1,
+    http: Annotated[
+        Optional[str],
+        typer.Option("--http", help="also start the HTTP gateway on HOST:PORT (web extra)"),
+    ] = None,
     config: ConfigOpt = None,
     log_level: LogLevelOpt = None,
     log_format: LogFormatOpt = None,
@@ -506,9 +577,11 @@ def up(
     """Start a broker and the story agents on this machine, supervise them; Ctrl-C stops all."""
     from storymesh.ops.supervisor import run_up
 
-    settings = _settings(config, bind=bind, log_level=log_level, log_format=log_format)
+    settings = _settings(config, bind=bind, log_level=log_level, log_format=log_format,
+                         **{"gateway.http": http})
     try:
-        code = run_up(settings, authors=authors, illustrators=illustrators, config=config)
+        code = run_up(settings, authors=authors, illustrators=illustrators, config=config,
+                      http=http is not None)
     except StorymeshError as exc:
         raise _fail(exc, schema.EXIT_USAGE) from None
     raise typer.Exit(code)

@@ -179,6 +179,12 @@ class FeedHub:
         assert reply.payload is not None  # a reply without an error has its payload
         event = outcome(feed.corr, reply.payload) if reply.final else translate(
             feed.corr, reply.payload)
+        if event is not None and event.name == "complete" and not feed.mask & PUBLISHING:
+            # A finished story's replay has no `publishing`; a complete book was published,
+            # so every listener, live or resuming after a restart, gets the same steps.
+            last = feed.events[-1].data if feed.events else {}
+            feed.add(FeedEvent("publishing", PUBLISHING, {
+                "title": event.data.get("title"), **{k: last[k] for k in TOTALS if k in last}}))
         if event is not None:
             feed.add(event)
         if feed.done:

@@ -106,8 +106,9 @@ class Mesh:
         return await loop.run_in_executor(self._pool, self._call, service, payload, owner, rid,
                                           timeout)
 
-    async def query(self, op: str, owner: str | None, **fields: Any) -> dict[str, Any]:
-        return await self.call("story.query", {"op": op, **fields}, owner=owner)
+    async def query(self, op: str, principal: str | None, /, **fields: Any) -> dict[str, Any]:
+        """A `story.query` op on behalf of `principal`."""
+        return await self.call("story.query", {"op": op, **fields}, owner=principal)
 
     async def available(self, services: tuple[str, ...], timeout: float
                         ) -> dict[str, bool | None]:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import zmq
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
@@ -218,8 +219,10 @@ class Poller:
     """Polls one broker; survives it going away and coming back."""
 
     def __init__(self, settings: Settings, *, timeout: float = 1.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 context: zmq.Context[Any] | None = None) -> None:
         self.settings = settings
+        self.context = context  # a caller's own context (needed to reach inproc://)
         self.timeout = timeout
         self.clock = clock
         self._client: Client | None = None
@@ -254,7 +257,7 @@ class Poller:
     def _connect(self) -> Client:
         if self._client is None:
             self._client = Client(self.settings.broker, settings=self.settings.peer_section(),
-                                  timeout=self.timeout, retries=1)
+                                  context=self.context, timeout=self.timeout, retries=1)
         return self._client
 
     def _call_snapshot(self) -> dict[str, Any]:

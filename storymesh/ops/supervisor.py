@@ -84,8 +84,10 @@ class ChildSpec:
 
 
 def plan(settings: Settings, *, authors: int = 1, illustrators: int = 1,
-         config: Path | None = None, python: str = sys.executable) -> list[ChildSpec]:
-    """The children of `storymesh up`: a broker on `settings.bind`, then the agents."""
+         config: Path | None = None, python: str = sys.executable,
+         http: bool = False) -> list[ChildSpec]:
+    """The children of `storymesh up`: a broker on `settings.bind`, then the agents, and
+    with `http` the HTTP gateway on `settings.gateway.http`."""
     if authors < 1 or illustrators < 1:
         raise ConfigError("storymesh up needs at least one author and one illustrator")
     bind = settings.bind
@@ -103,6 +105,11 @@ def plan(settings: Settings, *, authors: int = 1, illustrators: int = 1,
             name = agent if count == 1 else f"{agent}-{i}"
             specs.append(ChildSpec(name, (*base, "agent", agent, "--broker", connect, *common),
                                    connect, note))
+    if http:
+        listen = settings.gateway.http
+        specs.append(ChildSpec("gateway", (*base, "gateway", "--broker", connect, "--http",
+                                           listen, *common),
+                               f"http://{listen}", "HTTP API and web page"))
     return specs
 
 
@@ -337,7 +344,7 @@ def _show(children: Sequence[Child], out: Any) -> None:
 
 def run_up(settings: Settings, *, authors: int = 1, illustrators: int = 1,
            config: Path | None = None, stop: threading.Event | None = None,
-           policy: RestartPolicy = RestartPolicy()) -> int:
+           policy: RestartPolicy = RestartPolicy(), http: bool = False) -> int:
     """`storymesh up`: start, show and supervise the mesh until SIGTERM/SIGINT; exit code.
 
     Raises ConfigError (before starting anything) for an endpoint the children cannot use.
@@ -346,7 +353,8 @@ def run_up(settings: Settings, *, authors: int = 1, illustrators: int = 1,
 
     from storymesh.plumbing.signals import install_signal_handlers
 
-    specs = plan(settings, authors=authors, illustrators=illustrators, config=config)
+    specs = plan(settings, authors=authors, illustrators=illustrators, config=config,
+                 http=http)
     if stop is None:
         stop = threading.Event()
         install_signal_handlers(stop, (signal.SIGTERM, signal.SIGINT, signal.SIGHUP))

@@ -224,6 +224,7 @@ class StoryEngine:
             "created": row.created,
             "updated": row.updated,
             "owner": self.journal.lease_owner(corr),
+            "principal": row.principal,
         }
 
     def history(
@@ -241,24 +242,56 @@ class StoryEngine:
             for h in self.journal.history(corr)
         ]
 
-    def fetch(self, corr: Any, principal: str | None = None, admin: bool = False) -> dict[str, Any]:
+    def fetch(self, corr: Any, principal: str | None = None, admin: bool = False,
+              fmt: Any = None) -> dict[str, Any]:
+        """The publications; only format `fmt` when given (an HTTP download needs one)."""
         row = self._story(corr, principal, admin)
-        return {
-            "corr": corr,
-            "status": str(row.status),
-            "title": row.title,
-            "publications": self.journal.publications(corr),
-        }
+        pubs = self.journal.publications(corr)
+        if fmt is not None:
+            pubs = {fmt: pubs[fmt]} if isinstance(fmt, str) and fmt in pubs else {}
+        return {"corr": corr, "status": str(row.status), "title": row.title,
+                "publications": pubs}
+
+    def chapter(self, corr: Any, index: Any, principal: str | None = None,
+                admin: bool = False) -> dict[str, Any]:
+        """A written chapter (0-based `index`), while the story still runs."""
+        data = self._finished_step(corr, StepKind.CHAPTER, index, principal, admin).data or {}
+        return {"corr": corr, "index": index, "title": data.get("title"),
+                "text": data.get("text", "")}
+
+    def picture(self, corr: Any, index: Any, principal: str | None = None,
+                admin: bool = False) -> dict[str, Any]:
+        """A painted picture's PNG: chapter `index`'s (0-based), or the cover for -1."""
+        kind = StepKind.COVER if index == -1 else StepKind.PICTURE
+        step = self._finished_step(corr, kind, 0 if index == -1 else index, principal, admin)
+        meta = step.data or {}
+        return {"corr": corr, "index": index, "png": step.blob or b"",
+                "width": meta.get("width"), "height": meta.get("height")}
+
+    def _finished_step(self, corr: Any, kind: StepKind, index: Any, principal: str | None,
+                       admin: bool) -> StepRow:
+        self._story(corr, principal, admin)
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise FatalAgentError("bad_request", "'index' must be an integer")
+        step = self.journal.get_step(corr, kind, index)
+        if step is None or not step.done:
+            what = "the cover" if kind == StepKind.COVER else f"{kind} {index}"
+            raise FatalAgentError("not_found", f"{what} of {corr} is not finished yet")
+        return step
 
     def list(
-        self, limit: int = 50, principal: str | None = None, admin: bool = False
+        self, limit: int = 50, principal: str | None = None, admin: bool = False,
+        owner: str | None = None,
     ) -> list[dict[str, Any]]:
+        """The latest stories; with keys on a caller's own; `owner` narrows to one
+        principal's (the gateway's filter in front of a plain broker)."""
         if self.owned and not admin:  # a caller sees only its own stories
-            rows = [
-                r
-                for r in self.journal.list_stories(LIST_SCAN)
-                if principal is not None and r.principal == principal
-            ][:limit]
+            owner = principal if owner is None or owner == principal else None
+            if owner is None:
+                return []
+        if owner is not None:
+            rows = [r for r in self.journal.list_stories(LIST_SCAN)
+                    if r.principal == owner][:limit]
         else:
             rows = self.journal.list_stories(limit)
         return [
@@ -349,6 +382,7 @@ class StoryEngine:
         }
         if step.kind == StepKind.CHAPTER:
             event["chapter_title"] = data.get("title")
+            event["text"] = data.get("text", "")
         if step.kind == StepKind.OUTLINE:
             event["title"] = title or data.get("title")
         if step.kind == StepKind.COVER:

@@ -55,7 +55,7 @@ class WatchAgent(_StoryAgent):
 
 
 class QueryAgent(_StoryAgent):
-    """`story.query`: status, history, fetch, list, cancel."""
+    """`story.query`: status, history, fetch, chapter, picture, list, cancel."""
 
     service = "story.query"
 
@@ -70,17 +70,24 @@ class QueryAgent(_StoryAgent):
         elif op == "history":
             result = {"corr": corr, "history": engine.history(corr, *who)}
         elif op == "fetch":
-            result = engine.fetch(corr, *who)
+            result = engine.fetch(corr, *who, fmt=payload.get("format"))
+        elif op == "chapter":
+            result = engine.chapter(corr, payload.get("index"), *who)
+        elif op == "picture":
+            result = engine.picture(corr, payload.get("index"), *who)
         elif op == "list":
             limit = payload.get("limit", 50)
             if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
                 raise FatalAgentError("bad_request", "'limit' must be an integer in 1..1000")
-            result = {"stories": engine.list(limit, *who)}
+            owner = payload.get("owner")
+            if owner is not None and not isinstance(owner, str):
+                raise FatalAgentError("bad_request", "'owner' must be a string")
+            result = {"stories": engine.list(limit, *who, owner=owner)}
         elif op == "cancel":
             result = engine.cancel(corr, *who)
         else:
             raise FatalAgentError("bad_request", f"unknown op {op!r}; choose status, history, "
-                                                 "fetch, list or cancel")
+                                                 "fetch, chapter, picture, list or cancel")
         yield Final(result)
 
 

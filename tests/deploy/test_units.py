@@ -162,11 +162,16 @@ def test_example_config_documents_every_key_at_its_default() -> None:
     # every value in it is the default (so the file tells the truth about defaults) ...
     assert loaded == Settings()
     # ... every top-level key is set in it ...
-    top = {f.name for f in fields(Settings)} - {"sources", *settings_mod.AGENT_SECTIONS}
+    top = {f.name for f in fields(Settings)} - {"sources", "gateway",
+                                                 *settings_mod.AGENT_SECTIONS}
     from_file = {k for k, _, source in settings_mod.describe(loaded) if source == str(EXAMPLE)}
     assert top <= from_file, sorted(top - from_file)
+    # ... every key of the [gateway] table is set in it ...
+    gateway = {f"gateway.{f.name}" for f in fields(settings_mod.GatewaySettings)}
+    assert gateway <= from_file, sorted(gateway - from_file)
     # ... and every agent key is set in at least one agent table
-    agent_keys = {k.split(".", 1)[1] for k in from_file if "." in k}
+    agent_keys = {k.split(".", 1)[1] for k in from_file
+                  if "." in k and not k.startswith("gateway.")}
     assert {f.name for f in fields(AgentSettings)} <= agent_keys
 
 
