@@ -266,8 +266,18 @@ class Mesh:
         self.broker.stop()
         if while_down is not None:
             while_down()
-        self._server = new_broker(self.broker_settings(self.endpoint), self.context)
-        self._server.start()
+        self._server = wait_for(self._rebind, WAIT, f"a new broker bound to {self.endpoint}")
+
+    def _rebind(self) -> BrokerServer | None:
+        # libzmq closes the old listener in its I/O thread, a moment after stop() returns
+        try:
+            server = new_broker(self.broker_settings(self.endpoint), self.context)
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EADDRINUSE:
+                raise
+            return None
+        server.start()
+        return server
 
     def close(self) -> None:
         self.stop_agents()

@@ -11,20 +11,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 import zmq
 
-from storymesh.agents.echo import EchoAgent
-from storymesh.broker.server import BrokerServer
 from storymesh.core import envelope, mdp
 from storymesh.core.mdp import Frame
 from storymesh.errors import RequestFailed, RequestTimeout
 from storymesh.runtime.client import Client
-from storymesh.runtime.worker import run_agent
-from storymesh.settings import Settings
+from testkit.mesh import Mesh
 
 Out = list[tuple[bool, list[Frame]]]  # replies to send: (final, body frames)
 
@@ -305,53 +302,18 @@ def test_snapshot_against_a_broker_without_it_raises(stand_in: StandIn, client: 
         client.snapshot()
 
 
-# --- through the real broker (tests/conftest.py's `broker` fixture) ------------------------
-
-@dataclass
-class Mesh:
-    """Echo workers run by the real runtime, connected to the real broker."""
-
-    settings: Settings
-    context: zmq.Context[Any]
-    stop: threading.Event = field(default_factory=threading.Event)
-    threads: list[threading.Thread] = field(default_factory=list)
-
-    def add_echo(self, slots: int = 1) -> None:
-        ready = threading.Event()
-        thread = threading.Thread(target=run_agent, args=(EchoAgent(), self.settings.peer_section()),
-                                  kwargs={"slots": slots, "stop": self.stop, "ready": ready,
-                                          "context": self.context}, daemon=True)
-        thread.start()
-        self.threads.append(thread)
-        assert ready.wait(3.0)
-
-    def client(self, **options: Any) -> Client:
-        return Client(self.settings.broker, settings=self.settings.peer_section(),
-                      context=self.context, **options)
-
-    def wait_for(self, service: str, present: bool = True) -> None:
-        with self.client(timeout=0.5, retries=1) as client:
-            end = time.monotonic() + 3.0
-            while client.service_available(service) is not present:
-                assert time.monotonic() < end, f"{service} never became {present}"
-                time.sleep(0.02)
-
+# --- through the real broker (testkit.mesh.Mesh) ------------------------------------------
 
 @pytest.fixture
-def mesh(endpoint_settings: Settings) -> Iterator[Mesh]:
-    ctx: zmq.Context[Any] = zmq.Context()
-    m = Mesh(endpoint_settings, ctx)
-    yield m
-    m.stop.set()
-    for thread in m.threads:
-        thread.join(3.0)
-    ctx.destroy(linger=0)
+def mesh() -> Iterator[Mesh]:
+    with Mesh() as m:
+        yield m
 
 
 def test_real_broker_echo_streams_pipelines_and_reports_services(mesh: Mesh) -> None:
     # Given the real broker with one echo worker process of two slots
     mesh.add_echo(slots=2)
-    mesh.wait_for("echo")
+    mesh.wait_services("echo")
     with mesh.client() as client:
         # When a client streams one request and pipelines ten more
         streamed = list(client.stream("echo", {"partials": 3, "png": bytes(6000)}))
@@ -366,13 +328,14 @@ def test_real_broker_echo_streams_pipelines_and_reports_services(mesh: Mesh) -> 
         assert client.service_available("nobody") is False
         snap = client.snapshot()
     workers = [w for w in snap["workers"] if w["service"] == "echo"]
-    assert len(workers) == 2 and all(w["meta"]["hb_busy"] is True for w in workers)
+    assert len(workers) == 2
+    assert all(w["meta"]["hb_busy"] is True for w in workers)
 
 
 def test_real_broker_error_final_raises_and_the_worker_keeps_serving(mesh: Mesh) -> None:
     # Given an echo worker behind the real broker
     mesh.add_echo()
-    mesh.wait_for("echo")
+    mesh.wait_services("echo")
     with mesh.client() as client:
         # When a request fails inside the agent
         with pytest.raises(RequestFailed) as caught:
@@ -383,22 +346,15 @@ def test_real_broker_error_final_raises_and_the_worker_keeps_serving(mesh: Mesh)
 
 
 def test_workers_re_register_after_a_broker_restart_and_a_client_retry_succeeds(
-        endpoint_settings: Settings, broker: BrokerServer, mesh: Mesh) -> None:
+        mesh: Mesh) -> None:
     # Given an echo worker registered with the real broker
     mesh.add_echo()
-    mesh.wait_for("echo")
+    mesh.wait_services("echo")
     # When the broker is stopped and a new one binds the same endpoint
-    broker.stop()
-    restarted = BrokerServer(replace(endpoint_settings, bind=broker.endpoint).broker_section(),
-                             context=zmq.Context())
-    restarted.start()
-    try:
-        with mesh.client(timeout=1.0, retries=4) as client:
-            env = client.call("echo", {"after": "restart"})
-            # Then the worker came back to the new broker and the request was served within
-            # the client's attempts (4 x 1 s)
-            assert env.payload == {"after": "restart"}
-            assert client.service_available("echo") is True
-    finally:
-        restarted.stop()
-        restarted.context.term()
+    mesh.restart_broker()
+    with mesh.client(timeout=1.0, retries=4) as client:
+        env = client.call("echo", {"after": "restart"})
+        # Then the worker came back to the new broker and the request was served within
+        # the client's attempts (4 x 1 s)
+        assert env.payload == {"after": "restart"}
+        assert client.service_available("echo") is True
