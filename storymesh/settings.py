@@ -163,6 +163,7 @@ class BrokerSettings:
     max_message_bytes: int
     max_frames: int
     hwm: int
+    client_backlog_bytes: int
     metrics_bind: str
     curve_secret: str
     allow_dir: str
@@ -247,10 +248,23 @@ class Settings:
     )
     max_frames: int = field(default=80, metadata=_meta(_at_least_one, "frames per message"))
     hwm: int = field(default=100_000, metadata=_meta(_at_least_one, "ZeroMQ high-water marks"))
+    client_backlog_bytes: int = field(
+        default=256 * 1024 * 1024,
+        metadata=_meta(
+            _at_least_one,
+            "broker: bytes one client's queued requests and unread replies may pin",
+        ),
+    )
     request_timeout: float = field(
         default=60.0, metadata=_meta(_positive, "client seconds to wait per attempt")
     )
     retries: int = field(default=3, metadata=_meta(_at_least_one, "client attempts per request"))
+    story_wait: float = field(
+        default=60.0,
+        metadata=_meta(
+            _positive, "`storymesh story`: seconds to wait for the broker and the story service"
+        ),
+    )
     reconnect_max: float = field(
         default=5.0, metadata=_meta(_positive, "worker reconnect backoff cap, seconds")
     )

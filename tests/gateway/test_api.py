@@ -94,8 +94,9 @@ def read_events(client: httpx.Client, url: str, *, limit: int | None = None,
     return events
 
 
-def submit(client: httpx.Client, story: dict[str, Any] | None = None,
-           **headers: str) -> str:
+def submit(client: httpx.Client, story: dict[str, Any] | None = None, *,
+           key: str | None = None) -> str:
+    headers = {"Idempotency-Key": key} if key is not None else {}
     response = client.post("/stories", json=story or STORY, headers=headers)
     assert response.status_code == 202, response.text
     return str(response.json()["id"])
@@ -218,9 +219,9 @@ def test_cancelling_a_story_answers_its_new_status(http: httpx.Client) -> None:
 
 
 def test_an_idempotency_key_makes_a_retried_post_the_same_story(http: httpx.Client) -> None:
-    first = submit(http, **{"Idempotency-Key": "order-17"})
-    again = submit(http, **{"Idempotency-Key": "order-17"})
-    other = submit(http, **{"Idempotency-Key": "order-18"})
+    first = submit(http, key="order-17")
+    again = submit(http, key="order-17")
+    other = submit(http, key="order-18")
     plain = submit(http)
     assert first == again
     assert len({first, other, plain}) == 3
@@ -440,7 +441,7 @@ def test_a_key_sees_only_its_own_stories(keyed: GatewayServer,
         assert corr in [s["corr"] for s in alice.get("/stories").json()["stories"]]
         assert corr not in [s["corr"] for s in bob.get("/stories").json()["stories"]]
         # the same Idempotency-Key of two keys is two stories
-        assert submit(alice, **{"Idempotency-Key": "k"}) != submit(bob, **{"Idempotency-Key": "k"})
+        assert submit(alice, key="k") != submit(bob, key="k")
 
 
 def test_url_tokens_stand_in_for_the_key_on_gets_only(keyed: GatewayServer,
