@@ -42,9 +42,11 @@ BROKER_COUNTERS: dict[str, str] = {
     "unreachable": "sends that failed because the peer was gone",
     "would_block": "sends deferred because a peer's pipe was full",
 }
+    "internal_errors": "messages whose handling hit an unexpected error (a bug); logged",
+    "undeliverable": "replies dropped: their client was not reading and over its backlog",
 # Broker counters that are error replies, exported as storymesh_broker_errors_total{code}.
 ERROR_COUNTERS = ("busy", "expired", "worker_lost", "no_such_service", "too_large",
-                  "bad_request", "shutting_down")
+                  "bad_request", "shutting_down", "internal")
 
 METRICS: dict[str, str] = {
     "storymesh_broker_up": "gauge: 1 while the broker serves",

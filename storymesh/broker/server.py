@@ -1,16 +1,29 @@
 """The broker daemon's socket side: one ROUTER, a poll loop, and nothing else.
 
 It owns the socket, reads the clock once per turn, feeds `BrokerCore` and sends what the
-core returns. Socket work is batched (drain everything readable, then send), sends never
-block: ROUTER_MANDATORY makes a send to a vanished peer fail at once (EHOSTUNREACH, and the
-core re-queues what that worker held), and a send that would block at a full pipe goes to
-a small per-peer backlog that is retried every turn (counted; a backlog that overflows is
-logged and, for a worker, treated as a dead worker). High-water marks and the per-frame
-size limit (ZMQ_MAXMSGSIZE) are set explicitly.
+core returns. Each wake-up drains what is readable. The common MDP/0.2 messages (a REQUEST,
+a worker's PARTIAL or FINAL, a HEARTBEAT) take a fast path: only their protocol frames are
+read, and the core's `fast_*` methods apply the same rules as `on_frames` without building
+message objects, or decline, and then the message goes through `on_frames` whole. Frames
+past `max_frames` are read and dropped at once, never held.
 
-With `curve_secret` set the ROUTER is a CURVE server: the ZAP handler (storymesh.core.policy / storymesh.transport.curve)
-is polled by this same loop, each message's `User-Id` (the key name) goes to the core, and
-`request_reload()` (SIGHUP in the daemon) re-reads the allow-list and roles between turns.
+Sends never block: ROUTER_MANDATORY makes a send to a vanished peer fail at once
+(EHOSTUNREACH, and the core re-queues what that worker held), and a send that would block
+at a full pipe goes to a per-peer backlog retried every turn. libzmq counts messages, not
+bytes, so the send high-water mark is derived from `client_backlog_bytes`, and what the
+broker holds for a client that does not read (its queued requests, the estimate of its full
+pipe, its backlog) stays under `client_backlog_bytes`: past it its new requests get `busy`
+and a reply that does not fit is dropped and counted (`undeliverable`). A worker whose
+backlog overflows is treated as dead.
+
+An unexpected exception while handling one message (a bug) is logged with its traceback,
+counted (`internal_errors`), answered with an `internal` error when the message is a client
+request, and the loop goes on: nothing queued or held is lost.
+
+With `curve_secret` set the ROUTER is a CURVE server: the ZAP handler
+(storymesh.core.policy / storymesh.transport.curve) is polled by this same loop, each
+message's `User-Id` (the key name) goes to the core, and `request_reload()` (SIGHUP in
+the daemon) re-reads the allow-list and roles between turns.
 """
 
 from __future__ import annotations
@@ -19,6 +32,7 @@ import logging
 import signal
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from typing import cast
@@ -27,8 +41,9 @@ import zmq
 
 from storymesh.core import policy
 from storymesh.core.broker import BrokerCore, Send
-from storymesh.core.mdp import Frame
+from storymesh.core.mdp import C02, W02, Frame
 from storymesh.errors import ConfigError
+from storymesh.plumbing.ratelog import RateLog
 from storymesh.plumbing.sdnotify import notifier
 from storymesh.settings import BrokerSettings
 from storymesh.transport import curve
@@ -40,6 +55,7 @@ log = logging.getLogger(__name__)
 _recv = zmq.backend.Socket.recv
 _send = zmq.backend.Socket.send
 _get = zmq.backend.Socket.get
+_poll = zmq.backend.zmq_poll
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -47,8 +63,40 @@ _SNDMORE = int(zmq.SNDMORE)
 _SNDMORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 
 RECV_BATCH = 256          # messages drained per turn before the clock is read again
-BACKLOG_LIMIT = 1000      # messages held for one peer whose pipe is full
+BACKLOG_LIMIT = 1000      # messages held for one worker whose pipe is full
 SHUTDOWN_LINGER_MS = 1000  # time given to flush `shutting_down` replies on stop
+BACKLOG_RETRY_MS = 2      # poll timeout while a backlog waits for a pipe to drain
+HELD_OVERHEAD = 512       # bytes a held message costs beyond its frames (objects, deque)
+SEND_HWM_MIN = 16
+SEND_HWM_UNIT = 4 * 1024 * 1024  # the send HWM keeps this many bytes per message in budget
+
+_REQUEST = b"\x01"        # MDP/0.2 client REQUEST
+_PARTIAL = b"\x03"        # MDP/0.2 worker PARTIAL, FINAL, HEARTBEAT
+_FINAL = b"\x04"
+_HEARTBEAT = b"\x05"
+
+
+def send_hwm(settings: BrokerSettings) -> int:
+    """The ROUTER's send high-water mark: per peer, libzmq parks at most this many messages.
+    Derived from `client_backlog_bytes` so a client that stops reading pins a bounded
+    amount in libzmq (this many messages; at SEND_HWM_UNIT each, the whole budget)."""
+    return max(SEND_HWM_MIN, min(settings.hwm, settings.client_backlog_bytes // SEND_HWM_UNIT))
+
+
+def read_message(sock: zmq.Socket[bytes], max_frames: int) -> tuple[bytes, list[Frame]]:
+    """The next message on a ROUTER, without blocking (zmq.Again when there is none): its
+    routing id and at most `max_frames + 1` frames. Frames past those are read and dropped
+    as they come, so a peer cannot make the broker hold millions of frames; the core
+    rejects a message of more than `max_frames` frames whatever their number."""
+    ident: bytes = _recv(sock, _NOBLOCK, True)  # a ROUTER message always has more
+    frame = _recv(sock, 0, False)
+    frames = [frame]
+    keep = max_frames + 1
+    while frame.more:
+        frame = _recv(sock, 0, False)
+        if len(frames) < keep:
+            frames.append(frame)
+    return ident, frames
 
 
 class BrokerServer:
@@ -67,6 +115,10 @@ class BrokerServer:
         self.stop_event = threading.Event()
         self.reload_requested = False  # a plain flag: set from a signal handler
         self._backlog: dict[bytes, deque[list[Frame]]] = {}
+        self._backlog_bytes: dict[bytes, int] = {}  # per peer: held messages + overhead
+        self._hwm = send_hwm(settings)
+        self._errors_log = RateLog(log, logging.ERROR)
+        self._drops_log = RateLog(log, logging.WARNING)
         self._thread: threading.Thread | None = None
         self.on_turn: Callable[[BrokerCore, float], None] | None = None  # hook for metrics
         self.zap: curve.ZapHandler | None = None
@@ -101,7 +153,7 @@ class BrokerServer:
     def _make_socket(self) -> zmq.Socket[bytes]:
         sock = self.context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        sock.setsockopt(zmq.SNDHWM, self.settings.hwm)
+        sock.setsockopt(zmq.SNDHWM, send_hwm(self.settings))
         sock.setsockopt(zmq.RCVHWM, self.settings.hwm)
         sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_message_bytes)
         sock.setsockopt(zmq.LINGER, 0)
@@ -138,42 +190,22 @@ class BrokerServer:
         stop = stop or self.stop_event
         sock = self.socket
         zap = self.zap
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        if zap is not None:
-            poller.register(zap.socket, zmq.POLLIN)
+        items = [(sock, _POLLIN)] if zap is None else [(sock, _POLLIN), (zap.socket, _POLLIN)]
         tick = min(0.1, self.settings.heartbeat_interval / 4)
         timeout_ms = max(1, int(tick * 1000))
         next_tick = self.clock()
-        core = self.core
         try:
             while not stop.is_set():
-                ready = poller.poll(timeout_ms)
+                ready = _poll(items, BACKLOG_RETRY_MS if self._backlog else timeout_ms)
                 now = self.clock()
                 if ready:
-                    wall = self.wall()
                     if zap is not None and any(s is zap.socket for s, _ in ready):
                         zap.handle()  # answers the handshakes waiting now, never blocks
-                    for _ in range(RECV_BATCH):
-                        # ask before reading: a zmq.Again per wake-up costs more than this
-                        if not cast(int, _get(sock, _EVENTS)) & _POLLIN:
-                            break
-                        try:
-                            head = _recv(sock, _NOBLOCK, False)
-                        except zmq.Again:  # EVENTS said readable; never trust it blindly
-                            break
-                        frames = []
-                        frame = head
-                        while frame.more:  # the rest of a message has arrived with it
-                            frame = _recv(sock, 0, False)
-                            frames.append(frame)
-                        user = cast("str | None", head.get("User-Id")) if zap else None
-                        self._send_all(core.on_frames(head.bytes, frames, now, wall, user), now)
+                    if ready[0][0] is sock:
+                        self._drain(now, self.wall())
                 if now >= next_tick:
                     next_tick = now + tick
-                    self._send_all(core.on_tick(now, self.wall()), now)
-                    if self.on_turn is not None:
-                        self.on_turn(core, now)
+                    self._on_tick(now)
                 if self._backlog:
                     self._flush_backlog(now)
                 if self.reload_requested:
@@ -182,6 +214,89 @@ class BrokerServer:
         finally:
             self.close()
         return 0
+
+    def _drain(self, now: float, wall: float) -> None:
+        """Read what poll said is there: the first message without asking (poll just said
+        so); if more is waiting, a burst: read until zmq.Again, at most RECV_BATCH."""
+        sock = self.socket
+        max_frames = self.settings.max_frames
+        keys = self.zap is not None
+        burst = False
+        for _ in range(RECV_BATCH):
+            try:
+                ident, frames = read_message(sock, max_frames)
+            except zmq.Again:
+                return
+            user = cast("str | None", frames[0].get("User-Id")) if keys else None
+            self._handle(ident, frames, now, wall, user)
+            if not burst:  # one readiness query per wake-up, then drain until Again
+                if not cast(int, _get(sock, _EVENTS)) & _POLLIN:
+                    return
+                burst = True
+
+    def _handle(self, ident: bytes, frames: list[Frame], now: float, wall: float,
+                user: str | None) -> None:
+        """One message: the fast path, else the core in full; a bug costs this message only."""
+        try:
+            sends = self._fast(ident, frames, now)
+            if sends is None:
+                sends = self.core.on_frames(ident, frames, now, wall, user)
+        except Exception:
+            sends = self._internal_error(ident, frames, now)
+        try:
+            self._send_all(sends, now)
+        except Exception:
+            self._internal_error(ident, frames, now, answer=False)
+
+    def _fast(self, ident: bytes, frames: list[Frame], now: float) -> list[Send] | None:
+        """MDP/0.2 REQUEST, PARTIAL/FINAL and HEARTBEAT by their protocol frames alone;
+        None when the message is anything else or the core declines it."""
+        n = len(frames)
+        if n < 2 or n > self.settings.max_frames:
+            return None
+        header = frames[0].bytes
+        if header == C02:
+            if n < 4 or frames[1].bytes != _REQUEST:
+                return None
+            return self.core.fast_request(ident, frames[2].bytes, tuple(frames[3:]), now)
+        if header != W02:
+            return None
+        cmd = frames[1].bytes
+        if cmd == _FINAL or cmd == _PARTIAL:
+            if n < 4 or len(frames[3]) or not len(frames[2]):
+                return None  # [client | "" | body...] or the core explains what is wrong
+            return self.core.fast_reply(ident, frames[2].bytes, tuple(frames[4:]),
+                                        cmd == _FINAL, now)
+        if cmd == _HEARTBEAT and n == 2 and self.core.fast_heartbeat(ident, now):
+            return []
+        return None
+
+    def _internal_error(self, ident: bytes, frames: list[Frame], now: float,
+                        answer: bool = True) -> list[Send]:
+        """A bug while handling one message: log it with its traceback (rate-limited),
+        count it, keep what the core had already decided, answer the sender `internal`."""
+        self._errors_log.log(now, "internal error while handling a message from %s; the "
+                             "broker goes on:\n%s", ident.hex(), traceback.format_exc())
+        core = self.core
+        if not answer:
+            core.counters["internal_errors"] += 1
+            return []
+        try:
+            return core.take_sends() + core.on_internal_error(ident, frames, now)
+        except Exception:  # the answer failed too: counted, logged above, nothing more
+            core.counters["internal_errors"] += 1
+            return []
+
+    def _on_tick(self, now: float) -> None:
+        core = self.core
+        try:
+            self._send_all(core.on_tick(now, self.wall()), now)
+            if self.on_turn is not None:
+                self.on_turn(core, now)
+        except Exception:
+            core.counters["internal_errors"] += 1
+            self._errors_log.log(now, "internal error at a tick; the broker goes on:\n%s",
+                                 traceback.format_exc())
 
     def _shutdown(self) -> None:
         now = self.clock()
@@ -213,33 +328,77 @@ class BrokerServer:
                 raise
             self._send_all(self.core.on_unreachable(identity, frames, now), now)
             return True
+        self._send_rest(frames)
+        return True
+
+    def _send_rest(self, frames: list[Frame]) -> None:
         # After the first frame the pipe has accepted the message: the rest never fails.
         # Small bytes frames are copied (cheaper than a zero-copy Frame); received Frames,
         # the big payloads among them, are passed on without copying their data.
+        sock = self.socket
         for frame in frames[:-1]:
             _send(sock, frame, _SNDMORE, True)
         _send(sock, frames[-1], 0, True)
-        return True
 
     def _hold(self, identity: bytes, frames: list[Frame], now: float) -> None:
-        queue = self._backlog.setdefault(identity, deque())
-        if len(queue) < BACKLOG_LIMIT:
-            queue.append(frames)
+        """Keep a message for a peer whose pipe is full; retried every turn."""
+        core = self.core
+        size = sum(map(len, frames)) + HELD_OVERHEAD
+        queue = self._backlog.get(identity)
+        if identity in core.workers:
+            if queue is None:
+                queue = self._backlog[identity] = deque()
+            if len(queue) < BACKLOG_LIMIT:
+                queue.append(frames)
+                return
+            log.warning("worker %s is not reading; its backlog is full", identity.hex())
+            self._forget_backlog(identity)
+            self._send_all(core.on_unreachable(identity, frames, now), now)
             return
-        log.warning("peer %s is not reading; its backlog is full", identity.hex())
-        del self._backlog[identity]
-        self._send_all(self.core.on_unreachable(identity, frames, now), now)
+        if queue is None:
+            # its pipe is full: count what libzmq holds for it as the whole pipe of messages
+            # of this size (libzmq says nothing of bytes) while this backlog lasts
+            queue = self._backlog[identity] = deque()
+            core.held_out[identity] = self._hwm * size
+        if core.client_bytes.get(identity, 0) + core.held_out[identity] + size \
+                > self.settings.client_backlog_bytes:
+            core.counters["undeliverable"] += 1
+            self._drops_log.log(now, "client %s is not reading and holds over %d bytes in "
+                                "the broker: a reply of %d bytes dropped", identity.hex(),
+                                self.settings.client_backlog_bytes, size)
+            return
+        queue.append(frames)
+        core.held_out[identity] += size
+        self._backlog_bytes[identity] = self._backlog_bytes.get(identity, 0) + size
+
+    def _forget_backlog(self, identity: bytes) -> None:
+        self._backlog.pop(identity, None)
+        self._backlog_bytes.pop(identity, None)
+        self.core.held_out.pop(identity, None)
 
     def _flush_backlog(self, now: float) -> None:
         for identity in list(self._backlog):
-            queue = self._backlog.pop(identity)
+            queue = self._backlog.get(identity)
             while queue:
-                frames = queue.popleft()
-                if not self._send(identity, frames, now):
-                    # _send re-created the backlog entry with this message at its end;
-                    # put the rest behind it in order.
-                    self._backlog[identity].extend(queue)
+                frames = queue[0]
+                try:
+                    _send(self.socket, identity, _SNDMORE_NOBLOCK, True)
+                except zmq.Again:
+                    break  # still full: keep the rest, in order
+                except zmq.ZMQError as exc:
+                    if exc.errno != zmq.EHOSTUNREACH:
+                        raise
+                    self._forget_backlog(identity)  # gone: what it held is lost with it
+                    self._send_all(self.core.on_unreachable(identity, frames, now), now)
                     break
+                queue.popleft()
+                self._send_rest(frames)
+                size = sum(map(len, frames)) + HELD_OVERHEAD
+                if identity in self._backlog_bytes:
+                    self._backlog_bytes[identity] -= size
+                    self.core.held_out[identity] -= size
+            else:
+                self._forget_backlog(identity)
 
     # --- lifecycle helpers (tests, `storymesh up`, in-process mode) -----------------------
 

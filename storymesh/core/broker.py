@@ -18,11 +18,12 @@ Beyond the MDP specs (see ../shared/MDP.md section 11), with nothing silently lo
   bounded by `client_queue_limit` (`busy` past it), so a flooding client cannot starve the
   others. A client is its routing id, or with keys on its principal.
 
-With keys on (`policy` set; see storymesh.core.policy / storymesh.transport.curve) every message comes with the `user`
-the ZAP handler authenticated: requests need the `client` role (`mmi.storymesh.*` needs
-`admin`, `mmi.service` is open) or get an error FINAL `forbidden`; a READY needs the
-`worker` role for that service or gets DISCONNECT; the broker writes the header
-`principal` (the key's name, or for a `delegate` key the principal it names) and `admin`.
+With keys on (`policy` set; see storymesh.core.policy / storymesh.transport.curve) every
+message comes with the `user` the ZAP handler authenticated: requests need the `client`
+role (`mmi.storymesh.*` needs `admin`, `mmi.service` is open) or get an error FINAL
+`forbidden`; a READY needs the `worker` role for that service or gets DISCONNECT; the broker
+writes the header `principal` (the key's name, or for a `delegate` key the principal it
+names) and `admin`.
 """
 
 from __future__ import annotations
@@ -59,18 +60,35 @@ _META_LIMITS = envelope.Limits(header_bytes=4096, container_len=64, str_bytes=51
 
 @dataclass(slots=True)
 class Pending:
-    """A client request the broker holds: queued, or dispatched to a worker."""
+    """A client request the broker holds: queued, or dispatched to a worker.
+
+    Its request id and correlation id are read from the header frame only when something
+    needs them (an error reply, a log line, the snapshot): the fast path never decodes it."""
 
     client: bytes
     service: bytes
     body: Body
     dialect: Dialect
-    rid: str | None
-    corr: str | None
     deadline: float | None  # monotonic
     enqueued: float
+    size: int  # bytes of its body, counted against its client's backlog
     owner: Hashable = b""  # its lane in the fair queue: the principal, or the routing id
     attempts: int = 0
+    ids: tuple[str | None, str | None] | None = None  # (rid, corr) once read
+
+    def _read_ids(self) -> tuple[str | None, str | None]:
+        ids = self.ids
+        if ids is None:
+            ids = self.ids = _ids_of(self.body)
+        return ids
+
+    @property
+    def rid(self) -> str | None:
+        return self._read_ids()[0]
+
+    @property
+    def corr(self) -> str | None:
+        return self._read_ids()[1]
 
 
 @dataclass(slots=True)
@@ -83,8 +101,7 @@ class Worker:
     meta: dict[str, Any]
     hb_busy: bool
     registered: float
-    expiry: float
-    last_seen: float
+    last_seen: float  # liveness is this one timestamp; on_tick expires it
     state: WState = WState.IDLE
     request: Pending | None = None
     busy_since: float = 0.0
@@ -116,7 +133,13 @@ class BrokerCore:
             "requests", "replies", "partials", "malformed", "violations", "disconnects",
             "expired", "busy", "worker_lost", "no_such_service", "redispatched",
             "unreachable", "would_block", "workers_expired", "mmi", "too_large",
-            "shutting_down", "bad_request", "forbidden", "unauthenticated"), 0)
+            "shutting_down", "bad_request", "forbidden", "unauthenticated", "internal",
+            "internal_errors", "undeliverable"), 0)
+        # Bytes of each client's requests held here (queued or with a worker), by routing
+        # id, and what the server holds for it (unsent replies, a full pipe's estimate):
+        # together bounded by client_backlog_bytes.
+        self.client_bytes: dict[bytes, int] = {}
+        self.held_out: dict[bytes, int] = {}
         self.policy: Policy | None = None  # keys on: set_policy() before any message
         self._packer = msgpack.Packer(use_bin_type=True)  # re-packs headers; 4x packb's speed
         self.started = now
@@ -174,6 +197,29 @@ class BrokerCore:
             if worker.request is not None and _is_request(frames):
                 worker.request.attempts -= 1  # never delivered: not a dispatch
             self._drop(worker, now, "unreachable")
+        return out
+
+    def take_sends(self) -> list[Send]:
+        """What the message being handled had already decided to send: the server sends
+        it after an unexpected error, so no state change is left without its message."""
+        out, self._out = self._out, []
+        return out
+
+    def on_internal_error(self, sender: bytes, frames: list[Frame], now: float) -> list[Send]:
+        """Handling `frames` from `sender` failed unexpectedly (a bug): count it, and when the
+        message is a client request, answer it with an `internal` error FINAL."""
+        out: list[Send] = []
+        self._out = out
+        self.counters["internal_errors"] += 1
+        try:
+            msg = mdp.parse(frames)
+        except RemoteProtocolError:
+            return out
+        if isinstance(msg, mdp.ClientRequest) and sender not in self.workers:
+            self.counters["internal"] += 1
+            rid, corr = _ids_of(msg.body)
+            self._reply_error(sender, msg, rid, corr, "internal",
+                              "the broker failed while handling this request; it was not queued")
         return out
 
     def set_policy(self, policy: Policy, now: float) -> list[Send]:
@@ -255,28 +301,74 @@ class BrokerCore:
             self.counters["expired"] += 1
             self._reply_error(client, msg, rid, corr, "expired", "deadline passed before queueing")
             return
-        service = self._service(name)
+        self._accept(self._service(name), Pending(client, name, body, msg.dialect, deadline,
+                                                  now, size, owner, ids=(rid, corr)), now)
+
+    def fast_request(self, client: bytes, name: bytes, body: Body,
+                     now: float) -> list[Send] | None:
+        """An MDP/0.2 REQUEST already split by the server, without message objects; False
+        (and nothing done) when it is anything but the common case, which `on_frames`
+        then handles in full: keys on, an unknown or MMI service, a header that is not
+        plainly version 1 without a deadline, a size or backlog over its limit."""
+        service = self.services.get(name)
+        if service is None or self.policy is not None or not body or name[:4] == MMI_PREFIX:
+            return None
+        head = body[0]
+        head = head if type(head) is bytes else head.bytes
+        # msgpack of make_header(): a small map whose first entry is "v": 1
+        if head[1:4] != _V1 or not 0x82 <= head[0] <= 0x8F or _DEADLINE_KEY in head \
+                or len(head) > schema.MAX_HEADER_BYTES:
+            return None
+        size = sum(map(len, body))
+        if size > self.settings.max_message_bytes or self._over_backlog(client, size):
+            return None
+        out: list[Send] = []
+        self._out = out
+        self.counters["requests"] += 1
+        self._accept(service, Pending(client, name, body, Dialect.V02, None, now, size, client),
+                     now)
+        return out
+
+    def _accept(self, service: Service, pending: Pending, now: float) -> None:
+        """The queueing rules, for both paths: limits (busy), then a worker or the queue."""
         queue = service.queue
+        name = service.name.decode(errors="replace")
         if len(queue) >= self.settings.queue_limit:
-            self._busy(client, msg, rid, corr, service, f"queue of {name.decode(errors='replace')} "
-                                                        "is full")
+            self._busy(pending, service, f"queue of {name} is full")
             return
-        if queue and queue.lane_len(owner) >= self.settings.client_queue_limit:
-            self._busy(client, msg, rid, corr, service, f"this client already has "
-                       f"{self.settings.client_queue_limit} requests queued for "
-                       f"{name.decode(errors='replace')}")
+        if queue and queue.lane_len(pending.owner) >= self.settings.client_queue_limit:
+            self._busy(pending, service, f"this client already has "
+                       f"{self.settings.client_queue_limit} requests queued for {name}")
             return
-        pending = Pending(client, name, body, msg.dialect, rid, corr, deadline, now, owner)
+        if self._over_backlog(pending.client, pending.size):
+            self._busy(pending, service, f"this client holds over "
+                       f"{self.settings.client_backlog_bytes} bytes of requests and unread "
+                       "replies in the broker")
+            return
+        client_bytes = self.client_bytes
+        client_bytes[pending.client] = client_bytes.get(pending.client, 0) + pending.size
         if service.idle:  # idle workers mean an empty queue: skip it
             self._hand(service, pending, now)
         else:
-            queue.append(owner, pending)
+            queue.append(pending.owner, pending)
 
-    def _busy(self, client: bytes, msg: mdp.ClientRequest, rid: str | None, corr: str | None,
-              service: Service, why: str) -> None:
+    def _over_backlog(self, client: bytes, size: int) -> bool:
+        held = self.client_bytes.get(client, 0) + self.held_out.get(client, 0)
+        return held + size > self.settings.client_backlog_bytes
+
+    def _release(self, pending: Pending) -> None:
+        """`pending` is answered or failed: its bytes no longer count against its client."""
+        client_bytes = self.client_bytes
+        left = client_bytes.get(pending.client, 0) - pending.size
+        if left > 0:
+            client_bytes[pending.client] = left
+        else:
+            client_bytes.pop(pending.client, None)
+
+    def _busy(self, pending: Pending, service: Service, why: str) -> None:
         self.counters["busy"] += 1
-        self._reply_error(client, msg, rid, corr, "busy", why,
-                          retry_after=self._retry_hint(service))
+        self._reply_error_to(pending.client, pending.service, pending.dialect, pending.rid,
+                             pending.corr, "busy", why, retry_after=self._retry_hint(service))
 
     def _admit(self, client: bytes, msg: mdp.ClientRequest, header: dict[str, Any] | None,
                user: str | None, rid: str | None, corr: str | None
@@ -330,16 +422,27 @@ class BrokerCore:
 
     def _reply(self, client: bytes, service: bytes, dialect: Dialect, body: Body,
                final: bool = True) -> None:
+        if dialect is Dialect.V02:  # prebuilt prefix: the common case skips encode()
+            self._out.append((client, [mdp.C02, _C02_FINAL if final else _C02_PARTIAL,
+                                       service, *body]))
+            return
         self._out.append((client, mdp.encode(mdp.ClientReply(service, body, final, dialect))))
 
     def _reply_error(self, client: bytes, msg: mdp.ClientRequest, rid: str | None,
                      corr: str | None, code: str, message: str,
                      retry_after: float | None = None) -> None:
+        self._reply_error_to(client, msg.service, msg.dialect, rid, corr, code, message,
+                             retry_after)
+
+    def _reply_error_to(self, client: bytes, service: bytes, dialect: Dialect,
+                        rid: str | None, corr: str | None, code: str, message: str,
+                        retry_after: float | None = None) -> None:
         body = envelope.error_body(rid or "", code, message, corr=corr, retry_after=retry_after)
-        self._reply(client, msg.service, msg.dialect, tuple(body))
+        self._reply(client, service, dialect, tuple(body))
 
     def _fail(self, pending: Pending, code: str, message: str) -> None:
         """Answer a held request with an error FINAL and count it against its service."""
+        self._release(pending)
         self.counters[code] = self.counters.get(code, 0) + 1
         service = self.services.get(pending.service)
         if service is not None:
@@ -440,9 +543,29 @@ class BrokerCore:
             self._drop(worker, now, "sent DISCONNECT")
             return
         worker.last_seen = now
-        worker.expiry = now + self._liveness
         if isinstance(msg, mdp.WorkerReply):
-            self._on_reply(worker, msg, now)
+            self._on_reply(worker, msg.client, msg.body, msg.final, now)
+
+    def fast_reply(self, sender: bytes, client: bytes, body: Body, final: bool,
+                   now: float) -> list[Send] | None:
+        """An MDP/0.2 PARTIAL or FINAL from a known busy 0.2 worker, already split by the
+        server; None (nothing done) for anything else, which `on_frames` handles."""
+        worker = self.workers.get(sender)
+        if worker is None or worker.state is not WState.BUSY or worker.dialect is not Dialect.V02:
+            return None
+        out: list[Send] = []
+        self._out = out
+        worker.last_seen = now
+        self._on_reply(worker, client, body, final, now)
+        return out
+
+    def fast_heartbeat(self, sender: bytes, now: float) -> bool:
+        """An MDP/0.2 HEARTBEAT: a known 0.2 worker is alive now; False for anyone else."""
+        worker = self.workers.get(sender)
+        if worker is None or worker.dialect is not Dialect.V02:
+            return False
+        worker.last_seen = now
+        return True
 
     def _register(self, sender: bytes, msg: mdp.Ready, now: float, user: str | None) -> None:
         if msg.service.startswith(MMI_PREFIX) or not self._valid_service(msg.service):
@@ -459,7 +582,7 @@ class BrokerCore:
         meta = self._read_meta(msg.meta)
         service = self._service(msg.service)
         worker = Worker(sender, service, msg.dialect, meta, bool(meta.get("hb_busy")),
-                        now, now + self._liveness, now, principal=user)
+                        now, now, principal=user)
         self.workers[sender] = worker
         service.workers += 1
         service.idle[sender] = worker
@@ -493,20 +616,23 @@ class BrokerCore:
                 flat[key] = value
         return flat
 
-    def _on_reply(self, worker: Worker, msg: mdp.WorkerReply, now: float) -> None:
+    def _on_reply(self, worker: Worker, client: bytes, body: Body, final: bool,
+                  now: float) -> None:
         pending = worker.request
-        assert pending is not None  # BUSY workers hold a request (state invariant)
-        if msg.client != pending.client:
+        if pending is None:  # BUSY workers hold a request (state invariant)
+            raise RuntimeError(f"busy worker {worker.identity.hex()} holds no request")
+        if client != pending.client:
             self._violation(worker.identity, worker, worker.dialect, now,
                             "reply addressed to a client it does not serve")
             return
-        if not msg.final:
+        if not final:
             self.counters["partials"] += 1
             if pending.dialect is not Dialect.V01:  # 0.1 clients get only the FINAL
-                self._reply(pending.client, pending.service, pending.dialect, msg.body, False)
+                self._reply(pending.client, pending.service, pending.dialect, body, False)
             return
         self.counters["replies"] += 1
-        self._reply(pending.client, pending.service, pending.dialect, msg.body, True)
+        self._release(pending)
+        self._reply(pending.client, pending.service, pending.dialect, body, True)
         service = worker.service
         service.served += 1
         service.service_time += now - worker.busy_since
@@ -570,16 +696,17 @@ class BrokerCore:
         worker.request = pending
         worker.busy_since = now
         pending.attempts += 1
-        self._out.append((worker.identity, mdp.encode(
-            mdp.WorkerRequest(pending.client, pending.body, worker.dialect))))
+        self._out.append((worker.identity, [*_REQUEST_PREFIX[worker.dialect], pending.client,
+                                            mdp.EMPTY, *pending.body]))
 
     # --- time -------------------------------------------------------------------------
 
     def _beat_and_expire(self, now: float) -> None:
         busy_timeout = self.settings.busy_timeout
+        liveness = self._liveness
         dead = [w for w in self.workers.values()
                 if (now - max(w.busy_since, w.last_seen) > busy_timeout
-                    if w.state is WState.BUSY and not w.hb_busy else now > w.expiry)]
+                    if w.state is WState.BUSY and not w.hb_busy else now - w.last_seen > liveness)]
         for worker in dead:  # out of the idle lists before any re-dispatch reaches them
             worker.service.idle.pop(worker.identity, None)
         for worker in dead:
@@ -631,6 +758,29 @@ class BrokerCore:
     def idle_workers(self) -> Iterable[Worker]:
         for s in self.services.values():
             yield from s.idle.values()
+
+
+_V1 = b"\xa1v\x01"                # msgpack "v": 1, the first entry of a storymesh header
+_DEADLINE_KEY = b"\xa8deadline"    # msgpack "deadline": a header with it takes the slow path
+_C02_FINAL = b"\x03"
+_C02_PARTIAL = b"\x02"
+_REQUEST_PREFIX: dict[Dialect, tuple[bytes, ...]] = {
+    Dialect.V02: (mdp.W02, b"\x02"),
+    Dialect.V02E: (mdp.EMPTY, mdp.W02, b"\x02"),
+    Dialect.V01: (mdp.EMPTY, mdp.W01, b"\x02"),
+}
+
+
+def _ids_of(body: Body) -> tuple[str | None, str | None]:
+    """(request id, correlation id) from a body's header; (None, None) for a foreign body."""
+    if not body:
+        return None, None
+    try:
+        header = envelope.read_header(body[0])
+    except BodyError:
+        return None, None
+    corr = header.get(schema.H_CORR)
+    return header[schema.H_ID], corr if isinstance(corr, str) else None
 
 
 def _is_request(frames: list[Frame]) -> bool:

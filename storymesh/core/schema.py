@@ -52,7 +52,7 @@ ERROR_CODES: Final[dict[str, tuple[str, bool, int]]] = {
     "shutting_down": ("the broker or agent is stopping; retry elsewhere or later", True, 18),
     # agents
     "model_error": ("the model failed while serving the request", True, 20),
-    "internal": ("an unexpected error inside an agent", True, 21),
+    "internal": ("an unexpected error inside an agent or the broker", True, 21),
     "not_found": ("no such story or object", False, 22),
     "cancelled": ("the story was cancelled", False, 23),
     "failed": ("the story failed", False, 24),

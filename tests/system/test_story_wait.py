@@ -1,0 +1,60 @@
+"""`storymesh story` waits up to `story_wait` for the broker and the story service."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from testkit.mesh import REPO, Spawner
+
+pytestmark = [pytest.mark.timeout(120)]
+
+
+def story_command(endpoint: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "storymesh", "story", "--broker", endpoint, "--plot",
+            "A lost kite", "--config", "/dev/null", *extra]
+
+
+def test_story_without_a_broker_says_so_after_story_wait(spawner: Spawner,
+                                                          endpoint: str) -> None:
+    # Given no broker at the endpoint, and story_wait 2 s
+    # When a story is asked of it (a long --timeout, as a user would give)
+    run = subprocess.run(story_command(endpoint, "--timeout", "3600"), cwd=REPO,
+                         env=spawner.env({"STORYMESH_STORY_WAIT": "2"}),
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+                         check=False)
+    # Then it says once what it waits for, stops after story_wait (not after an hour) with
+    # exit 2, and says what to do
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert run.stdout.count(f"waiting for the broker at {endpoint}") == 1, run.stdout
+    assert "no broker answers" in run.stdout and "--local" in run.stdout.replace("\n", " ")
+
+
+def test_story_started_before_the_mesh_waits_for_it(spawner: Spawner, endpoint: str) -> None:
+    # Given `storymesh story --detach` started before any broker or story service
+    story = subprocess.Popen(story_command(endpoint, "--detach"), cwd=REPO,
+                             env=spawner.env({"STORYMESH_STORY_WAIT": "60"}),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+    try:
+        # When the broker and then the story service come up a few seconds later
+        time.sleep(2.0)
+        spawner.broker(endpoint)
+        time.sleep(1.0)
+        spawner.spawn("story", "agent", "story", "--broker", endpoint, "--log-level",
+                      "warning", "--config", "/dev/null",
+                      env={"STORYMESH_JOURNAL": str(spawner.logs / "journal.db")})
+        out, _ = story.communicate(timeout=60)
+    finally:
+        if story.poll() is None:
+            story.kill()
+            story.wait()
+    # Then the story is accepted (its id printed, exit 0), after saying once what it
+    # waited for
+    assert story.returncode == 0, out
+    assert out.count("waiting for the broker") == 1, out
+    assert out.count("waiting for the story service") == 1, out
+    assert re.fullmatch(r"[0-9a-f]{32}", out.strip().splitlines()[-1]), out
