@@ -172,6 +172,12 @@ def create_story(request: dict[str, Any], *, broker: str | None = None,
             "publications": {fmt: str(path) for fmt, path in paths.items()}}
 
 
+def submit_story(request: dict[str, Any], *, broker: str | None = None) -> str:
+    """Submit a story and return its id at once, without waiting for the book."""
+    with _session.client(broker) as stories:
+        return stories.submit_request(request)
+
+
 def get_task_status(correlation_id: str, *, broker: str | None = None) -> dict[str, Any]:
     """The status of a story: {"status", "steps", "title", ...}."""
     with _session.client(broker) as stories:

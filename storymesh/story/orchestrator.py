@@ -31,8 +31,7 @@ class DistributedOrchestrator:
         request = {"plot": idea} if isinstance(idea, str) else dict(idea)
         if wait:
             return api.create_story(request, broker=self.broker, out_dir=out_dir)
-        with api._session.client(self.broker) as stories:
-            corr = stories.submit_request(request)
+        corr = api.submit_story(request, broker=self.broker)
         return {"correlation_id": corr, "corr": corr, "status": "accepted"}
 
     def get_task_status(self, correlation_id: str) -> dict[str, Any]:

@@ -318,3 +318,24 @@ def test_the_seed_functions_make_a_book_and_report_on_it(seed_session: None,
     history = api.get_message_history(corr)
     assert history and all({"sender", "receiver", "message_type"} <= set(h) for h in history)
     assert {"author", "illustrator", "publisher"} <= {h["sender"] for h in history}
+
+
+def test_the_original_designs_orchestrator_runs_over_the_same_mesh(seed_session: None,
+                                                                    tmp_path: Path) -> None:
+    # Given the original design's orchestrator with no broker (the mesh in this process)
+    from storymesh import DistributedOrchestrator
+    orchestrator = DistributedOrchestrator()
+    # When one story is made and waited for, and another is only submitted
+    done = orchestrator.create_story({"plot": "A tortoise wants to win the great snail race",
+                                      "chapters": 2}, out_dir=tmp_path)
+    queued = orchestrator.create_story("A little cloud is afraid to rain", wait=False)
+    # Then the first is complete with its book on disk, the second was accepted at once
+    assert done["status"] == "complete", done
+    assert Path(done["publications"]["pdf"]).read_bytes().startswith(b"%PDF")
+    assert queued["status"] == "accepted"
+    # And both can be asked about by id, through the same names as the original design
+    assert orchestrator.get_task_status(done["correlation_id"])["status"] == "complete"
+    assert orchestrator.get_task_status(queued["correlation_id"])["status"] in {
+        "accepted", "running", "complete"}
+    senders = {h["sender"] for h in orchestrator.get_message_history(done["correlation_id"])}
+    assert {"author", "illustrator", "publisher"} <= senders

@@ -63,6 +63,21 @@ def test_the_plan_has_a_broker_that_binds_and_agents_that_connect() -> None:
         assert spec.argv[spec.argv.index("--log-level") + 1] == "warning"
 
 
+def test_up_with_http_adds_a_gateway_that_connects_like_the_agents() -> None:
+    # Given settings whose gateway listens on a chosen address
+    settings = fast_settings(bind="tcp://*:5999", **{"gateway.http": "127.0.0.1:8181"})
+    # When up plans its children with --http
+    specs = plan(settings, python="py", http=True)
+    # Then the last child is the gateway, on that address, connecting where the agents do
+    gateway = specs[-1]
+    assert gateway.name == "gateway"
+    assert gateway.argv[3] == "gateway"
+    assert gateway.argv[gateway.argv.index("--http") + 1] == "127.0.0.1:8181"
+    assert gateway.argv[gateway.argv.index("--broker") + 1] == "tcp://127.0.0.1:5999"
+    # And without --http there is none
+    assert "gateway" not in [s.name for s in plan(settings, python="py")]
+
+
 def test_backoff_doubles_and_a_crash_loop_gives_up() -> None:
     # Given the default rule: 5 exits within 30 s is a crash loop
     history = CrashHistory(RestartPolicy(initial=0.5, cap=10.0, window=30.0, limit=5))
