@@ -18,6 +18,7 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from storymesh import vocabulary
+from storymesh.agents.author.embedded.storyteller import write_outline
 from storymesh.agents.illustrator import IllustratorAgent
 from storymesh.agents.illustrator.embedded.scene import read_figure, read_scene
 from storymesh.agents.illustrator.prompt import CLIP_BUDGET, approx_tokens, build_prompt
@@ -365,3 +366,76 @@ def test_a_missing_model_folder_fails_at_setup(tmp_path: Path) -> None:
 def test_diffusers_without_a_model_fails_at_setup() -> None:
     with pytest.raises(FatalAgentError, match="needs a model"):
         IllustratorAgent(backend="diffusers").setup()
+
+
+# -- the plot's subject: its own drawing, or the closest, said in `drawn_as` ---------------
+@pytest.mark.parametrize(("look", "noun", "kind"), [
+    ("a white cloud with a soft puffy shape and rosy cheeks", "cloud", "cloud"),
+    ("an olive tortoise with a high domed shell", "tortoise", "turtle"),
+    ("a green parrot with a hooked beak and rainbow feathers", "parrot", "bird"),
+    ("a red clock with a friendly painted face", "clock", "clock"),
+    ("a grandfather with white hair and a grey moustache, wearing a flat cap", "grandfather",
+     "grandpa"),
+    ("a grandmother with silver curls, wearing round glasses", "grandmother", "grandma"),
+    ("a silver robot with a shiny metal body", "robot", "robot"),
+    ("a green tractor with a friendly painted face", "tractor", "vehicle"),
+    ("an orange tugboat with a friendly painted face", "tugboat", "boat"),
+    ("a lighthouse keeper with short brown hair, wearing a kind smile", "keeper", "person"),
+    ("a brown goat with soft fur and bright eyes", "goat", "dog"),
+    ("a blue kettle with a friendly painted face", "kettle", "thing"),  # no drawing: a thing
+    ("a green wombat with soft fur and bright eyes", "wombat", "bear"),  # unknown animal
+    ("a potter with a red ponytail", "potter", "person"),  # unknown role with hair
+])
+def test_each_kind_gets_its_drawing_or_the_closest(look: str, noun: str, kind: str) -> None:
+    # Given a character's look / When the painter reads it
+    figure = read_figure(look, "Pip")
+    # Then the figure keeps the word that named it and gets the drawing for it
+    assert (figure.noun, figure.kind) == (noun, kind)
+
+
+def test_the_reply_says_what_each_figure_was_drawn_as(painter: IllustratorAgent) -> None:
+    # Given a tortoise and a cloud, one with a drawing of its own and one without
+    cast = [{"name": "Tess", "look": "an olive tortoise with a high domed shell"},
+            {"name": "Nimbus", "look": "a white cloud with rosy cheeks"}]
+    # When the painter draws them
+    reply = draw(painter, prompt="Tess and Nimbus at the snail race in the garden",
+                 characters=cast, width=160, height=160, seed=1)
+    # Then the reply names the drawing each got
+    assert reply["drawn_as"] == {"tortoise": "turtle", "cloud": "cloud"}
+
+
+def test_a_subject_is_drawn_in_the_picture(painter: IllustratorAgent) -> None:
+    # Given the same village with and without a red clock in it
+    base: dict[str, Any] = {"width": 192, "height": 192, "seed": 5}
+    empty = picture(draw(painter, prompt="the town square of the village at noon", **base))
+    clock = picture(draw(painter, prompt="Tick in the town square of the village at noon",
+                         characters=[{"name": "Tick", "look": "a red clock"}], **base))
+    # Then the clock's red body is there
+    assert red_pixels(clock) > red_pixels(empty) + 150
+
+
+@pytest.mark.parametrize(("plot", "hero"), [
+    ("A little cloud is afraid to rain on the farm", "cloud"),
+    ("A tortoise wants to win the great snail race", "turtle"),
+    ("A parrot repeats a secret and the whole jungle hears it", "bird"),
+    ("A clock in the town square forgets how to tick", "clock"),
+    ("Leo and his grandpa plant an apple tree in the backyard", "grandpa"),
+    ("An old tractor is sad because the farmer bought a new one", "vehicle"),
+])
+def test_the_storytellers_subject_is_drawn(painter: IllustratorAgent, plot: str,
+                                            hero: str) -> None:
+    # Given the embedded storyteller's outline for a plot
+    outline = write_outline(plot=plot, themes=(), target_age="4-7", art_style="children_book",
+                            chapters=3, seed=2)
+    # When its cover is painted
+    reply = draw(painter, prompt=outline["cover_prompt"], characters=outline["characters"],
+                 width=128, height=128, seed=2)
+    # Then the plot's subject has its drawing
+    assert hero in reply["drawn_as"].values()
+
+
+def test_a_characters_name_does_not_set_the_scene() -> None:
+    # Given a dog called Rocket in a village
+    cast = [Character("Rocket", "a golden dog with one floppy ear")]
+    # When the scene is read / Then it is the village, not space
+    assert read_scene("Rocket runs through the village", cast).setting == "village"

@@ -3,9 +3,11 @@
 The agent checks its options at construction (a bad option is a ConfigError naming it),
 loads the backend once in `setup()`, and for each request validates the payload
 (request.py), renders it and answers one FINAL:
-`{"width", "height", "seed", "backend", "png": <PNG bytes>}` (+ `"nsfw": true` when the
-safety checker withheld the picture). A request without a seed gets one derived from its
-prompt, reported back so the picture can be made again.
+`{"width", "height", "seed", "backend", "art_style", "png": <PNG bytes>}` (+ `"nsfw": true`
+when the safety checker withheld the picture, + `"drawn_as"` from the embedded painter: each
+figure's kind as the prompt names it -> the drawing it got, the closest it has). A request
+without a seed gets one derived from its prompt, reported back so the picture can be made
+again.
 """
 
 from __future__ import annotations
@@ -125,6 +127,8 @@ class IllustratorAgent(Agent):
                                  "art_style": job.art_style, "png": rendered.png}
         if rendered.nsfw:
             reply["nsfw"] = True
+        if rendered.drawn_as is not None:
+            reply["drawn_as"] = rendered.drawn_as
         return reply
 
     def handle(self, request: Request) -> Iterator[Reply]:

@@ -21,12 +21,14 @@ DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
-    """A finished picture: PNG bytes and its real size (a model may round the size)."""
+    """A finished picture: PNG bytes and its real size (a model may round the size), and
+    what the painter drew each figure as, where it knows (`None`: not reported)."""
 
     png: bytes
     width: int
     height: int
     nsfw: bool = False
+    drawn_as: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +61,8 @@ class EmbeddedBackend:
         return AgentInfo(backend=self.name, model="storymesh-painter", device="cpu")
 
     def render(self, request: IllustrationRequest, cancel: threading.Event) -> Rendered:
-        return Rendered(embedded.render_png(request), request.width, request.height)
+        png, drawn_as = embedded.render(request)
+        return Rendered(png, request.width, request.height, drawn_as=drawn_as)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from storymesh.agents.illustrator.embedded.canvas import Canvas, Point, mix, shade
 from storymesh.agents.illustrator.embedded.scene import Figure
@@ -28,8 +28,11 @@ HAIRS: tuple[RGB, ...] = ((110, 70, 40), (45, 35, 35), (235, 195, 95), (190, 85,
 # Figure height relative to the scene's standard figure height: some kinds are bigger.
 SIZES: dict[str, float] = {"bear": 1.2, "lion": 1.1, "penguin": 0.9, "dragon": 1.45,
                            "robot": 1.1, "boy": 1.15, "girl": 1.15, "mouse": 0.85,
-                           "bird": 0.55, "fish": 0.6, "owl": 0.9, "rabbit": 0.95}
-FLYERS = ("bird",)
+                           "bird": 0.55, "fish": 0.6, "owl": 0.9, "rabbit": 0.95,
+                           "turtle": 0.8, "cloud": 1.0, "drop": 0.55, "clock": 1.0,
+                           "vehicle": 1.05, "boat": 1.0, "snowman": 1.25, "grandma": 1.3,
+                           "grandpa": 1.3, "person": 1.35, "thing": 0.9}
+FLYERS = ("bird", "cloud", "drop")
 SWIMMERS = ("fish",)
 
 
@@ -59,7 +62,15 @@ ANCHORS: dict[str, Anchors] = {
     "robot": Anchors(0.66, 0.16, 0.5, 0.68, 0.07, 0.08),
     "lion": Anchors(0.6, 0.2, 0.42, 0.62, 0.08),
     "penguin": Anchors(0.62, 0.2, 0.42, 0.66, 0.075, 0.08),
+    "turtle": Anchors(0.36, 0.13, 0.24, 0.38, 0.05, 0.2),
+    "clock": Anchors(0.5, 0.3, 0.22, 0.58, 0.09, 0.12),
+    "snowman": Anchors(0.74, 0.13, 0.6, 0.77, 0.05, 0.12),
+    "grandma": Anchors(0.64, 0.17, 0.48, 0.64, 0.065, 0.055),
+    "grandpa": Anchors(0.64, 0.17, 0.48, 0.64, 0.065, 0.055),
+    "person": Anchors(0.64, 0.17, 0.48, 0.64, 0.065, 0.055),
+    "thing": Anchors(0.42, 0.27, 0.15, 0.5, 0.09, 0.12),
 }
+GREY_HAIR: RGB = (218, 218, 224)
 
 
 class _Pose:
@@ -113,8 +124,8 @@ def _cheeks(p: _Pose, a: Anchors, dy: float = 0.06) -> None:
         p.ell(side * (a.eye_dx + 0.04), a.eye_y - dy, 0.035, 0.022, CHEEK, line=False)
 
 
-def _smile(p: _Pose, dy: float, w: float = 0.05, rgb: RGB = BLACK) -> None:
-    cx, cy = p.at(0, dy)
+def _smile(p: _Pose, dy: float, w: float = 0.05, rgb: RGB = BLACK, dx: float = 0.0) -> None:
+    cx, cy = p.at(dx, dy)
     p.c.arc(cx, cy - w * p.s * 0.6, w * p.s, w * p.s * 0.7, 30, 150, rgb, 0.012 * p.s)
 
 
@@ -354,7 +365,7 @@ def draw_child(p: _Pose, f: Figure) -> None:
     skin = _stable_pick(f.name or f.kind, SKINS)
     hair = f.hair or _stable_pick(f.name[::-1] or f.kind, HAIRS)
     cloth = f.garment or f.body
-    girl = f.kind == "girl"
+    girl = f.kind in ("girl", "grandma")
     legs = skin if girl else (60, 80, 130)
     for side in (-1, 1):
         p.c.rect(*p.at(side * 0.055 - 0.03, 0.24), *p.at(side * 0.055 + 0.03, 0.03), legs)
@@ -400,11 +411,147 @@ def draw_robot(p: _Pose, f: Figure) -> None:
     p.c.rect(*p.at(-0.07, a.head_y - 0.06), *p.at(0.07, a.head_y - 0.1), dark)
 
 
+def draw_elder(p: _Pose, f: Figure) -> None:
+    """A grandparent: a grown-up with grey hair and round glasses (and a moustache)."""
+    draw_child(p, f if f.hair else replace(f, hair=GREY_HAIR))
+    a = ANCHORS[f.kind]
+    if f.kind == "grandpa":
+        p.poly([(-0.07, a.head_y - 0.045), (0.07, a.head_y - 0.045), (0.05, a.head_y - 0.075),
+                (0, a.head_y - 0.06), (-0.05, a.head_y - 0.075)], f.hair or GREY_HAIR)
+    if "glasses" not in f.accessories:
+        _glasses(p, a, (60, 50, 50))
+
+
+def draw_turtle(p: _Pose, f: Figure) -> None:
+    """A tortoise, front on: a high domed shell, a head poking out, stubby legs."""
+    a = ANCHORS["turtle"]
+    skin = mix(f.body, (200, 190, 120), 0.45)
+    for side in (-1, 1):
+        p.ell(side * 0.26, 0.06, 0.08, 0.07, skin)
+    p.poly([(-0.42, 0.1), (-0.38, 0.3), (-0.24, 0.46), (0, 0.52), (0.24, 0.46), (0.38, 0.3),
+            (0.42, 0.1)], f.body)
+    p.ell(0, 0.1, 0.44, 0.05, shade(f.body, 0.7))
+    for dx, dy in ((0, 0.36), (-0.2, 0.26), (0.2, 0.26), (-0.1, 0.17), (0.1, 0.17)):
+        p.ell(dx, dy, 0.08, 0.065, shade(f.body, 0.8))  # the patchwork plates
+    p.ell(0, a.head_y, a.head_r, a.head_r * 1.05, skin)
+    _eyes(p, a, 0.026)
+    _smile(p, a.head_y - 0.06, 0.035)
+    _cheeks(p, a, 0.05)
+
+
+def draw_cloud(p: _Pose, f: Figure) -> None:
+    """A puffy cloud with a face, floating."""
+    for dx, dy, rx, ry in ((-0.26, -0.02, 0.17, 0.14), (0.26, -0.02, 0.17, 0.14),
+                           (-0.11, 0.1, 0.2, 0.18), (0.12, 0.12, 0.21, 0.19),
+                           (0, -0.04, 0.3, 0.14)):
+        p.ell(dx, dy, rx, ry, f.body)
+    p.ell(0, -0.02, 0.33, 0.12, f.body, line=False)
+    a = Anchors(0.0, 0.2, 0.0, 0.04, 0.08)
+    _eyes(p, a, 0.028)
+    _cheeks(p, a, 0.05)
+    _smile(p, -0.02, 0.04)
+
+
+def draw_drop(p: _Pose, f: Figure) -> None:
+    """A drop (or a seed): a teardrop with a face."""
+    pts = [(0.0, 0.32)]
+    for k in range(21):
+        t = math.pi * (1.15 - 1.3 * k / 20)
+        pts.append((0.17 * math.cos(t), -0.05 + 0.17 * math.sin(t)))
+    p.poly(pts, f.body)
+    p.ell(-0.07, 0.04, 0.03, 0.06, mix(f.body, WHITE, 0.6), line=False)
+    a = Anchors(0.0, 0.15, 0.0, -0.03, 0.06)
+    _eyes(p, a, 0.024)
+    _smile(p, -0.09, 0.035)
+
+
+def draw_clock(p: _Pose, f: Figure) -> None:
+    """An alarm clock on little legs: two bells, a face with hands, and eyes."""
+    a = ANCHORS["clock"]
+    for side in (-1, 1):
+        p.stroke([(side * 0.14, 0.2), (side * 0.2, 0.02)], BLACK, 0.03)
+        p.ell(side * 0.19, a.head_y + 0.27, 0.1, 0.07, shade(f.body, 0.9))
+    p.stroke([(0, a.head_y + 0.3), (0, a.head_y + 0.35)], BLACK, 0.025)
+    p.ell(0, a.head_y, a.head_r, a.head_r, f.body)
+    p.ell(0, a.head_y, a.head_r * 0.8, a.head_r * 0.8, (252, 248, 235))
+    for k in range(12):  # the hour marks
+        t = k * math.tau / 12
+        r0, r1 = a.head_r * 0.68, a.head_r * 0.76
+        p.stroke([(math.cos(t) * r0, a.head_y + math.sin(t) * r0),
+                  (math.cos(t) * r1, a.head_y + math.sin(t) * r1)], BLACK, 0.012)
+    p.stroke([(0, a.head_y - 0.02), (0.0, a.head_y - 0.16)], BLACK, 0.018)
+    p.stroke([(0, a.head_y - 0.02), (0.11, a.head_y - 0.07)], BLACK, 0.018)
+    _eyes(p, a, 0.028)
+    _cheeks(p, a, 0.07)
+
+
+def draw_vehicle(p: _Pose, f: Figure) -> None:
+    """A little engine (a train, a tractor, a car...) with eyes in its window."""
+    dark = shade(f.body, 0.6)
+    p.c.rect(*p.at(-0.42, 0.42), *p.at(0.1, 0.12), f.body, radius=0.03 * p.s)
+    p.c.rect(*p.at(0.02, 0.62), *p.at(0.42, 0.12), f.body, radius=0.04 * p.s)  # the cab
+    p.c.rect(*p.at(0.08, 0.56), *p.at(0.36, 0.38), (200, 230, 250), radius=0.03 * p.s)
+    p.c.rect(*p.at(-0.34, 0.6), *p.at(-0.22, 0.42), dark)  # the funnel
+    p.c.rect(*p.at(0.0, 0.66), *p.at(0.46, 0.61), dark, radius=0.02 * p.s)  # the roof
+    for dx, r in ((-0.28, 0.12), (0.26, 0.12)):
+        p.ell(dx, 0.12, r, r, (50, 50, 60))
+        p.ell(dx, 0.12, r * 0.45, r * 0.45, (200, 200, 210))
+    a = Anchors(0.47, 0.1, 0.3, 0.47, 0.06)
+    for side in (-1, 1):
+        p.ell(0.22 + side * a.eye_dx, a.eye_y, 0.03, 0.035, BLACK, line=False)
+        p.ell(0.22 + side * a.eye_dx - 0.01, a.eye_y + 0.015, 0.011, 0.011, WHITE, line=False)
+    _smile(p, 0.42, 0.05, dx=0.22)
+
+
+def draw_boat(p: _Pose, f: Figure) -> None:
+    """A little boat with a cabin and a face on its bow."""
+    p.poly([(-0.45, 0.3), (0.45, 0.3), (0.34, 0.05), (-0.32, 0.05)], f.body)
+    p.c.rect(*p.at(-0.2, 0.55), *p.at(0.15, 0.3), (245, 240, 225), radius=0.03 * p.s)
+    p.c.rect(*p.at(-0.16, 0.6), *p.at(-0.06, 0.55), shade(f.body, 0.7))  # the funnel
+    a = Anchors(0.2, 0.1, 0.1, 0.2, 0.06)
+    for side in (-1, 1):
+        p.ell(0.26 + side * a.eye_dx, a.eye_y, 0.028, 0.03, BLACK, line=False)
+    _smile(p, 0.17, 0.045, dx=0.26)
+
+
+def draw_snowman(p: _Pose, f: Figure) -> None:
+    a = ANCHORS["snowman"]
+    p.ell(0, 0.2, 0.22, 0.2, f.body)
+    p.ell(0, 0.5, 0.16, 0.15, f.body)
+    for side in (-1, 1):
+        p.stroke([(side * 0.14, 0.52), (side * 0.34, 0.66)], (110, 75, 45), 0.02)
+    p.ell(0, a.head_y, a.head_r, a.head_r, f.body)
+    for dy in (0.44, 0.52):
+        p.ell(0, dy, 0.02, 0.02, BLACK, line=False)
+    _eyes(p, a, 0.022)
+    p.poly([(0, a.head_y - 0.02), (0.14, a.head_y - 0.04), (0, a.head_y - 0.055)],
+           (240, 130, 40))
+    _smile(p, a.head_y - 0.07, 0.035)
+
+
+def draw_thing(p: _Pose, f: Figure) -> None:
+    """Anything else (a kettle, a pumpkin, a windmill): a round body with a face."""
+    a = ANCHORS["thing"]
+    for side in (-1, 1):
+        p.stroke([(side * 0.1, 0.18), (side * 0.12, 0.03)], BLACK, 0.03)
+        p.stroke([(side * 0.24, 0.42), (side * 0.36, 0.32)], BLACK, 0.025)
+    _feet(p, a, BLACK)
+    p.ell(0, a.head_y, a.head_r, a.head_r * 0.95, f.body)
+    p.ell(-0.08, a.head_y + 0.12, 0.07, 0.05, mix(f.body, WHITE, 0.5), line=False)
+    p.ell(0, a.head_y + a.head_r * 0.98, 0.05, 0.035, shade(f.body, 0.6))  # a knob on top
+    _eyes(p, a, 0.03)
+    _cheeks(p, a, 0.07)
+    _smile(p, a.head_y - 0.08, 0.05)
+
+
 DRAW: dict[str, Callable[[_Pose, Figure], None]] = {
     "mouse": draw_mouse, "cat": draw_cat, "dog": draw_dog, "fox": draw_fox,
     "rabbit": draw_rabbit, "bear": draw_bear, "owl": draw_owl, "dragon": draw_dragon,
     "bird": draw_bird, "fish": draw_fish, "boy": draw_child, "girl": draw_child,
-    "robot": draw_robot, "lion": draw_lion, "penguin": draw_penguin,
+    "robot": draw_robot, "lion": draw_lion, "penguin": draw_penguin, "turtle": draw_turtle,
+    "cloud": draw_cloud, "drop": draw_drop, "clock": draw_clock, "vehicle": draw_vehicle,
+    "boat": draw_boat, "snowman": draw_snowman, "grandma": draw_elder, "grandpa": draw_elder,
+    "person": draw_child, "thing": draw_thing,
 }
 
 

@@ -54,7 +54,7 @@ def _place(c: Canvas, stage: landscape.Stage, cast: tuple[Figure, ...],
     for f in cast:
         if f in walkers:
             continue
-        size = stage.figure_h * figures.SIZES[f.kind]
+        size = stage.figure_h * figures.SIZES[f.kind] * (1.5 if f is cast[0] else 1.0)
         if f.kind in figures.FLYERS:
             y = c.h * rng.uniform(0.18, 0.32)
         elif stage.water is not None:
@@ -96,9 +96,10 @@ def _props_in_sky(c: Canvas, scene: Scene, stage: landscape.Stage, rng: random.R
                     (200, 70, 60), scene.time == "night")
 
 
-def paint(request: IllustrationRequest) -> Image.Image:
-    """Paint the picture a request describes."""
-    scene = read_scene(request.prompt, request.characters, request.negative_prompt)
+def paint(request: IllustrationRequest, scene: Scene | None = None) -> Image.Image:
+    """Paint the picture a request describes (its scene read from the prompt if not given)."""
+    if scene is None:
+        scene = read_scene(request.prompt, request.characters, request.negative_prompt)
     style = preset(request.art_style).painter
     rng = random.Random(request.seed)
     scale = 2 if max(request.width, request.height) <= SUPERSAMPLE_UP_TO else 1
@@ -125,3 +126,9 @@ def to_png(image: Image.Image) -> bytes:
 
 def render_png(request: IllustrationRequest) -> bytes:
     return to_png(paint(request))
+
+
+def render(request: IllustrationRequest) -> tuple[bytes, dict[str, str]]:
+    """The PNG and what each figure was drawn as ({"tortoise": "turtle", "Pip": "mouse"})."""
+    scene = read_scene(request.prompt, request.characters, request.negative_prompt)
+    return to_png(paint(request, scene)), scene.drawn_as()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from storymesh.agents.illustrator.prompt import scene_cast
 from storymesh.agents.illustrator.request import Character
@@ -39,33 +39,70 @@ COLOURS: dict[str, RGB] = {
 TONES: dict[str, float] = {"pale": 1.4, "light": 1.35, "pastel": 1.4, "bright": 1.1,
                            "dark": 0.65, "deep": 0.7}
 
-# Species words -> the figure kind drawn for them.
+# Words -> the drawing made for them: its own where the painter has one ("cloud", "clock"),
+# else the closest it has (a parrot is a bird, a tortoise a turtle, a goat a dog, a doctor a
+# person). The reply's `drawn_as` tells a client which.
 KINDS: dict[str, str] = {
-    "mouse": "mouse", "mice": "mouse", "hamster": "mouse", "rat": "mouse",
-    "cat": "cat", "kitten": "cat", "kitty": "cat",
+    "mouse": "mouse", "mice": "mouse", "hamster": "mouse", "rat": "mouse", "mole": "mouse",
+    "cat": "cat", "kitten": "cat", "kitty": "cat", "skunk": "cat",
     "dog": "dog", "puppy": "dog", "pup": "dog", "hound": "dog", "wolf": "dog",
     "fox": "fox", "rabbit": "rabbit", "bunny": "rabbit", "hare": "rabbit",
     "bear": "bear", "teddy": "bear", "cub": "bear", "owl": "owl", "owlet": "owl",
     "dragon": "dragon", "bird": "bird", "robin": "bird", "sparrow": "bird", "parrot": "bird",
     "bluebird": "bird", "fish": "fish", "goldfish": "fish",
     "robot": "robot", "android": "robot", "bot": "robot", "alien": "robot",
-    "lion": "lion", "tiger": "lion", "penguin": "penguin",
+    "lion": "lion", "tiger": "lion", "penguin": "penguin", "puffin": "penguin",
     "duck": "bird", "duckling": "bird", "hen": "bird", "chick": "bird", "chicken": "bird",
-    "goose": "bird", "butterfly": "bird", "bee": "bird",
+    "goose": "bird", "butterfly": "bird", "bee": "bird", "moth": "bird", "firefly": "bird",
+    "ladybird": "bird", "ladybug": "bird", "dragonfly": "bird", "bat": "bird", "crow": "bird",
+    "swan": "bird", "gull": "bird", "seagull": "bird", "eagle": "bird", "pigeon": "bird",
+    "flamingo": "bird", "stork": "bird", "caterpillar": "bird",
     "whale": "fish", "dolphin": "fish", "octopus": "fish", "crab": "fish", "seal": "fish",
-    "squirrel": "fox", "raccoon": "cat", "hedgehog": "mouse", "otter": "bear",
+    "shark": "fish", "walrus": "fish",
+    "squirrel": "fox", "badger": "fox", "raccoon": "cat", "hedgehog": "mouse", "otter": "bear",
     "beaver": "bear", "monkey": "bear", "panda": "bear", "pig": "bear", "piglet": "bear",
+    "koala": "bear", "gorilla": "bear", "hippo": "bear", "rhino": "bear", "sloth": "bear",
     "elephant": "bear", "monster": "bear", "troll": "bear", "dinosaur": "dragon",
-    "dino": "dragon", "horse": "dog", "pony": "dog", "unicorn": "dog", "deer": "dog",
-    "camel": "dog", "giraffe": "dog", "frog": "rabbit", "turtle": "bear",
+    "dino": "dragon", "crocodile": "dragon", "alligator": "dragon", "lizard": "dragon",
+    "snake": "dragon", "horse": "dog", "pony": "dog", "unicorn": "dog", "deer": "dog",
+    "camel": "dog", "giraffe": "dog", "goat": "dog", "sheep": "dog", "lamb": "dog",
+    "cow": "dog", "calf": "dog", "donkey": "dog", "zebra": "dog", "llama": "dog",
+    "kangaroo": "rabbit", "frog": "rabbit",
+    "turtle": "turtle", "tortoise": "turtle", "snail": "turtle", "terrapin": "turtle",
+    "cloud": "cloud", "raincloud": "cloud", "thundercloud": "cloud", "thunderstorm": "cloud",
+    "wind": "cloud", "breeze": "cloud",
+    "raindrop": "drop", "droplet": "drop", "drop": "drop", "dewdrop": "drop", "seed": "drop",
+    "clock": "clock", "watch": "clock",
+    "train": "vehicle", "engine": "vehicle", "tractor": "vehicle", "car": "vehicle",
+    "bus": "vehicle", "truck": "vehicle", "lorry": "vehicle", "van": "vehicle",
+    "snowplough": "vehicle", "snowplow": "vehicle", "digger": "vehicle", "tram": "vehicle",
+    "bulldozer": "vehicle", "taxi": "vehicle", "bicycle": "vehicle", "bike": "vehicle",
+    "tugboat": "boat",
+    "snowman": "snowman", "scarecrow": "person",
     "fairy": "girl", "mermaid": "girl", "daughter": "girl", "astronaut": "boy",
     "giant": "boy", "son": "boy", "ghost": "boy",
     "girl": "girl", "princess": "girl", "queen": "girl", "witch": "girl", "woman": "girl",
-    "grandma": "girl", "mother": "girl", "mum": "girl", "mom": "girl", "sister": "girl",
+    "mother": "girl", "mum": "girl", "mom": "girl", "sister": "girl", "lady": "girl",
     "boy": "boy", "prince": "boy", "king": "boy", "wizard": "boy", "knight": "boy",
-    "pirate": "boy", "man": "boy", "grandpa": "boy", "father": "boy", "dad": "boy",
+    "pirate": "boy", "man": "boy", "father": "boy", "dad": "boy",
     "brother": "boy", "child": "boy", "kid": "boy",
+    "grandma": "grandma", "grandmother": "grandma", "granny": "grandma", "nana": "grandma",
+    "grandpa": "grandpa", "grandfather": "grandpa", "grandad": "grandpa",
+    "granddad": "grandpa",
+    "person": "person", "doctor": "person", "farmer": "person", "baker": "person",
+    "keeper": "person", "firefighter": "person", "teacher": "person", "nurse": "person",
+    "sailor": "person", "gardener": "person", "postman": "person", "chef": "person",
+    "fisherman": "person", "captain": "person", "shopkeeper": "person", "builder": "person",
 }
+# Named only as a character's own kind (a prompt's "boat" or "balloon" is a prop, not a
+# figure): a paper boat hero is a boat, a lost balloon hero a thing with a face.
+_CAST_ONLY: dict[str, str] = {
+    "boat": "boat", "ship": "boat", "sailboat": "boat", "yacht": "boat", "canoe": "boat",
+    "raft": "boat",
+}
+# A look naming no kind the painter knows: its words say what sort of being it is.
+_HEAD_ENDS = ("with", "wearing", "in", "who", "that", "and", "holding", "carrying")
+_FUR = ("fur", "furry", "feathers", "feathered", "whiskers", "paws", "tail", "scales")
 
 DEFAULT_BODY: dict[str, RGB] = {
     "mouse": (160, 160, 168), "cat": (235, 150, 60), "dog": (190, 140, 90),
@@ -73,7 +110,12 @@ DEFAULT_BODY: dict[str, RGB] = {
     "owl": (150, 105, 70), "dragon": (80, 170, 90), "bird": (70, 130, 220),
     "fish": (245, 140, 40), "robot": (180, 190, 205), "girl": (225, 85, 110),
     "boy": (60, 120, 200), "lion": (232, 180, 70), "penguin": (45, 45, 55),
+    "turtle": (110, 150, 70), "cloud": (246, 246, 250), "drop": (90, 160, 230),
+    "clock": (205, 60, 55), "vehicle": (215, 60, 50), "boat": (230, 120, 50),
+    "snowman": (250, 250, 252), "grandma": (150, 110, 170), "grandpa": (110, 130, 100),
+    "person": (70, 130, 110), "thing": (235, 170, 60),
 }
+PEOPLE = ("girl", "boy", "grandma", "grandpa", "person")
 
 # Nouns a colour may describe: accessories/garments, or parts that colour the body or hair.
 ACCESSORIES = ("scarf", "hat", "crown", "cape", "glasses", "bow", "boots")
@@ -88,8 +130,9 @@ _BODY = ("fur", "feathers", "scales", "body", "skin", "coat", "shell")
 # Parts whose colour is not the body's: "round pink ears" must not make a pink mouse.
 _PARTS = ("ears", "ear", "eyes", "eye", "nose", "tail", "beak", "feet", "paws", "spots",
           "stripes", "mane", "wings", "horn", "socks", "comb", "spines", "patches", "mask",
-          "cheeks", "flippers", "antenna", "helmet", "beard", "bandana", "flower", "hooves")
-_HAIR = ("hair", "curls", "pigtails", "braids", "ponytail")
+          "cheeks", "flippers", "antenna", "helmet", "beard", "bandana", "flower", "hooves",
+          "moustache", "mustache", "smile", "face", "trunk", "neck", "humps", "horns")
+_HAIR = ("hair", "curls", "pigtails", "braids", "ponytail", "bun", "bob")
 # Who wears what without saying so.
 _IMPLIED: dict[str, tuple[str, ...]] = {
     "princess": ("crown",), "queen": ("crown",), "king": ("crown",), "prince": ("crown",),
@@ -155,6 +198,7 @@ class Figure:
     garment: RGB | None = None  # a child's dress/shirt
     hair: RGB | None = None
     name: str = ""
+    noun: str = ""  # the word that named its kind ("tortoise" drawn as a turtle)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +211,10 @@ class Scene:
     snowy: bool
     props: frozenset[str]
     figures: tuple[Figure, ...]
+
+    def drawn_as(self) -> dict[str, str]:
+        """Each figure's word (its kind as named, else its name) -> the drawing made."""
+        return {f.noun or f.name or f.kind: f.kind for f in self.figures}
 
 
 def words(text: str) -> list[str]:
@@ -227,14 +275,40 @@ def _colour_target(tokens: Sequence[str], i: int) -> str:
     return "body"
 
 
+def kind_of(tokens: Sequence[str]) -> tuple[str, str]:
+    """(the word naming the kind, the drawing for it) of a look's words.
+
+    The look's head ("a red kettle" of "a red kettle with a painted face") is read first,
+    then the rest. A kind the painter does not know is drawn as the closest sort it has:
+    a person if the look gives hair, an animal if it gives fur or feathers, else a thing
+    with a face; a bare name is a child.
+    """
+    cut = next((i for i, t in enumerate(tokens) if t in _HEAD_ENDS), len(tokens))
+    for t in (*tokens[:cut], *tokens[cut:]):
+        if t in KINDS:
+            return t, KINDS[t]
+    head = [t for t in tokens[:cut] if t not in ("a", "an", "the") and colour_of([t], 0) is None]
+    noun = head[-1] if head else ""
+    if noun in _CAST_ONLY:
+        return noun, _CAST_ONLY[noun]
+    if any(t in _HAIR for t in tokens):
+        return noun or "person", "person"
+    if any(t in _FUR for t in tokens):
+        return noun or "creature", "bear"
+    if cut < len(tokens) or len(head) > 1:
+        return noun or "thing", "thing"
+    return noun, "boy"
+
+
 def read_figure(look: str, name: str = "", kind: str | None = None) -> Figure:
     """Turn a look ("a small grey mouse with a red scarf") into a Figure.
 
-    Without a `kind`, the look's first species word decides (a person if it names none).
+    Without a `kind`, the look's words decide (`kind_of`).
     """
     tokens = _LOOK_RE.findall(look.lower())
+    noun = ""
     if kind is None:
-        kind = next((KINDS[t] for t in tokens if t in KINDS), "boy")
+        noun, kind = kind_of(tokens)
     body: RGB | None = None
     garment = hair = None
     worn: dict[str, RGB] = {}
@@ -259,10 +333,10 @@ def read_figure(look: str, name: str = "", kind: str | None = None) -> Figure:
             worn.setdefault(implied, (232, 180, 45) if implied == "crown" else (80, 60, 160))
     if "wizard_hat" in worn and "hat" in worn:  # "a pointy purple hat" is one hat
         worn["wizard_hat"] = worn.pop("hat")
-    if kind in ("girl", "boy") and body is not None and garment is None:
+    if kind in PEOPLE and body is not None and garment is None:
         garment, body = body, None  # "a boy in blue": blue is his clothes, not his skin
     return Figure(kind=kind, body=body or DEFAULT_BODY[kind], accessories=worn,
-                  garment=garment, hair=hair, name=name)
+                  garment=garment, hair=hair, name=name, noun=noun)
 
 
 def _extra_figures(tokens: Sequence[str], taken: set[str], banned: set[str]) -> list[Figure]:
@@ -275,7 +349,7 @@ def _extra_figures(tokens: Sequence[str], taken: set[str], banned: set[str]) -> 
         taken.add(kind)
         # The words just before the species carry its colours ("a big brown bear").
         start = max([0] + [j + 1 for j in range(max(0, i - 3), i) if tokens[j] in KINDS])
-        found.append(read_figure(" ".join(tokens[start:i + 1]), kind=kind))
+        found.append(replace(read_figure(" ".join(tokens[start:i + 1]), kind=kind), noun=token))
     return found
 
 
@@ -284,6 +358,9 @@ def read_scene(prompt: str, characters: Sequence[Character] = (),
     """Read the setting, time, weather, props and figures out of a prompt and its cast."""
     tokens = words(prompt)
     banned = set(words(negative_prompt))
+    # A dog named Rocket is not in space: names never set the scene.
+    named = {w for c in characters for w in words(c.name)} - set(KINDS)
+    tokens = [t for t in tokens if t not in named]
     cast = scene_cast(prompt, characters)
     figures = [read_figure(c.look or c.name, c.name) for c in cast]
     taken = {f.kind for f in figures}
