@@ -6,10 +6,16 @@ what `art_style: "watercolor"` or `length: "short"` means. The checks judge a pl
 list, an age band, a style, a chapter count, a prompt or a picture size the same way, with
 the same message, wherever it arrives. Each raises FatalAgentError naming the field:
 `bad_request` for a wrong value, `too_large` past a limit.
+
+The general checks (`text_field`, `int_field`, `number_field`, `bytes_field`, `list_field`,
+`strings_field`) take the payload and the key; `where` names a nested field in the message
+(`'chapters[0].text' is required`). The story checks (`themes_field`, `age_field`,
+`style_field`, `chapters_field`, `formats_field`) are built on them.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -70,34 +76,111 @@ def too_large(message: str) -> FatalAgentError:
 
 
 def text_field(payload: Mapping[str, Any], key: str, limit: int, *,
-               required: bool = False) -> str:
+               required: bool = False, where: str | None = None) -> str:
+    """A string of at most `limit` characters, stripped; "" when absent and not required."""
+    name = where or key
     value = payload.get(key)
     if value is None:
         if required:
-            raise bad(f"'{key}' is required")
+            raise bad(f"'{name}' is required")
         return ""
     if not isinstance(value, str):
-        raise bad(f"'{key}' must be a string, got {type(value).__name__}")
+        raise bad(f"'{name}' must be a string, got {type(value).__name__}")
     if len(value) > limit:
-        raise too_large(f"'{key}' is {len(value)} characters; the limit is {limit}")
+        raise too_large(f"'{name}' is {len(value)} characters; the limit is {limit}")
     if required and not value.strip():
-        raise bad(f"'{key}' must not be empty")
+        raise bad(f"'{name}' must not be empty")
     return value.strip()
+
+
+def int_field(payload: Mapping[str, Any], key: str, low: int, high: int, *,
+              default: int | None = None, where: str | None = None) -> int:
+    """An integer in low..high; `default` when absent (required when there is none)."""
+    name = where or key
+    value = payload.get(key)
+    if value is None:
+        if default is None:
+            raise bad(f"'{name}' is required")
+        return default
+    # bool is an int subclass; `"width": true` is a client bug, not a width of 1.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad(f"'{name}' must be an integer, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise bad(f"'{name}' must be between {low} and {high}, got {value}")
+    return int(value)
+
+
+def number_field(payload: Mapping[str, Any], key: str, low: float, high: float, *,
+                 default: float, where: str | None = None) -> float:
+    """A finite number (int or float) in low..high; `default` when absent."""
+    name = where or key
+    value = payload.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise bad(f"'{name}' must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or not low <= value <= high:
+        raise bad(f"'{name}' must be between {low:g} and {high:g}, got {value}")
+    return float(value)
+
+
+def bytes_field(payload: Mapping[str, Any], key: str, *, limit: int | None = None,
+                where: str | None = None) -> bytes | None:
+    """Bytes (at most `limit` of them); None when absent."""
+    name = where or key
+    value = payload.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise bad(f"'{name}' must be bytes, got {type(value).__name__}")
+    data = bytes(value)
+    if limit is not None and len(data) > limit:
+        raise too_large(f"'{name}' is {len(data)} bytes; the limit is {limit}")
+    return data
+
+
+def list_field(payload: Mapping[str, Any], key: str, limit: int, *, required: bool = False,
+               where: str | None = None) -> list[Any]:
+    """A list of at most `limit` entries (not checked one by one); [] when absent and not
+    required."""
+    name = where or key
+    value = payload.get(key)
+    if value is None:
+        if required:
+            raise bad(f"'{name}' is required")
+        return []
+    if not isinstance(value, Sequence) or isinstance(value, str | bytes):
+        raise bad(f"'{name}' must be a list, got {type(value).__name__}")
+    if len(value) > limit:
+        raise too_large(f"'{name}' has {len(value)} entries; the limit is {limit}")
+    return list(value)
+
+
+def strings_field(payload: Mapping[str, Any], key: str, limit: int, *,
+                  choices: Sequence[str] | None = None,
+                  where: str | None = None) -> tuple[str, ...] | None:
+    """A list of strings (each one of `choices` when given); None when absent."""
+    name = where or key
+    if payload.get(key) is None:
+        return None
+    values = list_field(payload, key, limit, where=where)
+    for value in values:
+        if not isinstance(value, str):
+            raise bad(f"each entry of '{name}' must be a string, got {type(value).__name__}")
+        if choices is not None and value not in choices:
+            raise bad(f"unknown value {value!r} in '{name}': expected one of "
+                      f"{', '.join(choices)}")
+    return tuple(values)
 
 
 _THEME_JUNK = re.compile(r"[^\w\s'-]|_")
 
 
 def themes_field(payload: Mapping[str, Any]) -> tuple[str, ...] | None:
-    value = payload.get("themes")
-    if value is None:
+    if payload.get("themes") is None:
         return None
-    if not isinstance(value, Sequence) or isinstance(value, str | bytes):
-        raise bad(f"'themes' must be a list of strings, got {type(value).__name__}")
-    if len(value) > MAX_THEMES:
-        raise too_large(f"'themes' has {len(value)} entries; the limit is {MAX_THEMES}")
     themes: list[str] = []
-    for theme in value:
+    for theme in list_field(payload, "themes", MAX_THEMES):
         if not isinstance(theme, str):
             raise bad(f"each theme must be a string, got {type(theme).__name__}")
         if len(theme) > MAX_THEME_CHARS:
@@ -141,8 +224,16 @@ def chapters_field(payload: Mapping[str, Any]) -> int:
             raise bad(f"unknown length {length!r}: expected one of "
                       f"{', '.join(LENGTHS)}")
         return LENGTHS[length]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise bad(f"'chapters' must be an integer, got {type(value).__name__}")
-    if not 1 <= value <= MAX_CHAPTERS:
-        raise bad(f"'chapters' must be between 1 and {MAX_CHAPTERS}, got {value}")
-    return int(value)
+    return int_field(payload, "chapters", 1, MAX_CHAPTERS)
+
+
+def formats_field(payload: Mapping[str, Any],
+                  default: Sequence[str] = FORMATS) -> tuple[str, ...]:
+    """The book formats asked for (`default` when absent), each once, in the order given."""
+    # Duplicates are dropped below; the limit only stops a hostile list early.
+    formats = strings_field(payload, "formats", 64, choices=FORMATS)
+    if formats is None:
+        return tuple(default)
+    if not formats:
+        raise bad(f"'formats' is empty: name at least one of {', '.join(FORMATS)}")
+    return tuple(dict.fromkeys(formats))

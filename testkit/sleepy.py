@@ -61,13 +61,6 @@ def _sleep(request: Request, seconds: float) -> None:
         raise FatalAgentError("cancelled", "the request was cancelled while it slept")
 
 
-def _int(payload: dict[str, Any], key: str, low: int, high: int) -> int:
-    value = payload.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise FatalAgentError("bad_request", f"'{key}' must be an integer in {low}..{high}")
-    return value
-
-
 def tiny_png(seed: int = 0) -> bytes:
     """A PNG_SIDE x PNG_SIDE PNG whose colour depends on `seed`."""
     from PIL import Image  # Pillow: a core dependency, imported only when a picture is made
@@ -100,12 +93,12 @@ class SleepyAuthor(_Sleepy):
         payload = request.payload
         op = payload.get("op")
         if op == "outline":
-            chapters = _int(payload, "chapters", 1, vocabulary.MAX_CHAPTERS)
+            chapters = vocabulary.int_field(payload, "chapters", 1, vocabulary.MAX_CHAPTERS)
             self._step(request, "outline", self.costs.outline)
             yield Partial({"text": "An outline.\n"})
             yield Final(self._outline(str(payload.get("plot", "")), chapters))
         elif op == "chapter":
-            index = _int(payload, "index", 0, vocabulary.MAX_CHAPTERS)
+            index = vocabulary.int_field(payload, "index", 0, vocabulary.MAX_CHAPTERS)
             self._step(request, f"chapter-{index}", self.costs.chapter)
             yield Partial({"text": f"Chapter {index + 1}. "})
             yield Final({"title": f"Chapter {index + 1}",
@@ -113,7 +106,7 @@ class SleepyAuthor(_Sleepy):
                                  "And then the day was over.",
                          "picture_prompt": f"a mouse in scene {index + 1}"})
         else:
-            raise FatalAgentError("bad_request", f"unknown op {op!r}; choose outline or chapter")
+            raise vocabulary.bad(f"unknown op {op!r}; choose outline or chapter")
 
     @staticmethod
     def _outline(plot: str, chapters: int) -> dict[str, Any]:
@@ -135,10 +128,8 @@ class SleepyIllustrator(_Sleepy):
 
     def handle(self, request: Request) -> Iterator[Reply]:
         payload = request.payload
-        if not isinstance(payload.get("prompt"), str):
-            raise FatalAgentError("bad_request", "'prompt' must be a string")
-        seed = payload.get("seed")
-        seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+        vocabulary.text_field(payload, "prompt", vocabulary.MAX_PROMPT_CHARS, required=True)
+        seed = vocabulary.int_field(payload, "seed", 0, 2**63 - 1, default=0)
         self._step(request, "picture", self.costs.picture)
         yield Final({"width": PNG_SIDE, "height": PNG_SIDE, "seed": seed, "backend": "sleepy",
                      "png": tiny_png(seed)})
@@ -151,13 +142,9 @@ class SleepyPublisher(_Sleepy):
 
     def handle(self, request: Request) -> Iterator[Reply]:
         payload = request.payload
-        formats = payload.get("formats") or list(vocabulary.FORMATS)
-        if not isinstance(formats, list) or any(f not in vocabulary.FORMATS for f in formats):
-            raise FatalAgentError("bad_request", f"'formats' must be a list of "
-                                                 f"{', '.join(vocabulary.FORMATS)}")
-        chapters = payload.get("chapters")
-        if not isinstance(chapters, list):
-            raise FatalAgentError("bad_request", "'chapters' must be a list")
+        formats = vocabulary.formats_field(payload)
+        chapters = vocabulary.list_field(payload, "chapters", vocabulary.MAX_CHAPTERS,
+                                         required=True)
         self._step(request, "publish", self.costs.publish)
         title = str(payload.get("title", ""))
         yield Final({"publications": {fmt: f"{fmt}: {title}, {len(chapters)} chapters".encode()

@@ -9,20 +9,13 @@ Payload options (all optional, the rest is echoed back untouched, bytes values i
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
+from storymesh import vocabulary
 from storymesh.errors import FatalAgentError
 from storymesh.runtime.agent import Agent, Final, Partial, Reply, Request
 
 MAX_PARTIALS = 100
 MAX_SLEEP = 60.0
-
-
-def _number(payload: dict[str, Any], key: str, high: float) -> float:
-    value = payload.get(key, 0)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
-        raise FatalAgentError("bad_request", f"'{key}' must be a number from 0 to {high:g}")
-    return float(value)
 
 
 class EchoAgent(Agent):
@@ -35,10 +28,11 @@ class EchoAgent(Agent):
         fail = payload.get("fail")
         if fail is not None:
             raise FatalAgentError(str(fail)[:64], "the request asked echo to fail")
-        partials = _number(payload, "partials", MAX_PARTIALS)
-        if not float(partials).is_integer():
-            raise FatalAgentError("bad_request", "'partials' must be a whole number")
-        sleep = _number(payload, "sleep", MAX_SLEEP)
+        # A number, not only an int: `"partials": 3.0` from a JSON tool is fine.
+        partials = vocabulary.number_field(payload, "partials", 0, MAX_PARTIALS, default=0.0)
+        if not partials.is_integer():
+            raise vocabulary.bad("'partials' must be a whole number")
+        sleep = vocabulary.number_field(payload, "sleep", 0, MAX_SLEEP, default=0.0)
         if sleep and request.cancel.wait(sleep):
             code = "expired" if request.expired() else "cancelled"
             raise FatalAgentError(code, "the request was cancelled while echo slept")

@@ -8,16 +8,24 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional, TypeVar
 
 import typer
 
 from storymesh import settings as settings_mod
 from storymesh.core import schema
-from storymesh.errors import ConfigError, StorymeshError
+from storymesh.errors import ConfigError, RequestFailed, StorymeshError
 from storymesh.plumbing.logs import setup_logging
 from storymesh.settings import Settings
+
+if TYPE_CHECKING:  # imported when a command runs: `storymesh --help` stays quick
+    from rich.console import Console
+
+    from storymesh.story.api import StoryClient
+
+T = TypeVar("T")
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="AI story agents on a ZeroMQ Majordomo mesh."
@@ -258,12 +266,16 @@ def health(
         typer.Option("--service", help="a service that must have workers (repeatable)"),
     ] = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for the broker")] = 2.0,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="print status and each service's workers as JSON"),
+    ] = False,
     curve_secret: CurveSecretOpt = None,
     broker_key: BrokerKeyOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Exit 0 when healthy, 1 when degraded (a service without workers), 2 when down."""
-    from storymesh.ops.health import check_health
+    from storymesh.ops.health import check_health, read_health
 
     if timeout <= 0:
         typer.echo("storymesh: --timeout must be > 0", err=True)
@@ -271,9 +283,16 @@ def health(
     settings = _settings(
         config, broker=broker, curve_secret=curve_secret, broker_key=broker_key, log_level="error"
     )
-    code, reason = check_health(settings, service or [], timeout)
-    typer.echo(reason)
-    raise typer.Exit(code)
+    if not as_json:
+        code, reason = check_health(settings, service or [], timeout)
+        typer.echo(reason)
+        raise typer.Exit(code)
+    try:
+        report = read_health(settings, service or [], timeout)
+    except RequestFailed as exc:  # forbidden: the snapshot needs the admin role
+        raise _fail(exc, schema.exit_code_for(exc.code)) from None
+    typer.echo(json.dumps(report.as_json(), indent=2))
+    raise typer.Exit(report.exit_code)
 
 
 @app.command()
@@ -391,88 +410,80 @@ def story(
     )
 
 
+# --- the story queries: each names its query and how to show the answer ------------------
+
 StoryId = Annotated[str, typer.Argument(help="the story id (correlation id)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print the answer as JSON, for scripts")]
 
 
-def _client_settings(
-    config: Path | None, broker: str | None, curve_secret: str | None, broker_key: str | None
-) -> Settings:
-    return _settings(
+def _story_query(query: Callable[[StoryClient], T], show: Callable[[Console, T], None],
+                 as_json: bool, config: Path | None, broker: str | None,
+                 curve_secret: str | None, broker_key: str | None) -> NoReturn:
+    """Settings, one query on a StoryClient, the answer shown (or printed as JSON), exit."""
+    from storymesh.cli.console import run_query
+
+    settings = _settings(
         config, broker=broker, curve_secret=curve_secret, broker_key=broker_key, log_level="warning"
     )
+    raise typer.Exit(run_query(settings, query, None if as_json else show))
 
 
 @app.command("list")
-def list_stories(
-    broker: BrokerOpt = None,
-    limit: int = 50,
-    config: ConfigOpt = None,
-    curve_secret: CurveSecretOpt = None,
-    broker_key: BrokerKeyOpt = None,
-) -> None:
+def list_stories(limit: int = 50, as_json: JsonOpt = False, broker: BrokerOpt = None,
+                 config: ConfigOpt = None, curve_secret: CurveSecretOpt = None,
+                 broker_key: BrokerKeyOpt = None) -> None:
     """Recent stories and their state."""
     from storymesh.cli.console import show_list
+    from storymesh.ops.stories import stories_json
 
-    raise typer.Exit(show_list(_client_settings(config, broker, curve_secret, broker_key), limit))
+    _story_query(lambda client: stories_json(client, limit), show_list,
+                 as_json, config, broker, curve_secret, broker_key)
 
 
 @app.command()
-def status(
-    corr: StoryId,
-    broker: BrokerOpt = None,
-    config: ConfigOpt = None,
-    curve_secret: CurveSecretOpt = None,
-    broker_key: BrokerKeyOpt = None,
-) -> None:
+def status(corr: StoryId, as_json: JsonOpt = False, broker: BrokerOpt = None,
+           config: ConfigOpt = None, curve_secret: CurveSecretOpt = None,
+           broker_key: BrokerKeyOpt = None) -> None:
     """A story's status and progress."""
     from storymesh.cli.console import show_status
+    from storymesh.ops.stories import story_status_json
 
-    raise typer.Exit(show_status(_client_settings(config, broker, curve_secret, broker_key), corr))
+    _story_query(lambda client: story_status_json(client, corr), show_status,
+                 as_json, config, broker, curve_secret, broker_key)
 
 
 @app.command()
-def history(
-    corr: StoryId,
-    broker: BrokerOpt = None,
-    config: ConfigOpt = None,
-    curve_secret: CurveSecretOpt = None,
-    broker_key: BrokerKeyOpt = None,
-) -> None:
+def history(corr: StoryId, as_json: JsonOpt = False, broker: BrokerOpt = None,
+            config: ConfigOpt = None, curve_secret: CurveSecretOpt = None,
+            broker_key: BrokerKeyOpt = None) -> None:
     """A story's messages: sender -> receiver, type, time."""
     from storymesh.cli.console import show_history
+    from storymesh.ops.stories import story_history_json
 
-    raise typer.Exit(show_history(_client_settings(config, broker, curve_secret, broker_key), corr))
+    _story_query(lambda client: story_history_json(client, corr), show_history,
+                 as_json, config, broker, curve_secret, broker_key)
 
 
 @app.command()
-def fetch(
-    corr: StoryId,
-    out: Annotated[Path, typer.Option(help="folder to write the book to")] = Path("out"),
-    broker: BrokerOpt = None,
-    config: ConfigOpt = None,
-    curve_secret: CurveSecretOpt = None,
-    broker_key: BrokerKeyOpt = None,
-) -> None:
+def fetch(corr: StoryId,
+          out: Annotated[Path, typer.Option(help="folder to write the book to")] = Path("out"),
+          broker: BrokerOpt = None, config: ConfigOpt = None,
+          curve_secret: CurveSecretOpt = None, broker_key: BrokerKeyOpt = None) -> None:
     """Write a finished story's book files to a folder."""
-    from storymesh.cli.console import fetch_story
+    from storymesh.cli.console import fetch_book, write_book
 
-    raise typer.Exit(
-        fetch_story(_client_settings(config, broker, curve_secret, broker_key), corr, out)
-    )
+    _story_query(lambda client: fetch_book(client, corr), write_book(out),
+                 False, config, broker, curve_secret, broker_key)
 
 
 @app.command()
-def cancel(
-    corr: StoryId,
-    broker: BrokerOpt = None,
-    config: ConfigOpt = None,
-    curve_secret: CurveSecretOpt = None,
-    broker_key: BrokerKeyOpt = None,
-) -> None:
+def cancel(corr: StoryId, broker: BrokerOpt = None, config: ConfigOpt = None,
+           curve_secret: CurveSecretOpt = None, broker_key: BrokerKeyOpt = None) -> None:
     """Cancel a story that is still running."""
-    from storymesh.cli.console import cancel_story
+    from storymesh.cli.console import show_cancelled
 
-    raise typer.Exit(cancel_story(_client_settings(config, broker, curve_secret, broker_key), corr))
+    _story_query(lambda client: client.cancel(corr), show_cancelled,
+                 False, config, broker, curve_secret, broker_key)
 
 
 @keys_app.command("generate")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -16,6 +17,8 @@ from storymesh.core import schema
 from storymesh.errors import RequestFailed, RequestTimeout
 from storymesh.settings import Settings
 from storymesh.story.api import StoryClient, write_publications
+
+T = TypeVar("T")
 
 STATUS_STYLE = {"complete": "green", "failed": "red", "cancelled": "yellow",
                 "running": "cyan", "accepted": "blue"}
@@ -123,73 +126,87 @@ def run_story(settings: Settings, request: dict[str, Any], *, out: Path, local: 
     return schema.EXIT_OK
 
 
-def _guarded(settings: Settings, action: Any) -> int:
-    """Run one query against the story service, mapping errors to exit codes."""
+def run_query(settings: Settings, query: Callable[[StoryClient], T],
+              show: Callable[[Console, T], None] | None) -> int:
+    """One query against the story service, its errors mapped to exit codes.
+
+    `show` puts the answer on screen for a person; without it the answer is printed as JSON
+    and errors go to stderr, so a script reads clean JSON from stdout.
+    """
     console = Console()
+    errors = console if show is not None else Console(stderr=True)
     try:
         with StoryClient(settings.broker, settings=settings.peer_section()) as client:
             problem = _reachable(client, settings.broker, 5.0, "story.query")
             if problem is not None:
-                console.print(f"[red]error[/red]: {problem[1]}")
+                errors.print(f"[red]error[/red]: {problem[1]}")
                 return problem[0]
-            action(client, console)
+            answer = query(client)
+            if show is None:
+                print_json(answer)
+            else:
+                show(console, answer)
     except RequestFailed as exc:
-        console.print(f"[red]error[/red] {exc.code}: {exc.message}")
+        errors.print(f"[red]error[/red] {exc.code}: {exc.message}")
         return schema.exit_code_for(exc.code)
     except RequestTimeout as exc:
-        console.print(f"[red]timeout[/red] {exc}")
+        errors.print(f"[red]timeout[/red] {exc}")
         return schema.EXIT_TIMEOUT
     return schema.EXIT_OK
 
 
-def show_list(settings: Settings, limit: int) -> int:
-    def action(client: StoryClient, console: Console) -> None:
-        table = Table("story", "status", "title", "updated", "plot", title="stories")
-        for s in client.list(limit):
-            style = STATUS_STYLE.get(s["status"], "")
-            table.add_row(s["corr"], f"[{style}]{s['status']}[/{style}]", s.get("title") or "-",
-                          _when(s.get("updated")), s.get("plot") or "")
-        console.print(table)
-    return _guarded(settings, action)
+def print_json(answer: Any) -> None:
+    """One JSON document on stdout, for scripts (no colours, no wrapping)."""
+    print(json.dumps(answer, indent=2, default=str))
 
 
-def show_status(settings: Settings, corr: str) -> int:
-    def action(client: StoryClient, console: Console) -> None:
-        s = client.status(corr)
-        steps = s["steps"]
+def show_list(console: Console, answer: dict[str, Any]) -> None:
+    table = Table("story", "status", "title", "updated", "plot", title="stories")
+    for s in answer["stories"]:
         style = STATUS_STYLE.get(s["status"], "")
-        console.print(f"[bold]{corr}[/bold] [{style}]{s['status']}[/{style}] "
-                      f"{s.get('title') or ''}")
-        console.print(f"  steps {steps['done']}/{steps['total']}: chapters "
-                      f"{steps['chapters_written']}/{steps['chapters']}, pictures "
-                      f"{steps['pictures_painted']}/{steps['chapters'] + 1}")
-        if s.get("error"):
-            console.print(f"  [red]error[/red] {s['error']}")
-    return _guarded(settings, action)
+        table.add_row(s["corr"], f"[{style}]{s['status']}[/{style}]", s.get("title") or "-",
+                      _when(s.get("updated")), s.get("plot") or "")
+    console.print(table)
 
 
-def show_history(settings: Settings, corr: str) -> int:
-    def action(client: StoryClient, console: Console) -> None:
-        table = Table("time", "sender", "", "receiver", "type", "id", title=f"history of {corr}")
-        for h in client.history(corr):
-            table.add_row(_when(h["time"]), h["sender"], "->", h["receiver"],
-                          h["message_type"], h["id"])
-        console.print(table)
-    return _guarded(settings, action)
+def show_status(console: Console, s: dict[str, Any]) -> None:
+    steps = s["steps"]
+    style = STATUS_STYLE.get(s["status"], "")
+    console.print(f"[bold]{s['corr']}[/bold] [{style}]{s['status']}[/{style}] "
+                  f"{s.get('title') or ''}")
+    console.print(f"  steps {steps['done']}/{steps['total']}: chapters "
+                  f"{steps['chapters_written']}/{steps['chapters']}, pictures "
+                  f"{steps['pictures_painted']}/{steps['chapters'] + 1}")
+    if s.get("error"):
+        console.print(f"  [red]error[/red] {s['error']}")
 
 
-def fetch_story(settings: Settings, corr: str, out: Path) -> int:
-    def action(client: StoryClient, console: Console) -> None:
-        status = client.status(corr)
-        pubs = client.fetch(corr)
-        if not pubs:
-            raise RequestFailed("not_found", f"story {corr} is {status['status']}: no book yet")
-        for fmt, path in write_publications(pubs, out, status.get("title") or corr).items():
+def show_history(console: Console, answer: dict[str, Any]) -> None:
+    table = Table("time", "sender", "", "receiver", "type", "id",
+                  title=f"history of {answer['corr']}")
+    for h in answer["history"]:
+        table.add_row(_when(h["time"]), h["sender"], "->", h["receiver"],
+                      h["message_type"], h["id"])
+    console.print(table)
+
+
+def fetch_book(client: StoryClient, corr: str) -> tuple[str, dict[str, bytes]]:
+    """A finished story's title and book files; not_found while there is no book yet."""
+    status = client.status(corr)
+    pubs = client.fetch(corr)
+    if not pubs:
+        raise RequestFailed("not_found", f"story {corr} is {status['status']}: no book yet")
+    return status.get("title") or corr, pubs
+
+
+def write_book(out: Path) -> Callable[[Console, tuple[str, dict[str, bytes]]], None]:
+    """Shows a fetched book by writing its files to `out` and listing them."""
+    def show(console: Console, book: tuple[str, dict[str, bytes]]) -> None:
+        title, pubs = book
+        for fmt, path in write_publications(pubs, out, title).items():
             console.print(f"  {fmt:<5} {path}")
-    return _guarded(settings, action)
+    return show
 
 
-def cancel_story(settings: Settings, corr: str) -> int:
-    def action(client: StoryClient, console: Console) -> None:
-        console.print(f"{corr}: {client.cancel(corr)['status']}")
-    return _guarded(settings, action)
+def show_cancelled(console: Console, answer: dict[str, Any]) -> None:
+    console.print(f"{answer['corr']}: {answer['status']}")

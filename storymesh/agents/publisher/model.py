@@ -2,7 +2,8 @@
 
 `parse_request()` turns a request payload into a `PublishJob` (a `Book` plus the formats to
 render), so the PDF, HTML and EPUB renderers share one parser and never re-validate. It
-raises `FatalAgentError` ("bad_request" / "too_large") for structural problems. Pictures are
+raises `FatalAgentError` ("bad_request" / "too_large") for structural problems, with the
+shared checks of `storymesh.vocabulary`. Pictures are
 decoded here too, once: bytes that are not a decodable image become a missing picture (each
 renderer draws a placeholder), never an error, so one broken illustration cannot sink a book.
 """
@@ -19,7 +20,6 @@ from typing import Any, Final
 from PIL import Image, UnidentifiedImageError
 
 from storymesh import vocabulary
-from storymesh.errors import FatalAgentError
 
 log = logging.getLogger(__name__)
 
@@ -82,42 +82,28 @@ class PublishJob:
 def parse_request(payload: Mapping[str, Any], default_formats: Sequence[str]) -> PublishJob:
     """Check a `story.publisher` payload and build the book; FatalAgentError if it is bad."""
     if not isinstance(payload, Mapping):
-        raise _bad("the request payload must be a map")
-    title = _text(payload.get("title"), "title", limit=vocabulary.MAX_TITLE_CHARS, required=True)
+        raise vocabulary.bad("the request payload must be a map")
     book = Book(
-        title=title,
-        byline=_text(payload.get("byline"), "byline", limit=vocabulary.MAX_TITLE_CHARS),
+        title=_line(payload, "title", required=True),
+        byline=_line(payload, "byline"),
         language=_language(payload.get("language")),
-        cover=decode_picture(payload.get("cover_png"), "cover_png"),
-        chapters=_chapters(payload.get("chapters")),
+        cover=decode_picture(payload, "cover_png"),
+        chapters=_chapters(payload),
     )
-    return PublishJob(book=book, formats=parse_formats(payload.get("formats"), default_formats))
+    return PublishJob(book=book, formats=vocabulary.formats_field(payload, default_formats))
 
 
-def parse_formats(value: Any, default: Sequence[str]) -> tuple[str, ...]:
-    """The formats asked for (the default when absent), de-duplicated, in the order given."""
-    if value is None:
-        return tuple(default)
-    if isinstance(value, str) or not isinstance(value, Sequence):
-        raise _bad(f"formats must be a list of {_choices(vocabulary.FORMATS)}")
-    unknown = [f for f in value if not isinstance(f, str) or f not in vocabulary.FORMATS]
-    if unknown:
-        raise _bad(f"unknown format {unknown[0]!r} in formats; use {_choices(vocabulary.FORMATS)}")
-    if not value:
-        raise _bad(f"formats is empty; name at least one of {_choices(vocabulary.FORMATS)}")
-    return tuple(dict.fromkeys(value))
-
-
-def decode_picture(data: Any, where: str) -> Picture | None:
-    """Decode picture bytes; None (a placeholder later) when absent or not a readable image.
+def decode_picture(payload: Mapping[str, Any], key: str, where: str | None = None
+                   ) -> Picture | None:
+    """Decode the picture bytes at `payload[key]`; None (a placeholder later) when absent or
+    not a readable image.
 
     A value that is not bytes at all is a malformed request, not a bad drawing: bad_request.
     """
-    if data is None:
+    where = where or key
+    raw = vocabulary.bytes_field(payload, key, where=where)
+    if raw is None:
         return None
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise _bad(f"{where} must be PNG bytes or null, got {type(data).__name__}")
-    raw = bytes(data)
     if not raw:
         log.warning("%s is empty; drawing a placeholder", where)
         return None
@@ -164,47 +150,37 @@ def split_paragraphs(text: str) -> tuple[str, ...]:
     return tuple("\n".join(line.strip() for line in block.split("\n")) for block in blocks if block)
 
 
-def _chapters(value: Any) -> tuple[Chapter, ...]:
-    if value is None:
-        raise _bad("chapters is missing: a book needs at least one chapter")
-    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
-        raise _bad("chapters must be a list of {title, text, png} maps")
-    if not value:
-        raise _bad("chapters is empty: a book needs at least one chapter")
-    if len(value) > vocabulary.MAX_CHAPTERS:
-        raise _too_large(f"{len(value)} chapters; the limit is {vocabulary.MAX_CHAPTERS}")
-    return tuple(_chapter(index, item) for index, item in enumerate(value))
+def _chapters(payload: Mapping[str, Any]) -> tuple[Chapter, ...]:
+    chapters = vocabulary.list_field(payload, "chapters", vocabulary.MAX_CHAPTERS,
+                                     required=True)
+    if not chapters:
+        raise vocabulary.bad("'chapters' is empty: a book needs at least one chapter")
+    return tuple(_chapter(index, item) for index, item in enumerate(chapters))
 
 
 def _chapter(index: int, value: Any) -> Chapter:
     where = f"chapters[{index}]"
     if not isinstance(value, Mapping):
-        raise _bad(f"{where} must be a map with title, text and png")
-    text = value.get("text")
-    if not isinstance(text, str):
-        raise _bad(f"{where}.text must be a string")
-    if len(text) > vocabulary.MAX_CHAPTER_TEXT_CHARS:
-        raise _too_large(f"{where}.text has {len(text)} characters; the limit is "
-                         f"{vocabulary.MAX_CHAPTER_TEXT_CHARS}")
-    title = _text(value.get("title"), f"{where}.title", limit=vocabulary.MAX_TITLE_CHARS)
+        raise vocabulary.bad(f"'{where}' must be a map with title, text and png")
+    if value.get("text") is None:  # an empty text is a chapter of pictures; no text is a bug
+        raise vocabulary.bad(f"'{where}.text' is required")
+    text = vocabulary.text_field(value, "text", vocabulary.MAX_CHAPTER_TEXT_CHARS,
+                                 where=f"{where}.text")
     return Chapter(
-        title=title or f"Chapter {index + 1}",
+        title=_line(value, "title", where=f"{where}.title") or f"Chapter {index + 1}",
         paragraphs=split_paragraphs(text),
-        picture=decode_picture(value.get("png"), f"{where}.png"),
+        picture=decode_picture(value, "png", f"{where}.png"),
     )
 
 
-def _text(value: Any, where: str, *, limit: int, required: bool = False) -> str:
-    """A one-line text field: stripped and cleaned; "" when absent and not required."""
-    if value is None and not required:
-        return ""
-    if not isinstance(value, str):
-        raise _bad(f"{where} is missing" if value is None else f"{where} must be a string")
-    if len(value) > limit:
-        raise _too_large(f"{where} has {len(value)} characters; the limit is {limit}")
+def _line(payload: Mapping[str, Any], key: str, *, required: bool = False,
+          where: str | None = None) -> str:
+    """A one-line text field (a title, a byline): checked, cleaned, on one line."""
+    value = vocabulary.text_field(payload, key, vocabulary.MAX_TITLE_CHARS, required=required,
+                                  where=where)
     cleaned = " ".join(clean_text(value).split())  # a title is one line, whatever was sent
-    if required and not cleaned:
-        raise _bad(f"{where} is empty")
+    if required and not cleaned:  # only characters that XML cannot carry
+        raise vocabulary.bad(f"'{where or key}' must not be empty")
     return cleaned
 
 
@@ -212,17 +188,6 @@ def _language(value: Any) -> str:
     if value is None:
         return DEFAULT_LANGUAGE
     if not isinstance(value, str) or not _LANGUAGE_RE.fullmatch(value):
-        raise _bad(f"language must be a language tag such as 'en' or 'pt-BR', got {value!r}")
+        raise vocabulary.bad(f"'language' must be a language tag such as 'en' or 'pt-BR', "
+                             f"got {value!r}")
     return value
-
-
-def _choices(values: Sequence[str]) -> str:
-    return ", ".join(values)
-
-
-def _bad(message: str) -> FatalAgentError:
-    return FatalAgentError("bad_request", message)
-
-
-def _too_large(message: str) -> FatalAgentError:
-    return FatalAgentError("too_large", message)
