@@ -10,12 +10,17 @@ code (a configuration error no restart can fix), and stopping them all: SIGTERM 
 
 The children run in their own session, so a Ctrl-C in the terminal reaches only `up`, which
 then stops them in order (agents before the broker, so their last replies still get through).
+They never outlive `up`: on Linux each asks the kernel for SIGTERM when its parent dies
+(PR_SET_PDEATHSIG), so a SIGKILLed `up` leaves no orphan broker holding the port (a busy
+agent drains its job as on any SIGTERM); under systemd the unit's cgroup does the same.
 Signal handlers only set a flag; the loop below notices it. The restart rules are pure
 (`CrashHistory.crashed(now)`) and tested with a fake clock.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
@@ -162,6 +167,38 @@ class Child:
         return self.proc.pid if self.proc is not None else None
 
     def running(self) -> bool:
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    """libc's prctl, loaded once in `up` (never in a forked child); None off Linux."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6",
+                                                use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+_prctl = _load_prctl()
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """A preexec_fn: the child gets SIGTERM when `up` dies, even by SIGKILL (Linux)."""
+    prctl = _prctl
+    if prctl is None:
+        return None
+
+    def arm() -> None:  # runs in the child between fork and exec: no imports, no locks
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # `up` died before the signal was armed
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
+
+
         return self.proc is not None and self.proc.poll() is None
 
 
@@ -247,7 +284,7 @@ class Supervisor:
         # A session of its own: a terminal's Ctrl-C reaches `up` only, which stops the
         # children in order.
         child.proc = self.popen(list(child.spec.argv), stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_die_with_parent(os.getpid()))
         child.starts += 1
         log.info("started %s (pid %d): %s", child.spec.name, child.proc.pid,
                  " ".join(child.spec.argv[2:]))
