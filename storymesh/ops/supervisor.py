@@ -149,24 +149,6 @@ class CrashHistory:
 
 # --- the supervisor ----------------------------------------------------------------------
 
-Popen = Callable[..., "subprocess.Popen[bytes]"]
-
-
-@dataclass(slots=True)
-class Child:
-    """A supervised child: its spec, its current process, its crash record."""
-
-    spec: ChildSpec
-    history: CrashHistory
-    proc: subprocess.Popen[bytes] | None = None
-    restart_at: float | None = None
-    starts: int = 0
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
-
-    def running(self) -> bool:
 _PR_SET_PDEATHSIG = 1
 
 
@@ -199,6 +181,24 @@ def _die_with_parent(parent: int) -> Callable[[], None] | None:
     return arm
 
 
+Popen = Callable[..., "subprocess.Popen[bytes]"]
+
+
+@dataclass(slots=True)
+class Child:
+    """A supervised child: its spec, its current process, its crash record."""
+
+    spec: ChildSpec
+    history: CrashHistory
+    proc: subprocess.Popen[bytes] | None = None
+    restart_at: float | None = None
+    starts: int = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
 
