@@ -132,8 +132,13 @@ def start_site(children: Children, args: argparse.Namespace) -> Site:
         for n in range(count):
             children.spawn(f"{role}-{n}", "-m", "testkit.sleepy", role, "--broker", broker,
                            "--cost", cost, *quiet)
+    # Each followed story holds a watch slot of the story service for its whole run: one for
+    # the gateway's watch and one for the direct watch here; a watch beyond the slots queues
+    # at the broker until a story ends (and then replays), which is not the gateway's delay.
+    slots = str(max(16, 2 * args.stories + 8))
     children.spawn("story", "-m", "storymesh", "agent", "story", "--broker", broker, *quiet,
-                   env={"STORYMESH_JOURNAL": str(children.folder / "journal.db")})
+                   env={"STORYMESH_JOURNAL": str(children.folder / "journal.db"),
+                        "STORYMESH_WATCH_SLOTS": slots})
     gateway = children.spawn(
         "gateway", "-m", "storymesh", "gateway", "--broker", broker,
         "--http", f"127.0.0.1:{port}", *quiet,
