@@ -47,7 +47,7 @@ if str(ROOT) not in sys.path:
 
 from storymesh import settings as settings_mod
 from storymesh.story.api import StoryClient
-from storymesh.story.journal import Journal, StepKind
+from storymesh.story.journal import Journal, StepKind, open_journal
 from testkit.sleepy import Costs, SleepyMesh
 
 TARGET = 1.10  # wall within 10% of the optimum
@@ -102,7 +102,7 @@ def measure(costs: Costs, chapters: int, illustrators: int) -> Run:
             wall = time.monotonic() - t0
             if outcome.get("status") != "complete":
                 raise SystemExit(f"story ended {outcome.get('status')}: {outcome.get('error')}")
-            with Journal(journal_path) as journal:
+            with open_journal(journal_path) as journal:
                 work, overhead = _step_times(journal, corr, costs)
     return Run(illustrators, wall, work, schedule_bound(costs, chapters, illustrators),
                costs.critical_path(chapters), overhead)

@@ -18,6 +18,7 @@ from storymesh.settings import Settings  # noqa: E402
 from testkit import tiny_models  # noqa: E402
 from testkit.mesh import fast_settings as fast_settings  # noqa: E402  (re-exported)
 from testkit.mesh import new_broker  # noqa: E402
+from testkit.postgres import PostgresCluster, PostgresMissing  # noqa: E402
 
 
 @pytest.fixture
@@ -76,3 +77,24 @@ def tiny_sd_flagging(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder of a tiny SD pipeline whose (real, tiny) safety checker flags every image."""
     return tiny_models.build_tiny_sd(tmp_path_factory.mktemp("tiny_sd_nsfw"),
                                      with_safety_checker=True)
+
+
+# --- PostgreSQL (testkit/postgres.py): one throwaway cluster per session, a database per test --
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A real PostgreSQL server on a free loopback port, removed after the session."""
+    try:
+        cluster = PostgresCluster()
+    except PostgresMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with cluster:
+        yield cluster
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresCluster) -> Iterator[str]:
+    """A fresh empty database on the session's server; dropped after the test."""
+    url = postgres.create_database()
+    yield url
+    postgres.drop_database(url)

@@ -1,44 +1,54 @@
-"""The story journal: the story service's durable memory, one SQLite file (WAL) per host.
+"""The story journal: the story service's durable memory, behind one interface with two
+backends: a SQLite file (WAL) on one host, the embedded default (`journal_sqlite`), and a
+PostgreSQL database that story services on several boxes share (`journal_pg`).
 
 It owns everything a restarted story service needs to resume a story from its last finished
 step without computing a finished chapter or picture twice: the request, the status, each
 step's result (outline, chapters, pictures, cover), the publications, the message history,
 and the lease that says which story-service instance runs a story right now.
 
-Rules the rest of the story service can rely on:
+Rules the rest of the story service can rely on, whichever the backend:
 
-- Several `Journal` objects (threads, or processes on one host) may share one file. Every
-  write runs in its own `BEGIN IMMEDIATE` transaction, so writers queue on SQLite's busy
-  timeout instead of failing with "database is locked".
+- Several `Journal` objects (threads, processes, or services on other boxes for PostgreSQL)
+  may share one store. Every write is one transaction; writers of one story queue on each
+  other (SQLite's write lock, PostgreSQL's lock on the story's row) instead of failing.
 - Steps are write-once: the first `save_step` for (corr, kind, index) wins, later ones only
   bump `StepRow.attempts` and return False. Step kinds are `outline` (index 0), `chapter`
   (index n), `picture` (index n, the picture of chapter n) and `cover` (index 0): the cover
   is its own kind, so chapter numbering is the caller's choice (0- or 1-based).
 - Finished statuses (complete, failed, cancelled) are sticky: `set_status` on a finished
   story changes nothing and returns False, so a late "complete" cannot undo a cancel.
+- A lease is taken with one conditional UPDATE (free, ours, or expired), so of two services
+  racing for an expired lease exactly one wins.
 - Unknown story ids never raise: reads return None / [] / {}, writes return False (or 0).
   Misuse by our own code (an unknown step kind or status) raises ValueError; data that is
   not JSON-serialisable raises TypeError from `json`. Binary data goes in `blob`.
-- Times are wall-clock seconds from the injected `clock` (they are shared between
-  processes through the file); tests pass a fake clock.
+- Times are wall-clock seconds from the injected `clock` (they are shared between processes
+  and boxes through the store, so the boxes' clocks must agree to well within `lease_ttl`);
+  tests pass a fake clock.
 - Lease ids should be unique per process run (e.g. host-pid-random): a live lease held by an
   instance is never offered by `claimable`, so a restart that reused its id would wait for
   its own leases to expire.
+- The schema is created on first use and carries a version number; a store written by a
+  newer storymesh is refused with a ConfigError.
+
+`open_journal(target)` picks the backend from the `journal` setting: a `postgresql://` (or
+`postgres://`) URL, or a file path; any other `scheme://` is a configuration error.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sqlite3
-import threading
+import re
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final, Self
+from typing import Any, Final, Protocol, Self
 
 from storymesh.core.schema import Status
 from storymesh.errors import ConfigError
@@ -46,11 +56,13 @@ from storymesh.errors import ConfigError
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION: Final = 1
-BUSY_TIMEOUT_S: Final = 5.0
 DEFAULT_LEASE_TTL: Final = 30.0
 
 UNFINISHED: Final = (Status.ACCEPTED, Status.RUNNING)
 FINISHED: Final = (Status.COMPLETE, Status.FAILED, Status.CANCELLED)
+
+POSTGRES_SCHEMES: Final = ("postgresql", "postgres")
+_SCHEME: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 class StepKind(StrEnum):
@@ -61,52 +73,6 @@ class StepKind(StrEnum):
     PICTURE = "picture"
     COVER = "cover"
 
-
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS stories (
-    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
-    corr          TEXT NOT NULL UNIQUE,
-    status        TEXT NOT NULL,
-    request       TEXT NOT NULL,
-    title         TEXT,
-    error         TEXT,
-    principal     TEXT,
-    lease_owner   TEXT,
-    lease_expires REAL,
-    created       REAL NOT NULL,
-    updated       REAL NOT NULL,
-    size          INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS stories_status ON stories (status, created);
-CREATE INDEX IF NOT EXISTS stories_lease ON stories (lease_owner);
-CREATE TABLE IF NOT EXISTS steps (
-    corr     TEXT NOT NULL REFERENCES stories (corr) ON DELETE CASCADE,
-    kind     TEXT NOT NULL,
-    idx      INTEGER NOT NULL,
-    data     TEXT,
-    blob     BLOB,
-    started  REAL NOT NULL,
-    finished REAL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (corr, kind, idx)
-);
-CREATE TABLE IF NOT EXISTS publications (
-    corr TEXT NOT NULL REFERENCES stories (corr) ON DELETE CASCADE,
-    fmt  TEXT NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (corr, fmt)
-);
-CREATE TABLE IF NOT EXISTS history (
-    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
-    corr         TEXT NOT NULL REFERENCES stories (corr) ON DELETE CASCADE,
-    sender       TEXT NOT NULL,
-    receiver     TEXT NOT NULL,
-    message_type TEXT NOT NULL,
-    request_id   TEXT NOT NULL,
-    time         REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS history_corr ON history (corr, seq);
-"""
 
 _STORY_COLS: Final = ("corr, status, request, title, error, principal, lease_owner, "
                       "lease_expires, created, updated, size")
@@ -187,67 +153,52 @@ def _placeholders(values: Iterable[object]) -> str:
     return ",".join("?" for _ in values)
 
 
-class Journal:
-    """The story journal over one SQLite file; one connection, safe to share across threads."""
+class Cursor(Protocol):
+    """The slice of a DB-API cursor the shared SQL uses (`?` placeholders)."""
 
-    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
-        self.path = Path(path)
+    @property
+    def rowcount(self) -> int: ...
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> Any: ...
+
+
+class Journal(ABC):
+    """The story journal; a backend gives it transactions, reads and its schema.
+
+    The statements below are the same on both backends (`?` placeholders, `ON CONFLICT`
+    upserts); what differs is how a write transaction is taken and how a story's row is
+    locked inside it (`_LOCK_ROW`).
+    """
+
+    _LOCK_ROW: str = ""  # appended to the existence check: PostgreSQL locks the story's row
+    _STEP_ORDER: str = "started"  # ties between equal start times, in insertion order
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._lock = threading.Lock()
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                                     check_same_thread=False)
-        self._configure()
-        self._migrate()
 
-    # -- connection -------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def target(self) -> str:
+        """Where the journal lives, fit for a log line (no password)."""
 
-    def _configure(self) -> None:
-        with self._lock:
-            self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-            # Cascading deletes keep prune() to one statement per story.
-            self._conn.execute("PRAGMA foreign_keys = ON")
+    @abstractmethod
+    def _write(self) -> AbstractContextManager[Cursor]:
+        """One write transaction; rolled back if the block raises."""
 
-    def _migrate(self) -> None:
-        with self._write() as cur:
-            version = cur.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise ConfigError(f"journal {self.path} has schema version {version}, newer than "
-                                  f"this storymesh ({SCHEMA_VERSION}); upgrade storymesh")
-            if version < SCHEMA_VERSION:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        cur.execute(statement)
-                cur.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Cursor]:
-        """One write transaction, taking SQLite's write lock up front.
-
-        BEGIN IMMEDIATE (not a deferred BEGIN) matters in WAL mode: a read transaction that
-        later upgrades to a write fails at once with SQLITE_BUSY instead of waiting.
-        """
-        with self._lock:
-            cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                yield cur
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            cur.execute("COMMIT")
-
+    @abstractmethod
     def _read(self, sql: str, params: Iterable[object] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._conn.execute(sql, tuple(params)).fetchall()
+        """One read, committed data only."""
 
+    @abstractmethod
     def close(self) -> None:
-        """Close the connection; the last one to close checkpoints the WAL into the file."""
-        with self._lock:
-            self._conn.close()
+        """Close the connection."""
+
+    def _after_prune(self) -> None:  # noqa: B027 - a hook; most backends need nothing
+        """Give freed space back (SQLite checkpoints its WAL); nothing by default."""
 
     def __enter__(self) -> Self:
         return self
@@ -269,8 +220,9 @@ class Journal:
         text = _dumps(request)
         with self._write() as cur:
             cur.execute(
-                "INSERT OR IGNORE INTO stories (corr, status, request, principal, lease_owner, "
-                "lease_expires, created, updated, size) VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO stories (corr, status, request, principal, lease_owner, "
+                "lease_expires, created, updated, size) VALUES (?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (corr) DO NOTHING",
                 (corr, Status.ACCEPTED.value, text, principal, owner,
                  now + ttl if owner is not None else None, now, now, _nbytes(text)))
             row = cur.execute(f"SELECT {_STORY_COLS} FROM stories WHERE corr = ?",
@@ -326,7 +278,7 @@ class Journal:
             cur.execute(
                 "INSERT INTO steps (corr, kind, idx, started) VALUES (?,?,?,?) "
                 "ON CONFLICT (corr, kind, idx) DO UPDATE SET started = excluded.started "
-                "WHERE finished IS NULL", (corr, kind, index, now))
+                "WHERE steps.finished IS NULL", (corr, kind, index, now))
             return cur.rowcount == 1
 
     def save_step(self, corr: str, kind: str, index: int, data: dict[str, Any],
@@ -343,17 +295,18 @@ class Journal:
             if not self._exists(cur, corr):
                 log.warning("journal: step %s %s for unknown story %s ignored", kind, index, corr)
                 return False
-            found = cur.execute("SELECT finished FROM steps WHERE corr = ? AND kind = ? AND "
-                                "idx = ?", (corr, kind, index)).fetchone()
-            if found is not None and found[0] is not None:
-                cur.execute("UPDATE steps SET attempts = attempts + 1 WHERE corr = ? AND "
-                            "kind = ? AND idx = ?", (corr, kind, index))
-                return False
+            # Only an unfinished row is overwritten; a finished one keeps its first result,
+            # which is what makes a step write-once under concurrent savers.
             cur.execute(
                 "INSERT INTO steps (corr, kind, idx, data, blob, started, finished, attempts) "
                 "VALUES (?,?,?,?,?,?,?,1) ON CONFLICT (corr, kind, idx) DO UPDATE SET "
                 "data = excluded.data, blob = excluded.blob, finished = excluded.finished, "
-                "attempts = attempts + 1", (corr, kind, index, text, blob, now, now))
+                "attempts = steps.attempts + 1 WHERE steps.finished IS NULL",
+                (corr, kind, index, text, blob, now, now))
+            if cur.rowcount != 1:
+                cur.execute("UPDATE steps SET attempts = attempts + 1 WHERE corr = ? AND "
+                            "kind = ? AND idx = ?", (corr, kind, index))
+                return False
             self._grow(cur, corr, _nbytes(text, blob), now)
             return True
 
@@ -366,8 +319,8 @@ class Journal:
     def steps(self, corr: str, *, with_blobs: bool = True) -> list[StepRow]:
         """Every step of a story, started ones included, in the order they began."""
         cols = _STEP_COLS if with_blobs else _STEP_COLS.replace("blob", "NULL")
-        rows = self._read(f"SELECT {cols} FROM steps WHERE corr = ? ORDER BY started, rowid",
-                          (corr,))
+        rows = self._read(f"SELECT {cols} FROM steps WHERE corr = ? "
+                          f"ORDER BY {self._STEP_ORDER}", (corr,))
         return [_step(r) for r in rows]
 
     # -- publications -----------------------------------------------------------------------
@@ -380,7 +333,8 @@ class Journal:
                 return False
             old = cur.execute("SELECT length(data) FROM publications WHERE corr = ? AND fmt = ?",
                               (corr, fmt)).fetchone()
-            cur.execute("INSERT OR REPLACE INTO publications (corr, fmt, data) VALUES (?,?,?)",
+            cur.execute("INSERT INTO publications (corr, fmt, data) VALUES (?,?,?) "
+                        "ON CONFLICT (corr, fmt) DO UPDATE SET data = excluded.data",
                         (corr, fmt, data))
             self._grow(cur, corr, len(data) - (old[0] if old else 0), now)
             return True
@@ -459,6 +413,11 @@ class Journal:
 
     # -- retention --------------------------------------------------------------------------
 
+    def count_by_status(self) -> dict[str, int]:
+        """How many stories are in each status (statuses without one are absent)."""
+        rows = self._read("SELECT status, count(*) FROM stories GROUP BY status")
+        return {str(status): int(count) for status, count in rows}
+
     def total_bytes(self) -> int:
         """Stored bytes counted for retention: requests, step JSON, blobs, publications."""
         return int(self._read("SELECT coalesce(sum(size), 0) FROM stories")[0][0])
@@ -477,12 +436,11 @@ class Journal:
             if max_bytes is not None:
                 removed += self._prune_size(cur, max_bytes, finished)
         if removed:
-            with self._lock:
-                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._after_prune()
             log.info("journal: pruned %d finished stories", removed)
         return removed
 
-    def _prune_size(self, cur: sqlite3.Cursor, max_bytes: int, finished: list[str]) -> int:
+    def _prune_size(self, cur: Cursor, max_bytes: int, finished: list[str]) -> int:
         total = cur.execute("SELECT coalesce(sum(size), 0) FROM stories").fetchone()[0]
         if total <= max_bytes:
             return 0
@@ -500,12 +458,37 @@ class Journal:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _exists(cur: sqlite3.Cursor, corr: str) -> bool:
-        return cur.execute("SELECT 1 FROM stories WHERE corr = ?", (corr,)).fetchone() is not None
+    def _exists(self, cur: Cursor, corr: str) -> bool:
+        """Whether the story exists; on PostgreSQL also locks its row to the transaction's
+        end, so the writers of one story take turns."""
+        found = cur.execute(f"SELECT 1 FROM stories WHERE corr = ?{self._LOCK_ROW}", (corr,))
+        return found.fetchone() is not None
 
     @staticmethod
-    def _grow(cur: sqlite3.Cursor, corr: str, delta: int, now: float) -> None:
+    def _grow(cur: Cursor, corr: str, delta: int, now: float) -> None:
         """Keep the story's running size (for cheap retention) and its update time."""
         cur.execute("UPDATE stories SET size = size + ?, updated = ? WHERE corr = ?",
                     (delta, now, corr))
+
+
+def scheme_of(target: str) -> str | None:
+    """The `scheme` of a `scheme://...` journal setting, or None for a file path."""
+    found = _SCHEME.match(target.strip())
+    return found.group(1).lower() if found else None
+
+
+def open_journal(target: str | Path, *, clock: Callable[[], float] = time.time) -> Journal:
+    """The journal named by the `journal` setting: a PostgreSQL URL or a SQLite file path.
+
+    Any other `scheme://` is a ConfigError naming the key, never a file of that name.
+    """
+    text = str(target)
+    scheme = scheme_of(text)
+    if scheme in POSTGRES_SCHEMES:
+        from storymesh.story.journal_pg import PostgresJournal  # psycopg: the postgres extra
+        return PostgresJournal(text, clock=clock)
+    if scheme is not None:
+        raise ConfigError(f"journal = {text!r}: unknown scheme {scheme}://; use a file path "
+                          "for SQLite or a postgresql://USER@HOST/DB URL")
+    from storymesh.story.journal_sqlite import SqliteJournal
+    return SqliteJournal(Path(text).expanduser(), clock=clock)

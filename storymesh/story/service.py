@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import zmq
@@ -20,6 +19,7 @@ from storymesh.runtime.worker import run_agent
 from storymesh.settings import StorySettings
 from storymesh.story.engine import StoryEngine
 from storymesh.story.journal import Journal
+from storymesh.story.journal import open_journal as open_journal_at
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,8 @@ class QueryAgent(_StoryAgent):
 
 
 def open_journal(settings: StorySettings) -> Journal:
-    return Journal(Path(settings.journal).expanduser())
+    """The journal the `journal` setting names: a SQLite file or a postgresql:// URL."""
+    return open_journal_at(settings.journal)
 
 
 def run_story_service(settings: StorySettings, stop: threading.Event, *,

@@ -268,14 +268,14 @@ def test_live_view_keeps_running_through_a_broker_outage(mesh: Mesh) -> None:
 
 
 def test_stories_in_progress_come_from_the_story_service(mesh: Mesh, tmp_path: Path) -> None:
-    from storymesh.story.journal import Journal
+    from storymesh.story.journal import open_journal
     from storymesh.story.service import run_story_service
 
     # Given a story service (and no author, so a story stays at its first step)
     story_settings = settings_mod.load("/dev/null", env={}, flags={
         "broker": mesh.endpoint, "heartbeat_interval": 0.1, "liveness": 4,
         "watch_slots": 1, "service_wait": 30.0, "journal": str(tmp_path / "j.db")})
-    journal = Journal(tmp_path / "j.db")
+    journal = open_journal(tmp_path / "j.db")
     mesh.serve(run_story_service, story_settings.story_section(), mesh.stop,
                context=mesh.context, journal=journal)
     poller = Poller(mesh.settings, timeout=1.0)

@@ -24,7 +24,7 @@ from storymesh.errors import RequestFailed
 from storymesh.settings import Settings
 from storymesh.story import api
 from storymesh.story.api import StoryClient
-from storymesh.story.journal import Journal, StepKind, StepRow
+from storymesh.story.journal import StepKind, StepRow, open_journal
 from storymesh.story.local import LocalMesh
 from testkit.mesh import fast_settings
 from testkit.sleepy import Costs, SleepyMesh
@@ -202,7 +202,7 @@ def test_unknown_ops_and_ids_get_clear_errors_and_the_service_keeps_serving(
 # --- pipelining, read from the journal's step times ------------------------------------------
 
 def _steps(path: Path, corr: str) -> list[StepRow]:
-    with Journal(path) as journal:
+    with open_journal(path) as journal:
         return [s for s in journal.steps(corr, with_blobs=False) if s.finished is not None]
 
 

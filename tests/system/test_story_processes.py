@@ -24,7 +24,7 @@ import pytest
 
 from storymesh.settings import Settings
 from storymesh.story.api import StoryClient
-from storymesh.story.journal import Journal, StepKind
+from storymesh.story.journal import StepKind, open_journal
 from testkit.mesh import (
     HEARTBEAT,
     LIVENESS,
@@ -281,7 +281,7 @@ def test_a_killed_illustrator_does_not_stop_the_story(spawner: Spawner, tmp_path
         outcome = client.wait(corr)
     assert outcome["status"] == "complete", (outcome, spawner.tails())
     # And every chapter is illustrated, in the journal and in the book
-    with Journal(tmp_path / "journal.db") as journal:
+    with open_journal(tmp_path / "journal.db") as journal:
         steps = journal.steps(corr)
     painted = {s.index for s in steps if s.kind == StepKind.PICTURE and s.blob}
     assert painted == {0, 1, 2, 3}
@@ -306,7 +306,7 @@ def test_a_restarted_story_service_finishes_the_story_without_redoing_steps(
         "story.submit": [first.pid], "story.author": [author.pid],
         "story.illustrator": [painter.pid], "story.publisher": [publisher.pid]})
     chapters = 6
-    with stories(endpoint) as client, Journal(tmp_path / "journal.db") as journal:
+    with stories(endpoint) as client, open_journal(tmp_path / "journal.db") as journal:
         corr = client.submit("A mouse and a moon", chapters=chapters, seed=9)
 
         def written() -> int:

@@ -1,4 +1,5 @@
-"""The story journal over a real SQLite file in tmp_path, with a fake wall clock."""
+"""The story journal, one suite on both backends: a real SQLite file in tmp_path and a real
+PostgreSQL server (a throwaway cluster, tests/conftest.py), with a fake wall clock."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import pytest
 
 from storymesh.core.schema import Status
 from storymesh.errors import ConfigError
-from storymesh.story.journal import SCHEMA_VERSION, HistoryRow, Journal
+from storymesh.story.journal import SCHEMA_VERSION, HistoryRow, Journal, open_journal
+from storymesh.story.journal_sqlite import SqliteJournal
+from testkit.postgres import PostgresCluster
 
 REQUEST = {"plot": "A fox learns to share", "themes": ["sharing"], "target_age": "4-7",
            "length": "short", "art_style": "watercolor", "formats": ["pdf"]}
@@ -41,17 +44,25 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / "state" / "journal.sqlite"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request: pytest.FixtureRequest, path: Path) -> str:
+    """What the `journal` setting would say: a file path, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(path)
+    return str(request.getfixturevalue("postgres_url"))
+
+
 @pytest.fixture
-def journal(path: Path, clock: FakeClock) -> Iterator[Journal]:
-    j = Journal(path, clock=clock)
+def journal(target: str, clock: FakeClock) -> Iterator[Journal]:
+    j = open_journal(target, clock=clock)
     yield j
     j.close()
 
 
 @pytest.fixture
-def other(path: Path, clock: FakeClock, journal: Journal) -> Iterator[Journal]:
-    """A second story-service instance on the same file."""
-    j = Journal(path, clock=clock)
+def other(target: str, clock: FakeClock, journal: Journal) -> Iterator[Journal]:
+    """A second story-service instance on the same store (another box, for PostgreSQL)."""
+    j = open_journal(target, clock=clock)
     yield j
     j.close()
 
@@ -377,12 +388,12 @@ def test_prune_nothing_to_do(journal: Journal) -> None:
     assert journal.get_story("a") is not None
 
 
-# -- the file -----------------------------------------------------------------------------
+# -- the store -----------------------------------------------------------------------------
 
 
-def test_reopen_keeps_everything(path: Path, clock: FakeClock) -> None:
+def test_reopen_keeps_everything(target: str, clock: FakeClock) -> None:
     # Given a journal with a story in progress, closed as if the service stopped
-    with Journal(path, clock=clock) as journal:
+    with open_journal(target, clock=clock) as journal:
         journal.create_story("c1", REQUEST, "inst-a", principal="alice", ttl=10)
         journal.set_status("c1", Status.RUNNING)
         journal.save_step("c1", "outline", 0, {"title": "Fox"})
@@ -393,7 +404,7 @@ def test_reopen_keeps_everything(path: Path, clock: FakeClock) -> None:
         before = journal.steps("c1"), journal.get_story("c1")
     # When a new service opens the same file after the lease ran out
     clock.advance(11)
-    with Journal(path, clock=clock) as reopened:
+    with open_journal(target, clock=clock) as reopened:
         # Then it sees the same story, steps, history and publications, and may claim it
         assert (reopened.steps("c1"), reopened.get_story("c1")) == before
         assert reopened.history("c1")[0].id == "r1"
@@ -401,25 +412,27 @@ def test_reopen_keeps_everything(path: Path, clock: FakeClock) -> None:
         assert reopened.claimable("inst-b", 5) == ["c1"]
 
 
-def test_wal_mode_and_schema_version(journal: Journal, path: Path) -> None:
-    # Given an open journal / When another connection inspects the file
+def test_wal_mode_and_schema_version(path: Path) -> None:
+    # Given an open SQLite journal / When another connection inspects the file
+    journal = SqliteJournal(path)
     with sqlite3.connect(path) as conn:
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
         version = conn.execute("PRAGMA user_version").fetchone()[0]
     conn.close()
+    journal.close()
     # Then the file is in WAL mode with the current schema version
     assert mode == "wal" and version == SCHEMA_VERSION
 
 
 def test_newer_schema_is_refused(path: Path) -> None:
     # Given a journal file written by a newer storymesh
-    Journal(path).close()
+    SqliteJournal(path).close()
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
     # When opening it / Then a config error names the problem
     with pytest.raises(ConfigError, match="newer"):
-        Journal(path)
+        SqliteJournal(path)
 
 
 def test_concurrent_writers_do_not_lock(journal: Journal, other: Journal) -> None:
@@ -449,3 +462,141 @@ def test_concurrent_writers_do_not_lock(journal: Journal, other: Journal) -> Non
     assert errors == []
     assert len(journal.list_stories(limit=1000)) == 240
     assert all(len(other.history(f"{n}-59")) == 1 for n in "abcd")
+
+
+# -- several services on one store ---------------------------------------------------------
+
+
+def test_racing_savers_write_a_step_once(journal: Journal, other: Journal) -> None:
+    # Given one story and two services that both computed its chapter 1
+    journal.create_story("c1", REQUEST, "inst-a")
+    barrier = threading.Barrier(8)
+    wins: list[bool] = []
+
+    def save(j: Journal, n: int) -> None:
+        barrier.wait()
+        wins.append(j.save_step("c1", "chapter", 1, {"text": f"take {n}"}))
+
+    # When eight threads on the two connections save it at once
+    threads = [threading.Thread(target=save, args=((journal, other)[n % 2], n))
+               for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    # Then exactly one write landed, and it is the step every reader sees
+    assert sorted(wins) == [False] * 7 + [True]
+    step = other.get_step("c1", "chapter", 1)
+    assert step is not None and step.attempts == 8
+    assert [s.data for s in journal.steps("c1")] == [step.data]
+
+
+def test_racing_takers_of_an_expired_lease_one_wins(journal: Journal, other: Journal,
+                                                     clock: FakeClock) -> None:
+    # Given a story whose owner died and whose lease ran out
+    journal.create_story("c1", REQUEST, "dead", ttl=5)
+    clock.advance(6)
+    barrier = threading.Barrier(6)
+    won: list[str] = []
+
+    def take(j: Journal, name: str) -> None:
+        barrier.wait()
+        if j.acquire("c1", name, 30):
+            won.append(name)
+
+    # When six instances on the two connections claim it at once
+    threads = [threading.Thread(target=take, args=((journal, other)[n % 2], f"inst-{n}"))
+               for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    # Then exactly one owns it
+    assert len(won) == 1 and journal.lease_owner("c1") == won[0]
+
+
+# -- choosing the backend ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("setting", ["mysql://u@db/story", "sqlite:///tmp/j.db",
+                                     "http://db/journal", "Postgresql+psycopg://u@db/x"])
+def test_unknown_scheme_is_a_config_error(setting: str, tmp_path: Path) -> None:
+    # Given a journal setting with a scheme that is not PostgreSQL's
+    # When it is opened / Then it is a config error naming the key, and no file appears
+    with pytest.raises(ConfigError, match=r"journal = .*unknown scheme"):
+        open_journal(setting)
+    assert not Path(setting.split("://", 1)[1]).exists()
+
+
+def test_a_plain_path_is_a_sqlite_file(tmp_path: Path) -> None:
+    # Given a path with a colon in a folder name (not a scheme)
+    path = tmp_path / "a:b" / "journal.db"
+    # When it is opened / Then it is a SQLite journal at that path
+    with open_journal(path) as journal:
+        assert isinstance(journal, SqliteJournal) and journal.target == str(path)
+    assert path.exists()
+
+
+def test_postgres_schema_version_and_newer_refused(postgres_url: str) -> None:
+    import psycopg
+
+    # Given a database the journal created on first use
+    with open_journal(postgres_url) as journal:
+        assert "password" not in journal.target
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [
+            (SCHEMA_VERSION,)]
+        # When a newer storymesh has migrated it
+        conn.execute("UPDATE schema_version SET version = version + 1")
+    # Then this one refuses it with a config error
+    with pytest.raises(ConfigError, match="newer"):
+        open_journal(postgres_url)
+
+
+def test_postgres_services_starting_together_create_the_schema_once(
+        postgres_url: str) -> None:
+    # Given an empty database / When four services open it at the same moment
+    barrier = threading.Barrier(4)
+    opened: list[Journal] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            opened.append(open_journal(postgres_url))
+        except BaseException as exc:  # noqa: BLE001 - the test reports any failure
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    # Then all of them work on the one schema
+    assert errors == [] and len(opened) == 4
+    opened[0].create_story("c1", REQUEST, "inst-a")
+    assert all(j.get_story("c1") is not None for j in opened)
+    for j in opened:
+        j.close()
+
+
+def test_postgres_reconnects_after_the_server_drops_it(postgres_url: str,
+                                                       postgres: PostgresCluster) -> None:
+    import psycopg
+
+    # Given an open journal
+    with open_journal(postgres_url) as journal:
+        journal.create_story("c1", REQUEST, "inst-a")
+        # When the server ends its connection (a restart, a fail-over)
+        name = postgres_url.rsplit("/", 1)[1]
+        postgres.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     f"WHERE datname = '{name}'")
+        # Then the call that sees the break raises, and the next one works on a new connection
+        story = None
+        for _ in range(3):
+            try:
+                story = journal.get_story("c1")
+                break
+            except psycopg.OperationalError:
+                continue
+        assert story is not None and story.corr == "c1"
