@@ -22,7 +22,7 @@ $(BASE): pyproject.toml
 $(STAMP): $(BASE)
 	# torch first, pinned: the CPU build; an open range would pull a multi-GB CUDA build.
 	$(BIN)/pip install "torch==2.13.0"
-	$(BIN)/pip install -e ".[ml,test,dev,web,deploy-test,bench]"
+	$(BIN)/pip install -e ".[ml,test,dev,web,postgres,deploy-test,bench]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -32,13 +32,14 @@ run: $(BASE)
 	$(BIN)/python -m storymesh story --local --plot "$(PLOT)" --themes courage friendship --age 4-7 --length short --out out
 
 # Debian tools some tests use: systemd-analyze (unit files), pdfimages/pdftoppm (PDF checks),
-# chromium (the browser tests drive it through Playwright; Playwright's own download is not used).
+# chromium (the browser tests drive it through Playwright; Playwright's own download is not used),
+# postgresql (the journal tests start a throwaway server from /usr/lib/postgresql/VERSION/bin).
 sysdeps:
 	@if ! command -v systemd-analyze >/dev/null || ! command -v pdfimages >/dev/null \
-	    || ! command -v chromium >/dev/null; then \
+	    || ! command -v chromium >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd poppler-utils chromium; \
-	  else echo "install the Debian packages systemd, poppler-utils and chromium for the full test suite"; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd poppler-utils chromium postgresql; \
+	  else echo "install the Debian packages systemd, poppler-utils, chromium and postgresql for the full test suite"; fi; \
 	fi
 
 test: $(STAMP) sysdeps
