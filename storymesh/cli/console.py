@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -74,19 +75,40 @@ def follow(client: StoryClient, corr: str, console: Console) -> dict[str, Any]:
     return outcome
 
 
-def _reachable(client: StoryClient, broker: str, wait: float,
-               service: str = "story.submit") -> tuple[int, str] | None:
-    """None when a story service answers behind `broker`; else (exit code, why), at once
-    rather than after a long request timeout."""
-    found = client.client.service_available(service, timeout=wait)
+WAIT_PROBE = 2.0   # seconds one `mmi.service` probe may take while waiting
+WAIT_PAUSE = 0.5   # seconds between probes that the broker answered
+QUERY_PROBE = 5.0  # seconds the query commands give their one probe
+
+
+def _reachable(client: StoryClient, broker: str, wait: float, console: Console,
+               service: str = "story.submit",
+               clock: Callable[[], float] = time.monotonic) -> tuple[int, str] | None:
+    """None once a story service answers behind `broker`; else, after `wait` seconds of
+    asking (so `storymesh story` right after `storymesh up` or `systemctl start` still
+    makes the book), (exit code, why). Says once what it is waiting for."""
+    deadline = clock() + wait
+    said: set[str] = set()
+    while True:
+        left = deadline - clock()
+        # wait 0 (the query commands): one probe, given a few seconds as before
+        probe = QUERY_PROBE if wait <= 0 else max(0.1, min(WAIT_PROBE, left))
+        found = client.client.service_available(service, timeout=probe)
+        if found:
+            return None
+        missing = "the broker" if found is None else "the story service"
+        if wait > 0 and missing not in said:
+            said.add(missing)
+            console.print(f"waiting for {missing} at {broker} (up to {wait:g} s)")
+        if clock() >= deadline:
+            break
+        if found is not None:  # the broker answered at once: do not ask it in a busy loop
+            time.sleep(min(WAIT_PAUSE, max(0.0, deadline - clock())))
     if found is None:
         return schema.EXIT_DOWN, (f"no broker answers at {broker}; is `storymesh up` "
                                   "(or `storymesh broker`) running?")
-    if not found:
-        return schema.exit_code_for("no_such_service"), (
-            f"the broker at {broker} has no story service; start `storymesh agent story` "
-            "(or `storymesh up`)")
-    return None
+    return schema.exit_code_for("no_such_service"), (
+        f"the broker at {broker} has no story service; start `storymesh agent story` "
+        "(or `storymesh up`)")
 
 
 def run_story(settings: Settings, request: dict[str, Any], *, out: Path, local: bool,
@@ -97,7 +119,7 @@ def run_story(settings: Settings, request: dict[str, Any], *, out: Path, local: 
         with story_client(settings, local=local, timeout=timeout,
                           illustrators=illustrators) as client:
             if not local:
-                problem = _reachable(client, settings.broker, min(timeout, 5.0))
+                problem = _reachable(client, settings.broker, settings.story_wait, console)
                 if problem is not None:
                     console.print(f"[red]cannot start[/red]: {problem[1]} "
                                   "Or make the book in this process with --local.")
@@ -137,7 +159,7 @@ def run_query(settings: Settings, query: Callable[[StoryClient], T],
     errors = console if show is not None else Console(stderr=True)
     try:
         with StoryClient(settings.broker, settings=settings.peer_section()) as client:
-            problem = _reachable(client, settings.broker, 5.0, "story.query")
+            problem = _reachable(client, settings.broker, 0, errors, "story.query")
             if problem is not None:
                 errors.print(f"[red]error[/red]: {problem[1]}")
                 return problem[0]

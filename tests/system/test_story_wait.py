@@ -57,4 +57,4 @@ def test_story_started_before_the_mesh_waits_for_it(spawner: Spawner, endpoint: 
     assert story.returncode == 0, out
     assert out.count("waiting for the broker") == 1, out
     assert out.count("waiting for the story service") == 1, out
-    assert re.fullmatch(r"[0-9a-f]{32}", out.strip().splitlines()[-1]), out
+    assert re.fullmatch(r"[\w-]+", out.strip().splitlines()[-1]), out
