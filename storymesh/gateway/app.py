@@ -40,6 +40,7 @@ from storymesh.gateway.errors import ApiError, from_mesh, not_found
 from storymesh.gateway.keys import KeyRing
 from storymesh.gateway.limits import RateLimiter, StreamGate
 from storymesh.gateway.mesh import Mesh, WatchPump
+from storymesh.ops.health import HEALTHY, STORY_SERVICES, health_report
 from storymesh.settings import Settings
 from storymesh.story.api import slug
 from storymesh.story.spec import StorySpec
@@ -47,8 +48,6 @@ from storymesh.story.spec import StorySpec
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).with_name("static")
-STORY_SERVICES = ("story.author", "story.illustrator", "story.publisher", "story.submit",
-                  "story.query", "story.watch")
 NEEDED_TO_SUBMIT = {"story.submit": "a story service", "story.author": "an author",
                     "story.illustrator": "an illustrator", "story.publisher": "a publisher"}
 BOOK_TYPES = {"pdf": "application/pdf", "html": "text/html; charset=utf-8",
@@ -513,22 +512,18 @@ def _mesh_routes(app: FastAPI, gw: Gateway) -> None:
     @app.get("/health", summary="200 when every story service has a worker, else 503")
     async def health(request: Request) -> JSONResponse:
         names = request.query_params.getlist("service") or list(STORY_SERVICES)
-        services = {name: {"workers": 0, "idle": 0, "busy": 0, "queue": 0} for name in names}
         try:
             snap = await gw.mesh.call("mmi.storymesh.snapshot", {}, timeout=HEALTH_TIMEOUT)
         except RequestTimeout:
-            return JSONResponse({"status": "down", "services": services,
+            down = health_report(None, names)
+            return JSONResponse({**down.as_json(), "services": health_report({}, names).services,
                                  "error": f"broker {gw.settings.broker} does not answer"},
                                 status_code=503)
         except RequestFailed:  # keys on and not an admin key: ask MMI which services serve
             found = await gw.mesh.available(tuple(names), HEALTH_TIMEOUT)
             snap = {"services": {n: {"workers": int(bool(ok))} for n, ok in found.items()}}
-        for name in names:
-            known = snap.get("services", {}).get(name) or {}
-            services[name] = {k: int(known.get(k, 0) or 0) for k in services[name]}
-        healthy = all(s["workers"] > 0 for s in services.values())
-        return JSONResponse({"status": "healthy" if healthy else "degraded",
-                             "services": services}, status_code=200 if healthy else 503)
+        report = health_report(snap, names)
+        return JSONResponse(report.as_json(), status_code=200 if report.status == HEALTHY else 503)
 
     @app.get("/status", summary="The broker snapshot, as `storymesh monitor --once --json`")
     async def status(request: Request) -> dict[str, Any]:
