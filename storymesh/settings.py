@@ -59,6 +59,18 @@ def _host_port(value: str) -> str | None:
     return "must be empty (off), PORT or HOST:PORT"
 
 
+def parse_bind(text: str) -> tuple[str, int]:
+    """A metrics bind: `PORT`, `:PORT`, `HOST:PORT` or `[V6]:PORT` -> (host, port), on
+    loopback unless a host is named; ConfigError otherwise."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep:
+        host, port = "", text.strip()
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"metrics bind {text!r}: expected [HOST:]PORT with PORT 0-65535")
+    return host, int(port)
+
+
 def _meta(check: Callable[[Any], str | None] | None = None, doc: str = "") -> dict[str, Any]:
     return {"check": check, "doc": doc}
 
@@ -79,6 +91,13 @@ class AgentSettings:
         default=1, metadata=_meta(_at_least_one, "worker connections around one model")
     )
     torch_threads: int = field(default=1, metadata=_meta(_at_least_one, "torch CPU threads"))
+    metrics_bind: str = field(
+        default="",
+        metadata=_meta(
+            _host_port,
+            "the agent's Prometheus endpoint, [HOST:]PORT ('' = off; host defaults to 127.0.0.1)",
+        ),
+    )
     max_new_tokens: int = field(
         default=512, metadata=_meta(_at_least_one, "author: tokens per generation")
     )

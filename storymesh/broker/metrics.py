@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from storymesh.errors import ConfigError
+from storymesh.settings import parse_bind as parse_bind  # its home; callers import it here too
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,9 @@ BROKER_COUNTERS: dict[str, str] = {
     "violations": "protocol violations (the worker was disconnected)",
     "unreachable": "sends that failed because the peer was gone",
     "would_block": "sends deferred because a peer's pipe was full",
-}
     "internal_errors": "messages whose handling hit an unexpected error (a bug); logged",
     "undeliverable": "replies dropped: their client was not reading and over its backlog",
+}
 # Broker counters that are error replies, exported as storymesh_broker_errors_total{code}.
 ERROR_COUNTERS = ("busy", "expired", "worker_lost", "no_such_service", "too_large",
                   "bad_request", "shutting_down", "internal")
@@ -71,17 +72,6 @@ class SnapshotSource(Protocol):
     """What `observe` needs of the broker core."""
 
     def snapshot(self, now: float) -> dict[str, Any]: ...
-
-
-def parse_bind(text: str) -> tuple[str, int]:
-    """`PORT`, `:PORT`, `HOST:PORT` or `[V6]:PORT` -> (host, port); loopback by default."""
-    host, sep, port = text.strip().rpartition(":")
-    if not sep:
-        host, port = "", text.strip()
-    host = host.strip("[]") or "127.0.0.1"
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"metrics bind {text!r}: expected [HOST:]PORT with PORT 0-65535")
-    return host, int(port)
 
 
 def _str(value: Any) -> str:

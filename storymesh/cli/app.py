@@ -160,6 +160,10 @@ def agent(
         Optional[str], typer.Option(help="auto | float32 | float16 | bfloat16")
     ] = None,
     torch_threads: Annotated[Optional[int], typer.Option(help="torch CPU threads")] = None,
+    metrics_bind: Annotated[
+        Optional[str],
+        typer.Option(help="serve Prometheus /metrics on [HOST:]PORT (host defaults to 127.0.0.1)"),
+    ] = None,
     strict_mdp: Annotated[
         Optional[bool], typer.Option("--strict-mdp", help="READY without the metadata frame")
     ] = None,
@@ -192,6 +196,7 @@ def agent(
             device=device,
             dtype=dtype,
             torch_threads=torch_threads,
+            metrics_bind=metrics_bind,
         ).items()
     }
     settings = _settings(
@@ -581,6 +586,13 @@ def up(
         Optional[str],
         typer.Option("--http", help="also start the HTTP gateway on HOST:PORT (web extra)"),
     ] = None,
+    metrics_base: Annotated[
+        Optional[str],
+        typer.Option(
+            "--metrics-base",
+            help="[HOST:]PORT: every child serves Prometheus /metrics, on PORT, PORT+1, ...",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     log_level: LogLevelOpt = None,
     log_format: LogFormatOpt = None,
@@ -592,7 +604,7 @@ def up(
                          **{"gateway.http": http})
     try:
         code = run_up(settings, authors=authors, illustrators=illustrators, config=config,
-                      http=http is not None)
+                      http=http is not None, metrics_base=metrics_base)
     except StorymeshError as exc:
         raise _fail(exc, schema.EXIT_USAGE) from None
     raise typer.Exit(code)

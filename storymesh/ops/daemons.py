@@ -9,22 +9,41 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from storymesh.agents.registry import FACTORIES, build_agent
 from storymesh.plumbing.signals import install_signal_handlers
+from storymesh.runtime.metrics import Metrics
 from storymesh.runtime.worker import run_agent
 from storymesh.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Runner = Callable[[Settings, threading.Event], int]
+Runner = Callable[[Settings, threading.Event, Metrics | None], int]
 
 
-def _run_story(settings: Settings, stop: threading.Event) -> int:
+@contextmanager
+def metrics_endpoint(bind: str) -> Iterator[Metrics | None]:
+    """An agent's Prometheus endpoint on `bind` while the block runs; None when '' (off).
+    prometheus_client is imported only here, only when on."""
+    if not bind:
+        yield None
+        return
+    from storymesh.runtime.exporter import AgentExporter
+
+    exporter = AgentExporter()
+    exporter.serve(bind)
+    try:
+        yield exporter
+    finally:
+        exporter.close()
+
+
+def _run_story(settings: Settings, stop: threading.Event, metrics: Metrics | None) -> int:
     # three services around one engine, not a single agent
     from storymesh.story.service import run_story_service
-    return run_story_service(settings.story_section(), stop)
+    return run_story_service(settings.story_section(), stop, metrics=metrics)
 
 
 # Daemons that are not one agent behind the worker runtime.
@@ -38,10 +57,13 @@ def run_named_agent(name: str, settings: Settings, stop: threading.Event | None 
         stop = threading.Event()
         install_signal_handlers(stop)
     service = SERVICES.get(name)
-    if service is not None:
-        return service(settings, stop)
-    agent = build_agent(name, settings)
-    slots = settings.agent(name).slots
-    log.info("starting agent %s (%d slot%s) for %s", name, slots, "" if slots == 1 else "s",
-             settings.broker)
-    return run_agent(agent, settings.peer_section(), slots=slots, stop=stop)
+    section = settings.agent(name)
+    with metrics_endpoint(section.metrics_bind) as metrics:
+        if service is not None:
+            return service(settings, stop, metrics)
+        agent = build_agent(name, settings)
+        slots = section.slots
+        log.info("starting agent %s (%d slot%s) for %s", name, slots,
+                 "" if slots == 1 else "s", settings.broker)
+        return run_agent(agent, settings.peer_section(), slots=slots, stop=stop,
+                         metrics=metrics)

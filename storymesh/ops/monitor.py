@@ -6,6 +6,10 @@ Three layers, so the view is testable without a terminal:
   registered, to `story.query` (`list`, then `status` of each story in progress). A broker
   that does not answer is not an error: the poll says it is down, and the next poll tries
   again on a fresh socket, so the monitor rides out broker restarts.
+- `AgentScraper` reads the Prometheus `/metrics` of agents that announced one in READY
+  (`meta["metrics"]`), at most every `AGENT_EVERY` seconds each, and turns the counters of
+  the last minute into tokens per second (authors) and images per minute (illustrators).
+  An agent whose metrics do not answer shows nothing more, and is asked again later.
 - `Observation` is what one poll saw (pure data), and `rates()` turns two of them into
   messages per second.
 - `render(observation)` is a pure function from that data to a rich renderable.
@@ -17,8 +21,10 @@ import json
 import logging
 import threading
 import time
+import urllib.request
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
@@ -41,6 +47,13 @@ STORY_LIMIT = 50        # stories listed per poll; the view shows those in progr
 STORY_DETAILS = 10      # stories whose current step is asked for, per poll
 STORY_EVERY = 1.0       # seconds between story polls (the snapshot is polled faster)
 MESSAGE_COUNTERS = ("requests", "replies", "partials")
+AGENT_EVERY = 2.0       # seconds between scrapes of one agent's /metrics
+AGENT_RETRY = 10.0      # seconds before asking an agent whose metrics did not answer again
+AGENT_TIMEOUT = 0.3     # seconds one scrape may take
+RATE_WINDOW = 60.0      # the agents' rates are over the last minute
+# What the monitor shows of an agent: (metric whose samples are summed, key, per seconds)
+AGENT_RATES = (("storymesh_author_tokens_total", "tokens_per_s", 1.0),
+               ("storymesh_illustrator_images_total", "images_per_min", 60.0))
 
 
 @dataclass
@@ -54,6 +67,8 @@ class Observation:
     down_since: float | None = None             # wall clock of the first failed poll
     stories: list[dict[str, Any]] | None = None  # None: no story service registered
     messages_per_s: float | None = None
+    # per agent metrics address ("host:port"): rates from its /metrics, when it answers
+    agents: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def up(self) -> bool:
@@ -62,7 +77,7 @@ class Observation:
     def as_json(self) -> dict[str, Any]:
         return {"broker": self.broker, "up": self.up, "at": self.at, "error": self.error,
                 "messages_per_s": self.messages_per_s, "snapshot": self.snapshot,
-                "stories": self.stories}
+                "stories": self.stories, "agents": self.agents}
 
 
 def rates(previous: Observation | None, current: Observation) -> float | None:
@@ -92,6 +107,110 @@ def current_step(steps: dict[str, Any] | None, status: str) -> str:
     if pictures < chapters + 1:
         parts.append(f"pictures {pictures}/{chapters + 1}")
     return ", ".join(parts) if parts else "publishing"
+
+
+# --- the agents' own metrics -----------------------------------------------------------
+
+def metrics_address(worker: dict[str, Any]) -> str | None:
+    """Where a worker's agent serves /metrics ("host:port"), a wildcard bind read as the
+    worker's host; None when it announced none."""
+    meta = worker.get("meta") or {}
+    address = meta.get("metrics")
+    if not isinstance(address, str) or ":" not in address:
+        return None
+    host, _, port = address.rpartition(":")
+    if host in ("0.0.0.0", "[::]", "", "*") and isinstance(meta.get("host"), str):
+        host = meta["host"]
+    return f"{host}:{port}"
+
+
+def read_totals(text: str) -> dict[str, float]:
+    """The sums of the AGENT_RATES counters in a Prometheus text exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    wanted = {name for name, _, _ in AGENT_RATES}
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in wanted:
+                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return totals
+
+
+def fetch_metrics(address: str, timeout: float) -> str:
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout) as reply:
+        text: str = reply.read().decode("utf-8", errors="replace")
+        return text
+
+
+@dataclass
+class _Agent:
+    samples: deque[tuple[float, dict[str, float]]] = field(default_factory=deque)
+    next_at: float = float("-inf")
+
+
+class AgentScraper:
+    """Scrapes the agents' /metrics and keeps the last minute of their counters."""
+
+    def __init__(self, fetch: Callable[[str, float], str] = fetch_metrics,
+                 timeout: float = AGENT_TIMEOUT) -> None:
+        self.fetch = fetch
+        self.timeout = timeout
+        self._agents: dict[str, _Agent] = {}
+
+    def figures(self, snap: dict[str, Any], now: float) -> dict[str, dict[str, float]]:
+        """Rates per metrics address of the snapshot's workers, scraping those due."""
+        addresses = {a for w in snap.get("workers", []) if (a := metrics_address(w))}
+        for gone in set(self._agents) - addresses:
+            del self._agents[gone]
+        out: dict[str, dict[str, float]] = {}
+        for address in sorted(addresses):
+            agent = self._agents.setdefault(address, _Agent())
+            if now >= agent.next_at:
+                self._scrape(address, agent, now)
+            rates = agent_rates(agent.samples)
+            if rates:
+                out[address] = rates
+        return out
+
+    def _scrape(self, address: str, agent: _Agent, now: float) -> None:
+        try:
+            totals = read_totals(self.fetch(address, self.timeout))
+        except (OSError, ValueError) as exc:
+            log.debug("agent metrics at %s: %s", address, exc)
+            agent.samples.clear()  # nothing stale is shown while it does not answer
+            agent.next_at = now + AGENT_RETRY
+            return
+        agent.next_at = now + AGENT_EVERY
+        samples = agent.samples
+        if samples and any(totals.get(k, 0.0) < v for k, v in samples[-1][1].items()):
+            samples.clear()  # a counter went back: the agent restarted
+        samples.append((now, totals))
+        while len(samples) > 2 and samples[1][0] <= now - RATE_WINDOW:
+            samples.popleft()  # keep one sample at or past the window's start
+
+
+def agent_rates(samples: deque[tuple[float, dict[str, float]]]) -> dict[str, float]:
+    """Rates between the oldest and newest samples (over about the last minute)."""
+    if len(samples) < 2:
+        return {}
+    (first_at, first), (last_at, last) = samples[0], samples[-1]
+    elapsed = last_at - first_at
+    if elapsed <= 0:
+        return {}
+    return {key: (last[name] - first.get(name, 0.0)) / elapsed * per
+            for name, key, per in AGENT_RATES if name in last}
+
+
+def _work(rates: dict[str, float] | None) -> str:
+    if not rates:
+        return "-"
+    parts = []
+    if "tokens_per_s" in rates:
+        parts.append(f"{rates['tokens_per_s']:.1f} tok/s")
+    if "images_per_min" in rates:
+        parts.append(f"{rates['images_per_min']:.1f} img/min")
+    return " ".join(parts) or "-"
 
 
 # --- rendering ------------------------------------------------------------------------
@@ -148,11 +267,14 @@ def _loaded(meta: dict[str, Any]) -> str:
 IDLE_GROUP = 3  # more idle connections than this of one process and service: one row
 
 
-def _workers_table(snap: dict[str, Any]) -> Table:
+def _workers_table(snap: dict[str, Any],
+                   agents: dict[str, dict[str, float]] | None = None) -> Table:
     """One row per worker, except that many idle connections of one process and service
-    (a story service's 16 watch slots) share a row, so busy workers stay in view."""
+    (a story service's 16 watch slots) share a row, so busy workers stay in view. With
+    `agents` (rates from the agents' own metrics) a `work` column shows them."""
     table = Table(title="workers", expand=True)
-    for name in ("service", "worker", "state", "heartbeat", "served"):
+    for name in ("service", "worker", "state", "heartbeat", "served",
+                 *(["work"] if agents else [])):
         table.add_column(name, no_wrap=True)  # short values that must stay readable
     for name in ("request", "story", "host", "loaded"):
         table.add_column(name, overflow="fold")
@@ -167,17 +289,20 @@ def _workers_table(snap: dict[str, Any]) -> Table:
             continue
         req = w.get("request") or {}
         state_style = "yellow" if w.get("state") == "busy" else "green"
+        work = [_work(agents.get(metrics_address(w) or ""))] if agents else []
         rows.append(((w["service"], w["id"]), [
             w["service"], w["id"], Text(str(w.get("state")), style=state_style),
-            _age(w.get("heartbeat_age")), str(w.get("served", 0)),
+            _age(w.get("heartbeat_age")), str(w.get("served", 0)), *work,
             f"{req.get('id') or '?'} ({_age(req.get('age'))})" if req else "-",
             req.get("corr") or "-", _host(w), _loaded(w.get("meta") or {})]))
     for (service, host), group in idle.items():
         if len(group) > IDLE_GROUP:
             oldest = max((w.get("heartbeat_age") or 0.0) for w in group)
+            work = [_work(agents.get(metrics_address(group[0]) or ""))] if agents else []
             rows.append(((service, ""), [
                 service, f"{len(group)} connections", Text("idle", style="green"),
-                _age(oldest), str(sum(w.get("served", 0) for w in group)), "-", "-", host,
+                _age(oldest), str(sum(w.get("served", 0) for w in group)), *work, "-", "-",
+                host,
                 _loaded(group[0].get("meta") or {})]))
     for _, row in sorted(rows, key=lambda r: r[0]):
         table.add_row(*row)
@@ -204,7 +329,7 @@ def render(obs: Observation, *, live: bool = False) -> RenderableType:
     """The whole view of one observation (pure: data in, renderable out)."""
     parts: list[RenderableType] = [_broker_panel(obs)]
     if obs.snapshot is not None:
-        parts += [_services_table(obs.snapshot), _workers_table(obs.snapshot)]
+        parts += [_services_table(obs.snapshot), _workers_table(obs.snapshot, obs.agents)]
         if obs.stories is not None:
             parts.append(_stories_table(obs.stories))
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(obs.at))
@@ -220,8 +345,10 @@ class Poller:
 
     def __init__(self, settings: Settings, *, timeout: float = 1.0,
                  clock: Callable[[], float] = time.time,
-                 context: zmq.Context[Any] | None = None) -> None:
+                 context: zmq.Context[Any] | None = None,
+                 scraper: AgentScraper | None = None) -> None:
         self.settings = settings
+        self.scraper = scraper or AgentScraper()
         self.context = context  # a caller's own context (needed to reach inproc://)
         self.timeout = timeout
         self.clock = clock
@@ -249,6 +376,7 @@ class Poller:
         else:
             self._down_since = None
             obs.stories = self._poll_stories(obs.snapshot, now)
+            obs.agents = self.scraper.figures(obs.snapshot, now)
         obs.messages_per_s = rates(self._last, obs)
         if obs.snapshot is not None:
             self._last = obs

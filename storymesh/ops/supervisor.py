@@ -30,13 +30,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from storymesh.core import schema
 from storymesh.errors import ConfigError
-from storymesh.settings import Settings
+from storymesh.settings import Settings, parse_bind
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,7 @@ class ChildSpec:
     argv: tuple[str, ...]
     endpoint: str
     note: str = ""
+    metrics: str = ""  # its Prometheus URL, with `--metrics-base`
 
     @property
     def is_broker(self) -> bool:
@@ -90,9 +91,11 @@ class ChildSpec:
 
 def plan(settings: Settings, *, authors: int = 1, illustrators: int = 1,
          config: Path | None = None, python: str = sys.executable,
-         http: bool = False) -> list[ChildSpec]:
+         http: bool = False, metrics_base: str | None = None) -> list[ChildSpec]:
     """The children of `storymesh up`: a broker on `settings.bind`, then the agents, and
-    with `http` the HTTP gateway on `settings.gateway.http`."""
+    with `http` the HTTP gateway on `settings.gateway.http`. With `metrics_base`
+    ([HOST:]PORT) the broker and the agents serve Prometheus metrics on consecutive ports
+    from PORT, in the order of the plan."""
     if authors < 1 or illustrators < 1:
         raise ConfigError("storymesh up needs at least one author and one illustrator")
     bind = settings.bind
@@ -115,7 +118,22 @@ def plan(settings: Settings, *, authors: int = 1, illustrators: int = 1,
         specs.append(ChildSpec("gateway", (*base, "gateway", "--broker", connect, "--http",
                                            listen, *common),
                                f"http://{listen}", "HTTP API and web page"))
-    return specs
+    return specs if metrics_base is None else with_metrics(specs, metrics_base)
+
+
+def with_metrics(specs: Sequence[ChildSpec], base: str) -> list[ChildSpec]:
+    """`specs` with `--metrics-bind HOST:PORT` on each broker and agent, PORT counting up
+    from `base`'s; ConfigError for a base whose ports are not all fixed and valid."""
+    host, port = parse_bind(base)
+    served = [s for s in specs if s.argv[3:4] in (("broker",), ("agent",))]
+    if port == 0 or port + len(served) - 1 > 65535:
+        raise ConfigError(f"--metrics-base {base!r}: needs a fixed port with "
+                          f"{len(served)} free ports from it (at most 65535)")
+    shown = f"[{host}]" if ":" in host else host
+    ports = {s.name: port + i for i, s in enumerate(served)}
+    return [replace(s, argv=(*s.argv, "--metrics-bind", f"{shown}:{ports[s.name]}"),
+                    metrics=f"http://{shown}:{ports[s.name]}/metrics")
+            if s.name in ports else s for s in specs]
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,15 +391,19 @@ class ReadinessProbe:
 def _show(children: Sequence[Child], out: Any) -> None:
     from rich.table import Table
 
-    table = Table("process", "pid", "endpoint", "", title="storymesh up")
+    metrics = any(child.spec.metrics for child in children)
+    table = Table("process", "pid", "endpoint", *(["metrics"] if metrics else []), "",
+                  title="storymesh up")
     for child in children:
-        table.add_row(child.spec.name, str(child.pid), child.spec.endpoint, child.spec.note)
+        table.add_row(child.spec.name, str(child.pid), child.spec.endpoint,
+                      *([child.spec.metrics or "-"] if metrics else []), child.spec.note)
     out.print(table)
 
 
 def run_up(settings: Settings, *, authors: int = 1, illustrators: int = 1,
            config: Path | None = None, stop: threading.Event | None = None,
-           policy: RestartPolicy = RestartPolicy(), http: bool = False) -> int:
+           policy: RestartPolicy = RestartPolicy(), http: bool = False,
+           metrics_base: str | None = None) -> int:
     """`storymesh up`: start, show and supervise the mesh until SIGTERM/SIGINT; exit code.
 
     Raises ConfigError (before starting anything) for an endpoint the children cannot use.
@@ -391,7 +413,7 @@ def run_up(settings: Settings, *, authors: int = 1, illustrators: int = 1,
     from storymesh.plumbing.signals import install_signal_handlers
 
     specs = plan(settings, authors=authors, illustrators=illustrators, config=config,
-                 http=http)
+                 http=http, metrics_base=metrics_base)
     if stop is None:
         stop = threading.Event()
         install_signal_handlers(stop, (signal.SIGTERM, signal.SIGINT, signal.SIGHUP))

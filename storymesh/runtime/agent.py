@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from storymesh.errors import AgentError
+from storymesh.runtime.metrics import NULL_METRICS, Metrics, MetricSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,11 @@ class Agent(ABC):
     """Base class for agents; subclasses set `service` and implement `handle`."""
 
     service: ClassVar[str]
+    # The families this agent reports besides the runtime's (declared at start, so their
+    # series exist from the first scrape), and where it reports them: the runtime sets
+    # `metrics` before setup() when the daemon serves /metrics; until then reports vanish.
+    metric_specs: ClassVar[tuple[MetricSpec, ...]] = ()
+    metrics: Metrics = NULL_METRICS
 
     def setup(self) -> AgentInfo:
         """Load models once, at start; return what was loaded. Errors here stop the daemon."""

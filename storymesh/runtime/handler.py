@@ -24,6 +24,7 @@ from storymesh.errors import AgentError
 from storymesh.runtime.agent import Agent, Final, Partial, Request
 from storymesh.runtime.batching import Batcher
 from storymesh.runtime.cache import ReplyCache, cache_key
+from storymesh.runtime.metrics import NULL_METRICS, RequestMeter
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class Handler(threading.Thread):
 
     def __init__(self, index: int, agent: Agent, cache: ReplyCache, context: zmq.Context[Any],
                  wake: str, results: queue.SimpleQueue[Result],
-                 batcher: Batcher | None = None) -> None:
+                 batcher: Batcher | None = None, meter: RequestMeter | None = None) -> None:
         super().__init__(name=f"{agent.service}-handler-{index}", daemon=True)
         self.index = index
         self.agent = agent
@@ -63,6 +64,7 @@ class Handler(threading.Thread):
         self.wake_endpoint = wake
         self.results = results
         self.batcher = batcher
+        self.meter = meter or RequestMeter(NULL_METRICS, agent.service)
         self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._wake: zmq.Socket[Any] | None = None
 
@@ -89,10 +91,19 @@ class Handler(threading.Thread):
 
     def _serve(self, job: Job) -> None:
         req = job.request
+        op = self.meter.label(req.payload)
         cached = self.cache.get(cache_key(req))
         if cached is not None:
             self._post(job, cached, True)
+            self.meter.answered(op, "cached")
             return
+        started = self.meter.started()
+        outcome = self._run(job)
+        self.meter.finished(op, outcome, started)
+
+    def _run(self, job: Job) -> str:
+        """Run the agent for `job`, posting its replies; the outcome: "ok" or an error code."""
+        req = job.request
         header = envelope.make_header(req.id, corr=req.corr, ok=True)
         replies: Iterator[Partial | Final] | None = None
         try:
@@ -106,13 +117,14 @@ class Handler(threading.Thread):
             for reply in replies:
                 if isinstance(reply, Final):
                     self._post(job, envelope.pack(header, reply.payload), True, cacheable=True)
-                    return  # anything the generator would yield after its Final is ignored
+                    return "ok"  # anything the generator would yield after its Final is ignored
                 if not isinstance(reply, Partial):
                     raise TypeError(f"handle() yielded {type(reply).__name__}, "
                                     "not Partial or Final")
                 self._post(job, envelope.pack(header, reply.payload), False)
             self._post(job, envelope.error_body(req.id, "internal", "the agent ended "
                                                 "without a final reply", corr=req.corr), True)
+            return "internal"
         except AgentError as exc:
             body = envelope.error_body(req.id, exc.code, exc.message, corr=req.corr,
                                        retryable=exc.retryable, retry_after=exc.retry_after)
@@ -120,10 +132,12 @@ class Handler(threading.Thread):
             # error after a cancel (link lost, deadline, drain) says nothing about the request
             cacheable = not exc.retryable and not req.cancel.is_set()
             self._post(job, body, True, cacheable=cacheable)
+            return exc.code
         except Exception:
             log.exception("%s: request %s failed inside the agent", self.agent.service, req.id)
             self._post(job, envelope.error_body(req.id, "internal", "unexpected error in the "
                                                 "agent", corr=req.corr), True)
+            return "internal"
         finally:
             self._close_replies(replies)
 

@@ -79,9 +79,12 @@ def decode_request(body: Sequence[Frame], wall: float) -> Request | Rejected:
                    admin=header.get(schema.H_ADMIN) is True)
 
 
-def ready_meta(info: AgentInfo, slots: int) -> bytes:
-    """The msgpack READY metadata frame: what the agent loaded, and that it beats while busy."""
+def ready_meta(info: AgentInfo, slots: int, metrics: str | None = None) -> bytes:
+    """The msgpack READY metadata frame: what the agent loaded, that it beats while busy,
+    and where it serves its Prometheus metrics ("host:port", for the monitor) if it does."""
     meta: dict[str, Any] = {"hb_busy": True, **info.as_meta(), "slots": slots,
                             "host": socket.gethostname(), "pid": os.getpid()}
+    if metrics:
+        meta["metrics"] = metrics
     packed: bytes = msgpack.packb(meta, use_bin_type=True)
     return packed

@@ -18,6 +18,12 @@ socket thread keeps heartbeating. Results come back through a queue and a wake-u
 
 Time is injected: `clock` (monotonic) for every interval, `wall` (epoch seconds) only to
 compare with request deadlines, which travel as wall time.
+
+With a list of brokers (a broker pair, `broker = "tcp://a:5555,tcp://b:5555"`) each slot
+talks to one at a time: when its link drops (silence, or the DISCONNECT a passive broker
+answers READY with) it re-registers with the next endpoint, at once within a round of the
+list and after the backoff when the round comes back to where it started; a connection that
+has heard nothing is given up after two heartbeat intervals instead of the whole liveness.
 """
 
 from __future__ import annotations
@@ -42,10 +48,11 @@ from storymesh.runtime.agent import Agent
 from storymesh.runtime.batching import Batcher
 from storymesh.runtime.cache import ReplyCache, cache_key
 from storymesh.runtime.handler import Handler, Job, Result
+from storymesh.runtime.metrics import NULL_METRICS, Metrics, RequestMeter
 from storymesh.runtime.requests import Rejected, decode_request, ready_meta
 from storymesh.runtime.slots import LINKED, SlotEvent, SlotState, transition
 from storymesh.runtime.timers import Backoff, LinkTimer
-from storymesh.settings import PeerSettings
+from storymesh.settings import PeerSettings, endpoints
 from storymesh.transport import curve
 
 __all__ = ["WorkerRuntime", "run_agent"]
@@ -69,6 +76,8 @@ class Slot:
     reconnect_at: float = 0.0
     job: Job | None = None
     links: int = 0
+    endpoint: int = 0  # index in the runtime's list of brokers
+    moves: int = 0     # moves to another broker since the last one that answered
 
     def on(self, event: SlotEvent) -> None:
         self.state = transition(self.state, event)
@@ -82,7 +91,8 @@ class WorkerRuntime:
                  context: zmq.Context[Any] | None = None,
                  ready: threading.Event | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time,
+                 metrics: Metrics | None = None) -> None:
         if slots < 1:
             raise ValueError("slots must be >= 1")
         self.agent = agent
@@ -95,6 +105,9 @@ class WorkerRuntime:
         self.clock = clock
         self.wall = wall
         self.service = agent.service.encode()
+        self.endpoints = endpoints(settings.broker)
+        self.metrics = metrics or NULL_METRICS
+        self.meter = RequestMeter(self.metrics, agent.service)
         self.cache = ReplyCache()
         self.results: queue.SimpleQueue[Result] = queue.SimpleQueue()
         self.slots: list[Slot] = []
@@ -111,14 +124,18 @@ class WorkerRuntime:
 
     def run(self) -> int:
         """setup(), serve until stopped, drain, teardown(); returns the exit code (0)."""
+        self.agent.metrics = self.metrics  # before setup(): it may report what it loaded
+        self.metrics.declare(self.agent.metric_specs)
+        loading = time.monotonic()
         try:
             info = self.agent.setup()  # a failure here must stop the daemon at start
         except BaseException:
             if self._own_context:
                 self.context.term()
             raise
+        self.meter.loaded(info.as_meta(), time.monotonic() - loading, self.nslots)
         if not self.settings.strict_mdp:
-            self._meta = ready_meta(info, self.nslots)
+            self._meta = ready_meta(info, self.nslots, self.metrics.address)
         log.info("%s: serving on %s with %d slot(s), backend %s", self.agent.service,
                  self.settings.broker, self.nslots, info.backend)
         try:
@@ -140,13 +157,15 @@ class WorkerRuntime:
         self._wake.bind(endpoint)
         self._poller.register(self._wake, zmq.POLLIN)
         interval = self.settings.heartbeat_interval
+        # a list of brokers: a live broker heartbeats a new worker within one interval
+        probe = 2 * interval if len(self.endpoints) > 1 else None
         if self.nslots > 1 and type(self.agent).handle_batch is not Agent.handle_batch:
             self.batcher = Batcher(self.agent, self.nslots)
             self.batcher.start()
         for i in range(self.nslots):
             handler = Handler(i, self.agent, self.cache, self.context, endpoint, self.results,
-                              self.batcher)
-            slot = Slot(i, handler, LinkTimer(interval, self.settings.liveness),
+                              self.batcher, self.meter)
+            slot = Slot(i, handler, LinkTimer(interval, self.settings.liveness, probe),
                         Backoff(interval / 4, self.settings.reconnect_max))
             self.slots.append(slot)
             handler.start()
@@ -193,7 +212,7 @@ class WorkerRuntime:
         sock.setsockopt(zmq.RCVHWM, self.settings.hwm)
         sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_message_bytes)
         curve.apply_client(sock, self.settings)  # CURVE when keys are configured
-        sock.connect(self.settings.broker)
+        sock.connect(self.endpoints[slot.endpoint])
         slot.on(SlotEvent.CONNECT)
         slot.sock = sock
         slot.links += 1
@@ -226,10 +245,14 @@ class WorkerRuntime:
         slot.on(SlotEvent.LINK_LOST)
         if slot.state is SlotState.DONE:
             return  # it was draining: stopping, so no reconnect
-        delay = slot.backoff.next()
+        count = len(self.endpoints)
+        slot.endpoint = (slot.endpoint + 1) % count
+        slot.moves += 1
+        # the next broker of the list at once; the backoff only once the list went round
+        delay = slot.backoff.next() if slot.moves % count == 0 else slot.backoff.initial
         slot.reconnect_at = now + delay
-        log.warning("%s slot %d: %s; reconnecting in %.2fs", self.agent.service, slot.index,
-                    why, delay)
+        log.warning("%s slot %d: %s; reconnecting to %s in %.2fs", self.agent.service,
+                    slot.index, why, self.endpoints[slot.endpoint], delay)
 
     def _close_all(self) -> None:
         now = self.clock()
@@ -302,6 +325,7 @@ class WorkerRuntime:
             slot.timer.heard(now)
             self._heard_at = now
             slot.backoff.reset()
+            slot.moves = 0
             if isinstance(msg, mdp.WorkerRequest):
                 self._on_request(slot, msg, now)
 
@@ -309,6 +333,7 @@ class WorkerRuntime:
         decoded = decode_request(msg.body, self.wall())
         if isinstance(decoded, Rejected):
             self._reply(slot, msg.client, decoded.body, now)
+            self.meter.answered("other", "rejected")
             return
         if self._stop_at is not None or slot.job is not None:
             # the broker should not send here now; say so rather than queue behind a job
@@ -318,11 +343,13 @@ class WorkerRuntime:
                         decoded.id, why)
             self._reply(slot, msg.client, envelope.error_body(
                 decoded.id, code, why, corr=decoded.corr, retry_after=1.0), now)
+            self.meter.answered(self.meter.label(decoded.payload), code)
             return
         cached = self.cache.get(cache_key(decoded))
         if cached is not None:
             log.debug("%s: replaying the cached reply of %s", self.agent.service, decoded.id)
             self._reply(slot, msg.client, cached, now)
+            self.meter.answered(self.meter.label(decoded.payload), "cached")
             return
         slot.job = Job(next(self._tokens), msg.client, decoded)
         slot.handler.jobs.put(slot.job)
@@ -394,15 +421,17 @@ def run_agent(agent: Agent, settings: PeerSettings, *, slots: int = 1,
               stop: threading.Event | None = None, context: zmq.Context[Any] | None = None,
               ready: threading.Event | None = None,
               clock: Callable[[], float] = time.monotonic,
-              wall: Callable[[], float] = time.time) -> int:
+              wall: Callable[[], float] = time.time,
+              metrics: Metrics | None = None) -> int:
     """Serve `agent` until `stop` is set; returns the process exit code (0 on a clean stop).
 
     `agent.setup()` runs first and its exceptions propagate. `ready` is set once READY went
     out on every slot. Call from the thread that should own the sockets (the main thread in
-    the daemon, with `install_signal_handlers(stop)` first).
+    the daemon, with `install_signal_handlers(stop)` first). With `metrics` (an
+    `AgentExporter`), the runtime and the agent report there, and READY names its address.
     """
     runtime = WorkerRuntime(agent, settings, slots=slots, stop=stop, context=context,
-                            ready=ready, clock=clock, wall=wall)
+                            ready=ready, clock=clock, wall=wall, metrics=metrics)
     return runtime.run()
 
 

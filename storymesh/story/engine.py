@@ -32,8 +32,10 @@ from storymesh.core.schema import Status
 from storymesh.errors import FatalAgentError
 from storymesh.runtime.agent import Final, Partial, Reply
 from storymesh.runtime.client import Client
+from storymesh.runtime.metrics import NULL_METRICS, Metrics
 from storymesh.settings import StorySettings
-from storymesh.story.journal import Journal, StepKind, StepRow, StoryRow
+from storymesh.story.journal import Journal, JournalUnavailable, StepKind, StepRow, StoryRow
+from storymesh.story.metrics import STORY_SECONDS
 from storymesh.story.pipeline import StoryCancelled, StoryFailed, StoryPipeline
 from storymesh.story.spec import StorySpec
 
@@ -76,12 +78,15 @@ class StoryEngine:
         *,
         context: zmq.Context[Any] | None = None,
         instance: str | None = None,
+        metrics: Metrics = NULL_METRICS,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.journal = journal
         self.context = context
         self.instance = instance or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._runs: dict[str, threading.Thread] = {}
+        self._halts: dict[str, threading.Event] = {}  # per run: stop here (closing, lease lost)
         self._lock = threading.Lock()
         self._changed = threading.Condition()
         self._stop = threading.Event()
@@ -98,6 +103,8 @@ class StoryEngine:
     def close(self, timeout: float = 10.0) -> None:
         """Stop running stories (they stay resumable) and release their leases."""
         self._stop.set()
+        for halt in list(self._halts.values()):
+            halt.set()
         self._wake()
         for thread in list(self._runs.values()) + ([self._upkeep] if self._upkeep else []):
             thread.join(timeout)
@@ -107,7 +114,7 @@ class StoryEngine:
         next_prune = time.monotonic()
         while not self._stop.wait(min(ttl / 3, 1.0)):
             try:
-                self.journal.renew(self.instance, ttl)
+                self._renew(ttl)
                 for corr in self.journal.claimable(self.instance, 16):
                     if corr not in self._runs and self.journal.acquire(corr, self.instance, ttl):
                         log.info("resuming story %s", corr)
@@ -121,6 +128,17 @@ class StoryEngine:
                         log.info("pruned %d old stories from the journal", removed)
             except Exception:  # the upkeep must outlive a bad turn (a locked db, say)
                 log.exception("lease upkeep failed; trying again")
+
+    def _renew(self, ttl: float) -> None:
+        """Extend the lease of every story running here, and stop a run whose lease another
+        instance took (this one stalled past its TTL, cut off from the journal, say): one
+        owner computes a story's steps at a time. Only live runs are renewed, so a run that
+        died leaves its lease to run out and the story to be claimed again."""
+        for corr, halt in list(self._halts.items()):
+            if not halt.is_set() and not self.journal.acquire(corr, self.instance, ttl):
+                log.warning("story %s was taken over by %s; stopping it here", corr,
+                            self.journal.lease_owner(corr))
+                halt.set()
 
     # --- submit -----------------------------------------------------------------------
 
@@ -148,13 +166,17 @@ class StoryEngine:
         with self._lock:
             if corr in self._runs and self._runs[corr].is_alive():
                 return
+            halt = threading.Event()
+            if self._stop.is_set():
+                halt.set()
             thread = threading.Thread(
-                target=self._run, args=(corr,), name=f"story-{corr}", daemon=True
+                target=self._run, args=(corr, halt), name=f"story-{corr}", daemon=True
             )
             self._runs[corr] = thread
+            self._halts[corr] = halt
         thread.start()
 
-    def _run(self, corr: str) -> None:
+    def _run(self, corr: str, halt: threading.Event) -> None:
         row = self.journal.get_story(corr)
         if row is None or row.done:
             return
@@ -176,12 +198,17 @@ class StoryEngine:
                     self.journal,
                     client,
                     notify=lambda c: self._wake(),
-                    stop=self._stop,
+                    stop=halt,
+                    metrics=self.metrics,
                 ).run()
-            self.journal.set_status(corr, Status.COMPLETE)
+            if self.journal.set_status(corr, Status.COMPLETE):
+                # wall clock: `created` is the journal's, shared with other processes
+                self.metrics.observe(STORY_SECONDS, max(0.0, time.time() - row.created))
             log.info("story %s complete", corr)
+        except JournalUnavailable as exc:  # not the story's fault: its lease brings it back
+            log.warning("story %s paused, the journal is unreachable: %s", corr, exc)
         except StoryCancelled:
-            if not self._stop.is_set():
+            if not halt.is_set():
                 self.journal.set_status(corr, Status.CANCELLED)
         except (StoryFailed, FatalAgentError) as exc:
             log.warning("story %s failed: %s", corr, exc)
@@ -190,9 +217,13 @@ class StoryEngine:
             log.exception("story %s failed unexpectedly", corr)
             self.journal.set_status(corr, Status.FAILED, error=f"internal error: {exc}")
         finally:
-            self.journal.release(corr, self.instance)
+            try:
+                self.journal.release(corr, self.instance)
+            except Exception:  # an unreachable journal: the lease runs out by itself
+                log.exception("story %s: could not release its lease", corr)
             with self._lock:
                 self._runs.pop(corr, None)
+                self._halts.pop(corr, None)
             self._wake()
 
     # --- queries ----------------------------------------------------------------------

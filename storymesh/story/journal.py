@@ -418,6 +418,11 @@ class Journal(ABC):
         rows = self._read("SELECT status, count(*) FROM stories GROUP BY status")
         return {str(status): int(count) for status, count in rows}
 
+    def count_by_status(self) -> dict[str, int]:
+        """How many stories are in each status (statuses without one are absent)."""
+        rows = self._read("SELECT status, count(*) FROM stories GROUP BY status")
+        return {str(status): int(count) for status, count in rows}
+
     def total_bytes(self) -> int:
         """Stored bytes counted for retention: requests, step JSON, blobs, publications."""
         return int(self._read("SELECT coalesce(sum(size), 0) FROM stories")[0][0])

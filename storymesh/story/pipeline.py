@@ -19,8 +19,10 @@ from typing import Any
 
 from storymesh.errors import RequestFailed, RequestTimeout, StorymeshError
 from storymesh.runtime.client import Client, Reply
+from storymesh.runtime.metrics import NULL_METRICS, Metrics
 from storymesh.settings import StorySettings
 from storymesh.story.journal import Journal, StepKind
+from storymesh.story.metrics import STEP_SECONDS
 from storymesh.story.spec import StorySpec
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ class Task:
     service: str
     payload: dict[str, Any]
     attempt: int = 1
+    asked: float | None = None  # monotonic time of the first ask (retries keep it)
 
 
 class StoryPipeline:
@@ -62,8 +65,10 @@ class StoryPipeline:
         *,
         notify: Callable[[str], None] = lambda corr: None,
         stop: threading.Event | None = None,
+        metrics: Metrics = NULL_METRICS,
     ) -> None:
         self.corr = corr
+        self.metrics = metrics
         self.spec = spec
         self.settings = settings
         self.journal = journal
@@ -189,6 +194,8 @@ class StoryPipeline:
 
     def _send(self, task: Task) -> None:
         rid = self._rid(task.kind, task.index)
+        if task.asked is None:
+            task.asked = time.monotonic()
         self.journal.mark_step_started(self.corr, task.kind, task.index)
         self.journal.record(self.corr, "story", _SHORT[task.service], f"{task.kind}_request", rid)
         self.client.send(
@@ -214,6 +221,8 @@ class StoryPipeline:
             return
         self.journal.record(self.corr, _SHORT[task.service], "story", str(task.kind), rid)
         self._save(task, reply.payload)
+        if task.asked is not None:
+            self.metrics.observe(STEP_SECONDS, time.monotonic() - task.asked, step=str(task.kind))
         if task.kind == StepKind.CHAPTER:
             self._ask(StepKind.PICTURE, task.index)  # painted while the next one is written
             self._next_chapter(total)
@@ -283,6 +292,7 @@ class StoryPipeline:
             "language": self.spec.language,
         }
         rid = self._rid("publish", 0)
+        asked = time.monotonic()
         for attempt in range(1, self.settings.step_attempts + 1):
             self._check_cancel()
             self.journal.record(self.corr, "story", "publisher", "publish_request", rid)
@@ -307,5 +317,6 @@ class StoryPipeline:
             for fmt, data in pubs.items():
                 if isinstance(data, bytes):
                     self.journal.save_publication(self.corr, fmt, data)
+            self.metrics.observe(STEP_SECONDS, time.monotonic() - asked, step="publish")
             return self.journal.publications(self.corr)
         raise StoryFailed("publishing failed")  # pragma: no cover - the loop returns or raises

@@ -15,10 +15,12 @@ import zmq
 
 from storymesh.errors import FatalAgentError
 from storymesh.runtime.agent import Agent, AgentInfo, Final, Reply, Request
+from storymesh.runtime.metrics import NULL_METRICS, Metrics
 from storymesh.runtime.worker import run_agent
 from storymesh.settings import StorySettings
 from storymesh.story.engine import StoryEngine
 from storymesh.story.journal import Journal
+from storymesh.story.metrics import watch_journal
 from storymesh.story.journal import open_journal as open_journal_at
 
 log = logging.getLogger(__name__)
@@ -98,16 +100,19 @@ def open_journal(settings: StorySettings) -> Journal:
 
 def run_story_service(settings: StorySettings, stop: threading.Event, *,
                       context: zmq.Context[Any] | None = None,
-                      journal: Journal | None = None) -> int:
-    """Serve the three story services until `stop`; returns the exit code."""
+                      journal: Journal | None = None, metrics: Metrics | None = None) -> int:
+    """Serve the three story services until `stop`; returns the exit code. With `metrics`
+    (an `AgentExporter`) the engine and the three runtimes report there."""
     journal = journal or open_journal(settings)
-    engine = StoryEngine(settings, journal, context=context)
+    metrics = metrics or NULL_METRICS
+    watch_journal(metrics, journal)
+    engine = StoryEngine(settings, journal, context=context, metrics=metrics)
     engine.start()
     plan = [(SubmitAgent(engine), SUBMIT_SLOTS), (QueryAgent(engine), QUERY_SLOTS),
             (WatchAgent(engine), settings.watch_slots)]
     codes: list[int] = []
     threads = [threading.Thread(target=lambda a=agent, n=slots: codes.append(
-        run_agent(a, settings.peer, slots=n, stop=stop, context=context)),
+        run_agent(a, settings.peer, slots=n, stop=stop, context=context, metrics=metrics)),
         name=f"runtime-{agent.service}", daemon=True) for agent, slots in plan]
     for t in threads:
         t.start()

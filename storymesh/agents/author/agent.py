@@ -37,12 +37,22 @@ from storymesh.agents.author.requests import (
 )
 from storymesh.errors import AgentError, ConfigError, FatalAgentError
 from storymesh.runtime.agent import Agent, AgentInfo, Final, Partial, Reply, Request
+from storymesh.runtime.metrics import BATCH_BUCKETS, MetricSpec
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("embedded", "transformers")
 EMBEDDED_MODEL = "embedded-storyteller"
 _DEVICE = re.compile(r"^(cpu|auto|mps|cuda(:\d+)?)$")
+
+# Metrics (served with `[author] metrics_bind`). The embedded storyteller has no tokenizer:
+# its tokens are the words it writes, and it reads no prompt.
+TOKENS = MetricSpec("storymesh_author_tokens_total", "counter",
+                    "tokens written (the embedded storyteller counts words)")
+PROMPT_TOKENS = MetricSpec("storymesh_author_prompt_tokens_total", "counter",
+                           "prompt tokens read by the model")
+BATCH_SIZE = MetricSpec("storymesh_author_batch_size", "histogram",
+                        "sequences per generation (1 when streaming)", buckets=BATCH_BUCKETS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +98,7 @@ class AuthorAgent(Agent):
     """Writes outlines and chapters for the story service."""
 
     service = "story.author"
+    metric_specs = (TOKENS, PROMPT_TOKENS, BATCH_SIZE)
 
     def __init__(self, *, backend: str = "embedded", model: str | None = None,
                  device: str = "cpu", dtype: str = "auto", max_new_tokens: int = 512,
@@ -115,6 +126,7 @@ class AuthorAgent(Agent):
             opts.model or "", device=opts.device, dtype=opts.dtype, threads=opts.torch_threads,
             sampling=Sampling(opts.max_new_tokens, opts.temperature, opts.top_p))
         device, dtype = lm.load()
+        lm.report = self._generated
         self._lm = lm
         return AgentInfo(backend="transformers", model=opts.model, device=device, dtype=dtype,
                          extra={"chat_template": lm.has_chat_template,
@@ -163,6 +175,18 @@ class AuthorAgent(Agent):
                 results[i] = final
         return [r if r is not None else FatalAgentError("internal", "no reply") for r in results]
 
+    # --- metrics --------------------------------------------------------------------------
+
+    def _generated(self, prompt_tokens: int, new_tokens: int, batch: int) -> None:
+        """One generation's figures (the model's, or the embedded storyteller's words)."""
+        self.metrics.inc(TOKENS, new_tokens)
+        if prompt_tokens:
+            self.metrics.inc(PROMPT_TOKENS, prompt_tokens)
+        self.metrics.observe(BATCH_SIZE, batch)
+
+    def _wrote(self, *texts: str) -> None:
+        self._generated(0, sum(len(text.split()) for text in texts), 1)
+
     # --- outline --------------------------------------------------------------------------
 
     def _outline(self, req: OutlineRequest, request: Request) -> Iterator[Reply]:
@@ -170,8 +194,10 @@ class AuthorAgent(Agent):
                                  art_style=req.art_style, chapters=req.chapters, seed=req.seed,
                                  title=req.title)
         if self._lm is None:
-            for line in outline_lines(fallback):
+            lines = outline_lines(fallback)
+            for line in lines:
                 yield Partial({"text": line})
+            self._wrote(*lines)
             yield Final(fallback)
             return
         prompt = self._lm.render(prompts.outline_messages(req))
@@ -203,6 +229,7 @@ class AuthorAgent(Agent):
             for i, paragraph in enumerate(draft.paragraphs):
                 last = i == len(draft.paragraphs) - 1
                 yield Partial({"text": paragraph if last else paragraph + "\n\n"})
+            self._wrote(draft.text)
             yield _chapter_final(draft, draft.text)
             return
         prompt = self._lm.render(prompts.chapter_messages(req, self._world(req)))
@@ -234,7 +261,10 @@ class AuthorAgent(Agent):
 
     def _chapter_batch(self, reqs: Sequence[ChapterRequest]) -> list[Final]:
         if self._lm is None:  # embedded: nothing to batch
-            return [_chapter_final(d, d.text) for d in map(self._draft, reqs)]
+            drafts = [self._draft(r) for r in reqs]
+            for d in drafts:
+                self._wrote(d.text)
+            return [_chapter_final(d, d.text) for d in drafts]
         drafts = [self._draft(r) for r in reqs]
         batch = [self._lm.render(prompts.chapter_messages(r, self._world(r))) for r in reqs]
         texts = self._lm.generate_batch(batch, seed=reqs[0].seed)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,9 @@ ML_HINT = "pip install 'storymesh[ml]'"
 DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
           "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
 MIN_PROMPT_TOKENS = 16
+
+# Told after each `generate` call: (prompt tokens, new tokens, batch size), for metrics.
+GenerationReport = Callable[[int, int, int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,7 @@ class TransformersBackend:
         self.threads = threads
         self.sampling = sampling
         self.has_chat_template = False
+        self.report: GenerationReport = lambda prompt, new, batch: None
         self._lock = threading.Lock()
         self._torch: Any = None
         self._tokenizer: Any = None
@@ -203,8 +207,10 @@ class TransformersBackend:
             def run() -> None:
                 try:
                     with self._torch.inference_mode():
-                        self._model.generate(**enc, **self._generate_kwargs(max_new),
-                                             streamer=streamer, stopping_criteria=criteria)
+                        out = self._model.generate(**enc, **self._generate_kwargs(max_new),
+                                                   streamer=streamer,
+                                                   stopping_criteria=criteria)
+                    self._report(enc, out[:, enc["input_ids"].shape[1]:])
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller below
                     errors.append(exc)
                     streamer.end()
@@ -237,8 +243,18 @@ class TransformersBackend:
             except Exception as exc:
                 raise _model_error(exc) from exc
         new_tokens = out[:, enc["input_ids"].shape[1]:]
+        self._report(enc, new_tokens)
         return [str(t) for t in self._tokenizer.batch_decode(new_tokens,
                                                              skip_special_tokens=True)]
+
+
+    def _report(self, enc: Any, new_tokens: Any) -> None:
+        """Tell `report` what one generate call did; padding is not counted as tokens."""
+        prompt = int(enc["attention_mask"].sum()) if "attention_mask" in enc else int(
+            enc["input_ids"].numel())
+        pad = self._tokenizer.pad_token_id
+        new = int((new_tokens != pad).sum()) if pad is not None else int(new_tokens.numel())
+        self.report(prompt, new, int(new_tokens.shape[0]))
 
 
 def _import_ml() -> tuple[Any, Any]:

@@ -35,8 +35,16 @@ from storymesh.agents.illustrator.request import (
 )
 from storymesh.errors import AgentError, ConfigError, FatalAgentError
 from storymesh.runtime.agent import Agent, AgentInfo, Final, Reply, Request
+from storymesh.runtime.metrics import BATCH_BUCKETS, MetricSpec
 
 log = logging.getLogger(__name__)
+
+# Metrics (served with `[illustrator] metrics_bind`). The embedded painter runs no steps.
+IMAGES = MetricSpec("storymesh_illustrator_images_total", "counter", "pictures rendered")
+STEPS = MetricSpec("storymesh_illustrator_steps_total", "counter",
+                   "diffusion steps run (per picture; a batch of n at s steps counts n*s)")
+BATCH_SIZE = MetricSpec("storymesh_illustrator_batch_size", "histogram",
+                        "pictures per pipeline call", buckets=BATCH_BUCKETS)
 
 
 def _check_option(ok: bool, key: str, value: object, expected: str) -> None:
@@ -48,6 +56,7 @@ class IllustratorAgent(Agent):
     """Draws a story's pictures: embedded Pillow painter or a diffusers pipeline."""
 
     service = "story.illustrator"
+    metric_specs = (IMAGES, STEPS, BATCH_SIZE)
 
     def __init__(self, *, backend: str = "embedded", model: str | None = None,
                  device: str = "cpu", dtype: str = "auto", width: int = 512,
@@ -115,6 +124,8 @@ class IllustratorAgent(Agent):
                             else [backend.render(job, threading.Event()) for job in jobs])
             except AgentError as exc:
                 rendered = [exc] * len(jobs)
+            self._painted(backend, [job for job, result in zip(jobs, rendered, strict=True)
+                                    if not isinstance(result, AgentError)], len(jobs))
             for (i, job), result in zip(members, rendered, strict=True):
                 outcomes[i] = result if isinstance(result, AgentError) else \
                     Final(self._reply(backend, job, result))
@@ -138,9 +149,18 @@ class IllustratorAgent(Agent):
             raise FatalAgentError("cancelled", "the request was cancelled")
         started = time.monotonic()
         rendered = backend.render(job, request.cancel)
+        self._painted(backend, [job], 1)
         log.debug("request %s: %dx%d %s seed %s in %.2fs", request.id, rendered.width,
                   rendered.height, job.art_style, job.seed, time.monotonic() - started)
         yield Final(self._reply(backend, job, rendered))
+
+    def _painted(self, backend: Backend, jobs: Sequence[IllustrationRequest],
+                 batch: int) -> None:
+        """Metrics of one render call of `batch` pictures, `jobs` of them rendered."""
+        self.metrics.observe(BATCH_SIZE, batch)
+        self.metrics.inc(IMAGES, len(jobs))
+        if backend.name != "embedded":
+            self.metrics.inc(STEPS, sum(job.steps for job in jobs))
 
     def teardown(self) -> None:
         if self._backend is not None:

@@ -8,6 +8,7 @@ the publications. Layout lives in the `pdf`, `html` and `epub` modules.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import ClassVar
@@ -16,6 +17,7 @@ from storymesh import vocabulary
 from storymesh.agents.publisher.model import Book, parse_request
 from storymesh.errors import ConfigError, FatalAgentError
 from storymesh.runtime.agent import Agent, AgentInfo, Final, Partial, Reply, Request
+from storymesh.runtime.metrics import MetricSpec
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +25,20 @@ PAGE_SIZE_NAMES = ("A4", "letter", "square")
 
 Renderer = Callable[[Book], bytes]
 
+# Metrics (served with `[publisher] metrics_bind`).
+BOOKS = MetricSpec("storymesh_publisher_books_total", "counter", "books rendered, by format",
+                   ("format",))
+PAGES = MetricSpec("storymesh_publisher_pages_total", "counter", "pages of the PDFs rendered")
+# The page tree's root of a PDF: a dictionary with `/Type /Pages` and the page `/Count`.
+_PAGES_DICT = re.compile(rb"<<((?:(?!>>).)*?/Type\s*/Pages\b(?:(?!>>).)*)>>", re.DOTALL)
+_COUNT = re.compile(rb"/Count\s+(\d+)")
+
 
 class PublisherAgent(Agent):
     """Lays out a picture book in the requested formats (reportlab, HTML, ebooklib)."""
 
     service: ClassVar[str] = "story.publisher"
+    metric_specs = (BOOKS, PAGES)
 
     def __init__(self, *, formats: Sequence[str] = vocabulary.FORMATS, page_size: str = "A4",
                  font_path: str | None = None) -> None:
@@ -53,6 +64,8 @@ class PublisherAgent(Agent):
             "html": html.render_html,
             "epub": epub.render_epub,
         }
+        for fmt in vocabulary.FORMATS:  # every format's series from the first scrape
+            self.metrics.inc(BOOKS, 0, format=fmt)
         log.info("publisher ready: formats %s, page size %s, font %s",
                  ",".join(self.formats), self.page_size, fonts.source)
         return AgentInfo(backend="reportlab", extra={
@@ -68,6 +81,9 @@ class PublisherAgent(Agent):
                 raise FatalAgentError("cancelled", "the request was cancelled while publishing")
             started = time.monotonic()
             publications[fmt] = renderers[fmt](job.book)
+            self.metrics.inc(BOOKS, format=fmt)
+            if fmt == "pdf":
+                self.metrics.inc(PAGES, pdf_pages(publications[fmt]))
             log.info("request %s: %s rendered, %s bytes in %.2f s", request.id, fmt,
                      len(publications[fmt]), time.monotonic() - started)
             yield Partial({"format": fmt, "done": done, "total": len(job.formats)})
@@ -84,6 +100,13 @@ class PublisherAgent(Agent):
         if self._renderers is None:
             raise FatalAgentError("internal", "the publisher's setup() loaded no renderers")
         return self._renderers
+
+
+def pdf_pages(data: bytes) -> int:
+    """Pages of a PDF, from its page tree's root (the largest `/Count` of a `/Pages`)."""
+    counts = [int(m.group(1)) for tree in _PAGES_DICT.finditer(data)
+              if (m := _COUNT.search(tree.group(1)))]
+    return max(counts, default=0)
 
 
 def _check_formats(formats: Sequence[str]) -> tuple[str, ...]:
