@@ -36,6 +36,30 @@ def _endpoint(value: str) -> str | None:
     return None
 
 
+def endpoints(value: str) -> list[str]:
+    """The endpoints of a `broker` value: one, or a comma-separated list (a broker pair)."""
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _endpoint_list(value: str) -> str | None:
+    found = endpoints(value)
+    if not found:
+        return "must name at least one endpoint"
+    for endpoint in found:
+        problem = _endpoint(endpoint)
+        if problem:
+            return f"{endpoint!r} {problem}"
+    return None
+
+
+def _ha_role(value: str) -> str | None:
+    return None if value in ("", "primary", "backup") else "must be primary, backup or empty"
+
+
+def _optional_endpoint(value: str) -> str | None:
+    return None if not value else _endpoint(value)
+
+
 def _positive(value: float) -> str | None:
     return None if value > 0 else "must be > 0"
 
@@ -187,6 +211,9 @@ class BrokerSettings:
     curve_secret: str
     allow_dir: str
     roles: str
+    ha: str = ""
+    ha_bind: str = ""
+    ha_peer: str = ""
 
     @property
     def liveness_timeout(self) -> float:
@@ -236,7 +263,25 @@ class Settings:
 
     bind: str = field(default=DEFAULT_ENDPOINT, metadata=_meta(_endpoint, "what the broker binds"))
     broker: str = field(
-        default=DEFAULT_ENDPOINT, metadata=_meta(_endpoint, "what agents and clients connect to")
+        default=DEFAULT_ENDPOINT,
+        metadata=_meta(
+            _endpoint_list,
+            "what agents and clients connect to; a broker pair: both, comma-separated",
+        ),
+    )
+    ha: str = field(
+        default="",
+        metadata=_meta(
+            _ha_role, "broker pair: this broker's role, primary or backup ('' = alone)"
+        ),
+    )
+    ha_bind: str = field(
+        default="",
+        metadata=_meta(_optional_endpoint, "broker pair: the state endpoint this broker binds"),
+    )
+    ha_peer: str = field(
+        default="",
+        metadata=_meta(_optional_endpoint, "broker pair: the other broker's state endpoint"),
     )
     heartbeat_interval: float = field(
         default=2.5, metadata=_meta(_positive, "seconds between heartbeats")

@@ -24,6 +24,11 @@ With `curve_secret` set the ROUTER is a CURVE server: the ZAP handler
 (storymesh.core.policy / storymesh.transport.curve) is polled by this same loop, each
 message's `User-Id` (the key name) goes to the core, and `request_reload()` (SIGHUP in
 the daemon) re-reads the allow-list and roles between turns.
+
+With `ha` set the broker is one of a pair (Binary Star): storymesh.broker.pair owns the state
+sockets, polled by this loop, and the core's pure `Pair` decides; while the broker is not
+active the core gates every message (the fast path declines), answering clients `not_active`
+and workers DISCONNECT unless the pair's rules make it active.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from typing import cast
 
 import zmq
 
+from storymesh.broker.pair import PairLink, make_pair
 from storymesh.core import policy
 from storymesh.core.broker import BrokerCore, Send
 from storymesh.core.mdp import C02, W02, Frame
@@ -122,12 +128,17 @@ class BrokerServer:
         self._thread: threading.Thread | None = None
         self.on_turn: Callable[[BrokerCore, float], None] | None = None  # hook for metrics
         self.zap: curve.ZapHandler | None = None
+        self.pair_link: PairLink | None = None  # a broker of a pair: its state link
         self.socket = self._make_socket()
         try:
             keys = self._start_keys()
             if keys is not None:  # CURVE options must be set before bind
                 curve.apply_server(self.socket, *keys)
             self.endpoint = self._bind(settings.bind)
+            pair = make_pair(settings, clock())
+            if pair is not None:  # passive until the pair says otherwise: the core gates
+                self.core.set_pair(pair)
+                self.pair_link = PairLink(settings, self.context)
         except BaseException:
             self.close()
             raise
@@ -191,6 +202,9 @@ class BrokerServer:
         sock = self.socket
         zap = self.zap
         items = [(sock, _POLLIN)] if zap is None else [(sock, _POLLIN), (zap.socket, _POLLIN)]
+        link = self.pair_link
+        if link is not None:
+            items.append((link.socket, _POLLIN))
         tick = min(0.1, self.settings.heartbeat_interval / 4)
         timeout_ms = max(1, int(tick * 1000))
         next_tick = self.clock()
@@ -203,6 +217,9 @@ class BrokerServer:
                         zap.handle()  # answers the handshakes waiting now, never blocks
                     if ready[0][0] is sock:
                         self._drain(now, self.wall())
+                if link is not None:
+                    readable = any(s is link.socket for s, _ in ready)
+                    self._send_all(link.turn(self.core, readable, now), now)
                 if now >= next_tick:
                     next_tick = now + tick
                     self._on_tick(now)
@@ -414,6 +431,8 @@ class BrokerServer:
             self._thread.join(timeout)
 
     def close(self) -> None:
+        if self.pair_link is not None:
+            self.pair_link.close()
         if not self.socket.closed:
             self.socket.close()
         if self.zap is not None:

@@ -41,6 +41,7 @@ import msgpack
 from storymesh.core import envelope, mdp, schema
 from storymesh.core.fairqueue import FairQueue
 from storymesh.core.mdp import Body, Dialect, Frame
+from storymesh.core.pair import Pair, PState, peer_event
 from storymesh.core.policy import MAX_PRINCIPAL, KeyRoles, Policy
 from storymesh.core.schema import H_ADMIN
 from storymesh.core.workers import WEvent, WState, transition
@@ -134,13 +135,17 @@ class BrokerCore:
             "expired", "busy", "worker_lost", "no_such_service", "redispatched",
             "unreachable", "would_block", "workers_expired", "mmi", "too_large",
             "shutting_down", "bad_request", "forbidden", "unauthenticated", "internal",
-            "internal_errors", "undeliverable"), 0)
+            "internal_errors", "undeliverable", "not_active"), 0)
         # Bytes of each client's requests held here (queued or with a worker), by routing
         # id, and what the server holds for it (unsent replies, a full pipe's estimate):
         # together bounded by client_backlog_bytes.
         self.client_bytes: dict[bytes, int] = {}
         self.held_out: dict[bytes, int] = {}
         self.policy: Policy | None = None  # keys on: set_policy() before any message
+        # A broker of a pair (storymesh.core.pair): while it is not ACTIVE every message
+        # but MMI goes through the pair's gate, and the fast paths decline (`gated`).
+        self.pair: Pair | None = None
+        self.gated = False
         self._packer = msgpack.Packer(use_bin_type=True)  # re-packs headers; 4x packb's speed
         self.started = now
         self._next_beat = now
@@ -170,6 +175,8 @@ class BrokerCore:
             worker = self.workers.get(sender)
             if worker is not None:  # an invalid message makes the sender invalid: forget it
                 self._disconnect(worker, now, "invalid message")
+            return out
+        if self.gated and not self._let_in(sender, msg, now):
             return out
         if isinstance(msg, mdp.ClientRequest):
             self._on_request(sender, msg, now, now if wall is None else wall, user)
@@ -250,6 +257,69 @@ class BrokerCore:
         self.workers.clear()
         return out
 
+    # --- the pair ---------------------------------------------------------------------
+
+    def set_pair(self, pair: Pair) -> None:
+        """Make this broker one of a pair: it serves nobody until the pair says ACTIVE."""
+        self.pair = pair
+        self.gated = not pair.active
+
+    def on_peer_state(self, message: bytes, now: float) -> list[Send]:
+        """A state message from the pair's other broker; standing down (ACTIVE to PASSIVE)
+        answers every held request `not_active` and sends every worker DISCONNECT."""
+        out: list[Send] = []
+        self._out = out
+        event = peer_event(message)
+        if self.pair is None or event is None:
+            self.counters["malformed"] += 1
+            return out
+        change = self.pair.on_peer(event, now)
+        if change is not None:
+            log.warning("pair: %s -> %s (%s)", change.old.value, change.new.value, change.why)
+            if change.old is PState.ACTIVE:
+                self._stand_down(now)
+            self.gated = not self.pair.active
+        return out
+
+    def _let_in(self, sender: bytes, msg: mdp.ClientRequest | mdp.FromWorker,
+                now: float) -> bool:
+        """A message while not ACTIVE: MMI is answered; anything else is a visitor, which
+        makes this broker ACTIVE (fail-over) or is refused: `not_active` to a client,
+        DISCONNECT to a worker, so either goes to the other endpoint at once."""
+        assert self.pair is not None  # gated only as one of a pair
+        if isinstance(msg, mdp.ClientRequest) and msg.service.startswith(MMI_PREFIX):
+            return True
+        serve, change = self.pair.on_visitor(now)
+        if change is not None:
+            log.warning("pair: %s -> %s (%s)", change.old.value, change.new.value, change.why)
+            self.gated = not self.pair.active
+        if serve:
+            return True
+        self.counters["not_active"] += 1
+        if isinstance(msg, mdp.ClientRequest):
+            rid, corr = _ids_of(msg.body)
+            self._reply_error(sender, msg, rid, corr, "not_active",
+                              f"this broker is {self.pair.state.value}; use the other one")
+        elif not isinstance(msg, mdp.Disconnect):
+            self._out.append((sender, mdp.encode(mdp.Disconnect(msg.dialect))))
+        return False
+
+    def _stand_down(self, now: float) -> None:
+        """Serve nobody: held requests fail `not_active` (their clients resend them to the
+        other broker with the same ids), workers get DISCONNECT and are forgotten."""
+        for worker in list(self.workers.values()):
+            pending, worker.request = worker.request, None
+            if pending is not None:
+                self._fail(pending, "not_active", "this broker stood down; use the other one")
+            self._send_worker(worker, mdp.Disconnect(worker.dialect))
+            worker.state = WState.GONE
+        self.workers.clear()
+        for service in self.services.values():
+            while service.queue:
+                self._fail(service.queue.popleft(), "not_active",
+                           "this broker stood down; use the other one")
+        self.services.clear()
+
     # --- clients ----------------------------------------------------------------------
 
     def _on_request(self, client: bytes, msg: mdp.ClientRequest, now: float, wall: float,
@@ -311,7 +381,8 @@ class BrokerCore:
         then handles in full: keys on, an unknown or MMI service, a header that is not
         plainly version 1 without a deadline, a size or backlog over its limit."""
         service = self.services.get(name)
-        if service is None or self.policy is not None or not body or name[:4] == MMI_PREFIX:
+        if service is None or self.policy is not None or self.gated or not body \
+                or name[:4] == MMI_PREFIX:
             return None
         head = body[0]
         head = head if type(head) is bytes else head.bytes
@@ -507,6 +578,7 @@ class BrokerCore:
         return {"version": SNAPSHOT_VERSION, "uptime": round(now - self.started, 3),
                 "pid": os.getpid(), "counters": dict(self.counters), "services": services,
                 "workers": workers,
+                "pair": None if self.pair is None else self.pair.view(now),
                 "settings": {"heartbeat_interval": self.settings.heartbeat_interval,
                              "liveness": self.settings.liveness,
                              "max_attempts": self.settings.max_attempts,

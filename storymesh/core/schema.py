@@ -50,6 +50,7 @@ ERROR_CODES: Final[dict[str, tuple[str, bool, int]]] = {
     "forbidden": ("the caller's key may not do this", False, 16),
     "unsupported_version": ("the envelope's major version is newer than this peer's", False, 17),
     "shutting_down": ("the broker or agent is stopping; retry elsewhere or later", True, 18),
+    "not_active": ("this broker of a pair is passive; send to the other endpoint", True, 19),
     # agents
     "model_error": ("the model failed while serving the request", True, 20),
     "internal": ("an unexpected error inside an agent or the broker", True, 21),
@@ -59,7 +60,7 @@ ERROR_CODES: Final[dict[str, tuple[str, bool, int]]] = {
 }
 BROKER_ERROR_CODES: Final = (
     "busy", "expired", "worker_lost", "no_such_service", "too_large", "bad_request",
-    "forbidden", "unsupported_version", "shutting_down",
+    "forbidden", "unsupported_version", "shutting_down", "not_active",
 )
 EXIT_OK: Final = 0
 EXIT_DEGRADED: Final = 1

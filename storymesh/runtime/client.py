@@ -16,7 +16,14 @@ What it adds to MDP (RFC 18 makes the client synchronous):
   reopened, and every request in flight is sent again with the SAME id (agents are idempotent
   per id); after `retries` attempts the request raises `RequestTimeout`. After a resend,
   PARTIALs already seen may arrive again; the FINAL arrives once.
-- replies for ids it does not wait for are dropped, malformed replies are logged and dropped.
+- replies for ids it does not wait for are dropped, malformed replies are logged and dropped;
+- given a list of endpoints (a broker pair: "tcp://a:5555,tcp://b:5555") it talks to one at
+  a time (`EndpointRing`): while requests are in flight it pings the broker (`mmi.ping`,
+  answered by any broker, active or passive) and moves to the next endpoint when the broker
+  stays silent (`heartbeat_interval` on a connection that never answered, `liveness` x that
+  on one that did) or answers `not_active`, and resends what it has in flight there with the
+  same ids. A move does not start a new attempt: the attempts' timeouts still bound a call
+  when no broker answers. One endpoint behaves as without the list.
 
 A Client is not thread-safe: use each one from a single thread (give each thread its own).
 All waiting happens inside `recv` / `stream` / `call`; nothing runs in the background.
@@ -44,14 +51,15 @@ from storymesh.errors import (
     RequestTimeout,
     StorymeshError,
 )
-from storymesh.runtime.timers import Due, RequestTimer
-from storymesh.settings import PeerSettings, Settings
+from storymesh.runtime.timers import Due, EndpointRing, Link, RequestTimer
+from storymesh.settings import PeerSettings, Settings, endpoints
 from storymesh.transport import curve
 
 log = logging.getLogger(__name__)
 
 MMI_SERVICE = "mmi.service"
 MMI_SNAPSHOT = "mmi.storymesh.snapshot"
+MMI_PING = b"mmi.ping"  # any broker answers an unknown MMI name at once (501)
 POLL_CAP = 1.0  # seconds per poll, so a wait re-checks every timer at least this often
 
 
@@ -115,13 +123,17 @@ def _error_of(env: Envelope) -> RequestFailed:
 class Client:
     """A pipelining MDP/0.2 client with per-request retries (use from one thread)."""
 
-    def __init__(self, endpoint: str, *, settings: PeerSettings | None = None,
+    def __init__(self, endpoint: str | Sequence[str], *,
+                 settings: PeerSettings | None = None,
                  context: zmq.Context[Any] | None = None, timeout: float | None = None,
                  retries: int | None = None, principal: str | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
         self.settings = settings or Settings().peer_section()
-        self.endpoint = endpoint
+        listed = endpoints(endpoint) if isinstance(endpoint, str) else list(endpoint)
+        if not listed:
+            raise ValueError(f"no broker endpoint in {endpoint!r}")
+        self.endpoint = listed[0]
         self.clock = clock  # monotonic: attempt timeouts and `busy` retries
         self.wall = wall  # epoch seconds: only to compare with a request's deadline
         # The header `principal` of every request: who this client acts for. The broker
@@ -131,6 +143,12 @@ class Client:
         self.retries = self.settings.retries if retries is None else retries
         if self.timeout <= 0 or self.retries < 1:
             raise ValueError("timeout must be > 0 and retries >= 1")
+        # A list of brokers: each endpoint that never answered gets at most one heartbeat
+        # interval, and all of them fit in one attempt's timeout.
+        self._ring = None if len(listed) < 2 else EndpointRing(
+            listed, self.settings.heartbeat_interval, self.settings.liveness,
+            probe=self.timeout / len(listed))
+        self._hold_until: float | None = None  # resends wait for a broker that said not_active
         self._own_context = context is None
         self._context: zmq.Context[Any] = context or zmq.Context()
         self._pending: dict[str, _Pending] = {}
@@ -269,6 +287,8 @@ class Client:
         sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_message_bytes)
         curve.apply_client(sock, self.settings)  # CURVE when keys are configured
         sock.connect(self.endpoint)
+        if self._ring is not None:
+            self._ring.opened(self.clock())
         return sock
 
     def _socket(self) -> zmq.Socket[Any]:
@@ -281,13 +301,19 @@ class Client:
         self._socket().close(linger=0)
         self._sock = self._open()
 
-    def _transmit(self, p: _Pending, now: float) -> None:
+    def _transmit(self, p: _Pending, now: float, *, attempt: bool = True) -> None:
+        """Send `p`; `attempt` False for a resend after a move, which starts no attempt."""
+        if self._hold_until is not None:
+            if attempt:
+                p.timer.sent(now)  # sent when the hold ends, with the rest
+            return
         frames = mdp.encode(mdp.ClientRequest(p.service, tuple(p.body)))
         try:
             self._socket().send_multipart(frames, zmq.NOBLOCK, copy=False)
         except zmq.Again:
             log.debug("send of %s would block; the attempt will time out", p.rid)
-        p.timer.sent(now)
+        if attempt:
+            p.timer.sent(now)
 
     def _start(self, p: _Pending) -> None:
         old = self._pending.get(p.rid)
@@ -322,10 +348,57 @@ class Client:
         for p in self._pending.values():
             if not p.done:
                 due = min(due, p.timer.next_due())
+        if self._hold_until is not None:
+            due = min(due, self._hold_until)
+        elif self._ring is not None:
+            due = min(due, self._ring.next_due(now))
         return due
+
+    # -- a list of brokers --
+
+    def _check_link(self, now: float) -> None:
+        """With a list of brokers: ping a quiet one, leave a silent one, end a hold."""
+        ring = self._ring
+        if ring is None:
+            return
+        if self._hold_until is not None:
+            if now < self._hold_until:
+                return
+            self._hold_until = None
+            ring.opened(now)
+            self._resend_all(now)
+        due = ring.check(now, self.in_flight() > 0)
+        if due is Link.PING:
+            ring.pinged(now)
+            try:
+                self._socket().send_multipart(mdp.encode(mdp.ClientRequest(MMI_PING, (b"",))),
+                                              zmq.NOBLOCK)
+            except zmq.Again:
+                pass  # a full pipe: silence decides
+        elif due is Link.SWITCH:
+            self._move(now, f"broker {self.endpoint} is silent")
+
+    def _move(self, now: float, why: str) -> None:
+        """Go to the next broker of the list and resend what is in flight, same ids."""
+        assert self._ring is not None
+        hold = self._ring.switch(now)
+        old, self.endpoint = self.endpoint, self._ring.endpoint
+        log.info("%s; moving from %s to %s with %d request(s) in flight", why, old,
+                 self.endpoint, self.in_flight())
+        self._reconnect()
+        if hold > now:
+            self._hold_until = hold
+            return
+        self._resend_all(now)
+
+    def _resend_all(self, now: float) -> None:
+        for p in self._pending.values():
+            if not p.done and p.timer.resend_at is None:
+                self._transmit(p, now, attempt=False)
 
     def _check_timers(self, now: float) -> None:
         """Send scheduled `busy` retries; on a timed-out attempt, reconnect and resend all."""
+        self._check_link(now)
         resend_all = False
         wall = self.wall()
         for p in self._pending.values():
@@ -351,11 +424,13 @@ class Client:
 
     def _read_all(self) -> None:
         sock = self._socket()
-        while True:
+        while self._sock is sock:  # a move to another broker ends the read
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
+            if self._ring is not None:
+                self._ring.heard(self.clock())
             try:
                 self._on_frames(frames)
             except (RemoteProtocolError, ValueError, TypeError) as exc:
@@ -377,17 +452,26 @@ class Client:
             return
         env = envelope.unpack(msg.body)
         now = self.clock()
-        p.timer.heard(now)
         if not msg.final:
+            p.timer.heard(now)
             p.replies.append(Reply(False, env))
         elif env.ok:
+            p.timer.heard(now)
             p.done = True
             p.replies.append(Reply(True, env))
         else:
-            self._on_error(p, _error_of(env), now)
+            error = _error_of(env)
+            if error.code != "not_active" or self._ring is None:
+                p.timer.heard(now)  # a refusal is no progress: the attempt's clock runs on
+            self._on_error(p, error, now)
 
     def _on_error(self, p: _Pending, error: RequestFailed, now: float) -> None:
-        """An error FINAL: `busy` with a hint is retried within the budget, the rest raise."""
+        """An error FINAL: `busy` with a hint is retried within the budget, `not_active`
+        (a list of brokers) moves to the next one, the rest raise."""
+        if error.code == "not_active" and self._ring is not None:
+            self._ring.not_active(now)
+            self._move(now, f"broker {self.endpoint} is not active")
+            return
         if error.code == "busy" and p.timer.retry_busy(error.retry_after, now, self.wall()):
             log.debug("request %s: busy; retrying in %.2fs", p.rid, error.retry_after)
             return

@@ -4,7 +4,10 @@
   the broker means it is gone (liveness x interval);
 - `Backoff`: the delays between a worker's reconnect attempts (exponential, capped, jittered);
 - `RequestTimer`: one client request's attempts: the attempt timeout, a `busy` retry after
-  its hint, and the wall-clock deadline that ends retrying.
+  its hint, and the wall-clock deadline that ends retrying;
+- `EndpointRing`: a client's list of broker endpoints (a broker pair): which one it talks
+  to, when to ping it, when to give it up for the next, when to come back to one that said
+  `not_active`.
 
 `now` is monotonic seconds; `wall` (epoch seconds) is used only to compare with a request's
 deadline, which travels in the header as wall time. Tests drive both with fake clocks.
@@ -20,21 +23,32 @@ from enum import Enum
 class LinkTimer:
     """Heartbeat and liveness clocks of one worker connection (monotonic `now`)."""
 
-    def __init__(self, interval: float, liveness: int) -> None:
+    def __init__(self, interval: float, liveness: int, probe: float | None = None) -> None:
         self.interval = interval
         self.timeout = interval * liveness
+        # With a list of brokers: a connection that has heard nothing yet is given up after
+        # `probe` seconds, not the whole liveness window, so a dead broker costs little.
+        self.probe = probe
         self.last_sent = 0.0
         self.last_heard = 0.0
+        self.verified = True
 
     def opened(self, now: float) -> None:
-        """A fresh connection: READY just went out, the broker gets a full liveness window."""
+        """A fresh connection: READY just went out, the broker gets a full liveness window
+        (or, with `probe`, that long to say anything at all)."""
         self.last_sent = self.last_heard = now
+        self.verified = self.probe is None
 
     def sent(self, now: float) -> None:
         self.last_sent = now
 
     def heard(self, now: float) -> None:
         self.last_heard = now
+        self.verified = True
+
+    @property
+    def _silence(self) -> float:
+        return self.timeout if self.verified or self.probe is None else self.probe
 
     def heartbeat_due(self, now: float) -> bool:
         """Nothing sent for one interval: any traffic counts, so only then a HEARTBEAT."""
@@ -42,10 +56,10 @@ class LinkTimer:
 
     def expired(self, now: float) -> bool:
         """Nothing heard from the broker for liveness x interval: it is gone."""
-        return now - self.last_heard >= self.timeout
+        return now - self.last_heard >= self._silence
 
     def next_due(self) -> float:
-        return min(self.last_sent + self.interval, self.last_heard + self.timeout)
+        return min(self.last_sent + self.interval, self.last_heard + self._silence)
 
 
 class Backoff:
@@ -131,3 +145,101 @@ class RequestTimer:
 
     def past_deadline(self, wall: float) -> bool:
         return self.deadline is not None and wall > self.deadline
+
+
+class Link(Enum):
+    """What a client's endpoint ring says at `now`."""
+
+    WAIT = "wait"      # nothing to do
+    PING = "ping"      # ask the broker for a sign of life (an MMI request)
+    SWITCH = "switch"  # this broker is silent: go to the next endpoint, resend what is in flight
+
+
+class EndpointRing:
+    """A client's broker endpoints, one in use at a time (monotonic `now` throughout).
+
+    While requests are in flight the client expects to hear the broker: a connection that
+    has heard nothing is given up after `probe` seconds (its first ping is answered at once
+    by a live broker, active or passive); one that has answered is pinged after `interval`
+    of silence and given up after `timeout`. `not_active` moves on at once, and an endpoint
+    that said `not_active` is come back to only `interval` after it said so."""
+
+    def __init__(self, endpoints: list[str], interval: float, liveness: int,
+                 probe: float | None = None) -> None:
+        if not endpoints:
+            raise ValueError("at least one broker endpoint is needed")
+        self.endpoints = endpoints
+        self.interval = interval
+        self.timeout = interval * liveness
+        self.probe = interval if probe is None else min(probe, interval)
+        self.index = 0
+        self.switches = 0
+        self._told: list[float | None] = [None] * len(endpoints)  # when it said not_active
+        self.opened_at = 0.0
+        self.heard_at: float | None = None
+        self.ping_at: float | None = None
+        self.busy_since: float | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return self.endpoints[self.index]
+
+    def opened(self, now: float) -> None:
+        """A fresh connection to `endpoint`: it has said nothing yet."""
+        self.opened_at = now
+        self.heard_at = self.ping_at = None
+        if self.busy_since is not None:
+            self.busy_since = now
+
+    def heard(self, now: float) -> None:
+        self.heard_at = now
+
+    def pinged(self, now: float) -> None:
+        self.ping_at = now
+
+    def check(self, now: float, busy: bool) -> Link:
+        """What is due; `busy` says whether any request is in flight (else nothing is)."""
+        if not busy:
+            self.busy_since = None
+            return Link.WAIT
+        if self.busy_since is None:
+            self.busy_since = now  # waiting starts now, however long ago it last spoke
+        if self.heard_at is None:
+            if self.ping_at is None:
+                return Link.PING
+            return Link.SWITCH if now >= self._probe_end() else Link.WAIT
+        if now >= self._silent_end():
+            return Link.SWITCH
+        if now >= self._ping_due():
+            return Link.PING
+        return Link.WAIT
+
+    def next_due(self, now: float) -> float:
+        if self.busy_since is None:
+            return now + self.interval
+        if self.heard_at is None:
+            return now if self.ping_at is None else self._probe_end()
+        return min(self._silent_end(), self._ping_due())
+
+    def not_active(self, now: float) -> None:
+        """The broker in use said `not_active`."""
+        self._told[self.index] = now
+
+    def switch(self, now: float) -> float:
+        """Move to the next endpoint; returns when requests may be sent to it (`now`, or
+        `interval` after it last said `not_active`). Call `opened` once connected."""
+        self.index = (self.index + 1) % len(self.endpoints)
+        self.switches += 1
+        told = self._told[self.index]
+        return now if told is None else max(now, told + self.interval)
+
+    def _probe_end(self) -> float:
+        return max(self.opened_at, self.busy_since or 0.0) + self.probe
+
+    def _silent_end(self) -> float:
+        assert self.heard_at is not None
+        return max(self.heard_at, self.busy_since or 0.0) + self.timeout
+
+    def _ping_due(self) -> float:
+        assert self.heard_at is not None
+        return max(self.heard_at, self.ping_at or 0.0) + self.interval
