@@ -20,6 +20,7 @@ Rules the rest of the story service can rely on, whichever the backend:
   story changes nothing and returns False, so a late "complete" cannot undo a cancel.
 - A lease is taken with one conditional UPDATE (free, ours, or expired), so of two services
   racing for an expired lease exactly one wins.
+- A store that cannot be reached raises JournalUnavailable, whichever the call.
 - Unknown story ids never raise: reads return None / [] / {}, writes return False (or 0).
   Misuse by our own code (an unknown step kind or status) raises ValueError; data that is
   not JSON-serialisable raises TypeError from `json`. Binary data goes in `blob`.
@@ -51,7 +52,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol, Self
 
 from storymesh.core.schema import Status
-from storymesh.errors import ConfigError
+from storymesh.errors import ConfigError, StorymeshError
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,11 @@ FINISHED: Final = (Status.COMPLETE, Status.FAILED, Status.CANCELLED)
 
 POSTGRES_SCHEMES: Final = ("postgresql", "postgres")
 _SCHEME: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+class JournalUnavailable(StorymeshError):
+    """The journal cannot be reached right now (the database is down or cut off, or locked
+    past the busy timeout); the caller leaves its work to the lease and tries later."""
 
 
 class StepKind(StrEnum):
@@ -412,11 +418,6 @@ class Journal(ABC):
         return [r[0] for r in rows]
 
     # -- retention --------------------------------------------------------------------------
-
-    def count_by_status(self) -> dict[str, int]:
-        """How many stories are in each status (statuses without one are absent)."""
-        rows = self._read("SELECT status, count(*) FROM stories GROUP BY status")
-        return {str(status): int(count) for status, count in rows}
 
     def count_by_status(self) -> dict[str, int]:
         """How many stories are in each status (statuses without one are absent)."""

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from typing import Any, Final
 
 from storymesh.errors import ConfigError
-from storymesh.story.journal import SCHEMA_VERSION, Journal
+from storymesh.story.journal import SCHEMA_VERSION, Journal, JournalUnavailable
 
 try:
     import psycopg
@@ -184,16 +184,25 @@ class PostgresJournal(Journal):
 
     @contextmanager
     def _write(self) -> Iterator[_Cursor]:
-        with self._lock:
+        with self._lock, self._reachable():
             conn = self._connection()
             with conn.transaction(), conn.cursor() as cur:
                 yield _Cursor(cur)
 
     def _read(self, sql: str, params: Iterable[object] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with self._lock, self._reachable():
             conn = self._connection()
             with conn.cursor() as cur:
                 return _Cursor(cur).execute(sql, tuple(params)).fetchall()
+
+    @contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """Connection trouble (and deadlocks, which psycopg files with it) as the journal's
+        JournalUnavailable; the next call reconnects."""
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            raise JournalUnavailable(f"journal {self.target}: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:

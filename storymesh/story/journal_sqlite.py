@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from storymesh.errors import ConfigError
-from storymesh.story.journal import SCHEMA_VERSION, Journal
+from storymesh.story.journal import SCHEMA_VERSION, Journal, JournalUnavailable
 
 BUSY_TIMEOUT_S: Final = 5.0
 
@@ -117,7 +117,10 @@ class SqliteJournal(Journal):
         """
         with self._lock:
             cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:  # locked past the busy timeout
+                raise JournalUnavailable(f"journal {self.path}: {exc}") from exc
             try:
                 yield cur
             except BaseException:

@@ -20,8 +20,8 @@ from storymesh.runtime.worker import run_agent
 from storymesh.settings import StorySettings
 from storymesh.story.engine import StoryEngine
 from storymesh.story.journal import Journal
-from storymesh.story.metrics import watch_journal
 from storymesh.story.journal import open_journal as open_journal_at
+from storymesh.story.metrics import watch_journal
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def run_story_service(settings: StorySettings, stop: threading.Event, *,
         name=f"runtime-{agent.service}", daemon=True) for agent, slots in plan]
     for t in threads:
         t.start()
-    log.info("story service %s up (journal %s)", engine.instance, settings.journal)
+    log.info("story service %s up (journal %s)", engine.instance, journal.target)
     for t in threads:
         t.join()
     engine.close()

@@ -12,7 +12,13 @@ import pytest
 
 from storymesh.core.schema import Status
 from storymesh.errors import ConfigError
-from storymesh.story.journal import SCHEMA_VERSION, HistoryRow, Journal, open_journal
+from storymesh.story.journal import (
+    SCHEMA_VERSION,
+    HistoryRow,
+    Journal,
+    JournalUnavailable,
+    open_journal,
+)
 from storymesh.story.journal_sqlite import SqliteJournal
 from testkit.postgres import PostgresCluster
 
@@ -582,8 +588,6 @@ def test_postgres_services_starting_together_create_the_schema_once(
 
 def test_postgres_reconnects_after_the_server_drops_it(postgres_url: str,
                                                        postgres: PostgresCluster) -> None:
-    import psycopg
-
     # Given an open journal
     with open_journal(postgres_url) as journal:
         journal.create_story("c1", REQUEST, "inst-a")
@@ -597,6 +601,6 @@ def test_postgres_reconnects_after_the_server_drops_it(postgres_url: str,
             try:
                 story = journal.get_story("c1")
                 break
-            except psycopg.OperationalError:
+            except JournalUnavailable:
                 continue
         assert story is not None and story.corr == "c1"
