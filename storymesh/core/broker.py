@@ -243,9 +243,13 @@ class BrokerCore:
         return out
 
     def shutdown(self, now: float) -> list[Send]:
-        """Answer every held request with a retryable `shutting_down`, DISCONNECT workers."""
+        """Answer every held request with a retryable `shutting_down`, DISCONNECT workers.
+        One of a pair answers `not_active` instead, so clients go to the other broker."""
         out: list[Send] = []
         self._out = out
+        if self.pair is not None:
+            self._stand_down(now)
+            return out
         for service in self.services.values():
             while service.queue:
                 self._fail(service.queue.popleft(), "shutting_down", "the broker is stopping")
