@@ -22,6 +22,8 @@ import reportlab
 from PIL import Image, ImageDraw
 from pypdf import PdfReader
 
+from benchmarks.layout import MIN_CHARS, book_payload, pages_of
+from benchmarks.plot_fidelity import PLOTS
 from storymesh import vocabulary
 from storymesh.agents.publisher import PublisherAgent
 from storymesh.errors import ConfigError, FatalAgentError
@@ -561,3 +563,79 @@ def test_missing_font_file_fails_setup_naming_font_path(tmp_path: Any) -> None:
         # When the publisher is set up, Then it refuses to start, naming the setting
         with pytest.raises(ConfigError, match="font_path"):
             PublisherAgent(font_path=path).setup()
+
+
+# ---------------------------------------------------------------- picture-book layout
+
+SENTENCE = "Pip ran through the tall grass, laughing at the wind as the kite danced above. "
+
+
+def chapter_of(paragraphs: int, index: int = 1) -> dict[str, Any]:
+    """A chapter of `paragraphs` five-line paragraphs and a 4:3 picture."""
+    text = "\n\n".join(f"Para{index}.{k} " + SENTENCE * 3 for k in range(paragraphs))
+    return {"title": f"Chapter {index}", "text": text, "png": make_png(index)}
+
+
+def layout_of(agent: PublisherAgent, chapters: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """Each page's text (page number left out) and how many pictures it shows."""
+    _, publications = publish(agent, sample_payload() | {"formats": ["pdf"],
+                                                         "chapters": chapters})
+    reader = pdf_reader(publications["pdf"])
+    return [(re.sub(r"\u2013 \d+ \u2013", "", page.extract_text()).strip(), len(page.images))
+            for page in reader.pages]
+
+
+def test_a_chapter_a_little_over_its_page_is_fitted_on_it(agent: PublisherAgent) -> None:
+    # Given chapters that overflow a page with a standard picture by five and eight lines
+    chapters = [chapter_of(3, 1), chapter_of(3, 2)]  # (the last one ends with "The End")
+    # When the book is published
+    pages = layout_of(agent, chapters)
+    # Then each chapter keeps to its one page, picture and all of its text
+    assert len(pages) == 1 + len(chapters)
+    for (text, pictures), index in zip(pages[1:], (1, 2), strict=True):
+        assert pictures == 1 and f"Chapter {index}" in text
+        assert all(f"Para{index}.{k}" in text for k in range(3))
+
+
+def test_a_long_chapter_spills_in_a_balanced_split(agent: PublisherAgent) -> None:
+    # Given chapters that run one, two and four pages past their first page
+    pages = layout_of(agent, [chapter_of(6, 1), chapter_of(9, 2), chapter_of(25, 3)])
+    # Then every page after the cover shows a picture or at least a third of a page of
+    # text (a five-line paragraph is about 250 characters): no stray lines
+    for text, pictures in pages[1:-1]:
+        assert pictures == 1 or len(text) >= 400, text
+    # And each chapter starts with its title, picture and first paragraph on one page
+    for index in (1, 2, 3):
+        first = next((text, n) for text, n in pages if f"Chapter {index}" in text)
+        assert first[1] == 1 and f"Para{index}.0" in first[0]
+
+
+def test_embedded_books_have_no_short_pages_without_a_picture(agent: PublisherAgent) -> None:
+    # Given a sample of books the embedded storyteller and painter make, one per age band,
+    # at every length (the full set is benchmarks/layout.py)
+    shapes = ((3, "2-4", 0), (6, "4-7", 1), (10, "8-12", 2), (6, "13-18", 3))
+    for chapters, age, plot in shapes:
+        payload = book_payload(PLOTS[plot * 7], chapters, age, seed=plot)
+        # When each is published
+        _, publications = publish(agent, payload)
+        pages = pages_of(publications["pdf"])
+        # Then no page but the last holds less than 200 characters without a picture
+        assert all(page.images or len(page.text.strip()) >= MIN_CHARS for page in pages[1:-1])
+        # And no page ends with a chapter title
+        titles = [str(c["title"]) for c in payload["chapters"]]  # type: ignore[attr-defined]
+        assert not any(page.text.strip().endswith(title) for page in pages for title in titles)
+
+
+def test_html_and_epub_keep_each_chapters_picture_with_its_title_and_text(
+        sample: tuple[list[dict[str, Any]], dict[str, bytes]]) -> None:
+    # Given the sample book's HTML and EPUB
+    html = sample[1]["html"].decode("utf-8")
+    archive, _, _ = epub_parts(sample[1]["epub"])
+    css = next(archive.read(n).decode() for n in archive.namelist() if n.endswith(".css"))
+    # Then the picture follows its title and comes before the first paragraph
+    assert re.search(r"<h2>[^<]*</h2>\n<figure>.*?</figure>\n<p>", html)
+    # And the stylesheets keep the title, the picture and the first paragraph together
+    assert re.search(r"h2 \{[^}]*break-after: avoid", html)
+    assert re.search(r"figure \{[^}]*break-inside: avoid[^}]*break-after: avoid", html)
+    assert re.search(r"h2 \{[^}]*break-after: avoid", css)
+    assert re.search(r"div\.picture \{[^}]*break-inside: avoid[^}]*break-after: avoid", css)

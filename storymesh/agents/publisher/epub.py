@@ -26,10 +26,16 @@ STYLESHEET: Final = """
 body { font-family: serif; line-height: 1.5; margin: 0 4%; }
 h1, h2 { color: #1d3557; text-align: center; }
 h1 { font-size: 2em; margin: 1em 0; }
-h2 { font-size: 1.6em; margin: 0.8em 0; }
+h2 { font-size: 1.6em; margin: 0.8em 0; page-break-after: avoid; break-after: avoid; }
 p { font-size: 1.15em; margin: 0 0 0.8em; text-indent: 0; }
 .byline { color: #6c757d; font-style: italic; text-align: center; }
-div.picture { text-align: center; margin: 1em 0; page-break-inside: avoid; }
+/* A chapter's title, picture and first paragraph stay together on a reader's page. */
+div.picture { text-align: center; margin: 1em 0; page-break-inside: avoid;
+  break-inside: avoid; page-break-after: avoid; break-after: avoid; }
+div.placeholder { page-break-inside: avoid; break-inside: avoid; page-break-after: avoid;
+  break-after: avoid; }
+div.picture + p, div.placeholder + p { page-break-before: avoid; break-before: avoid; }
+p { orphans: 2; widows: 2; }
 div.picture img { max-width: 100%; max-height: 60vh; }
 div.placeholder { border: 3px dashed #adb5bd; background: #f1f3f5; color: #6c757d;
   font-style: italic; text-align: center; padding: 4em 1em; margin: 1em 0; }

@@ -35,7 +35,14 @@ nav.toc a { color: #1d3557; }
 p { margin: 0 0 1rem; }
 .the-end { color: #1d3557; font-style: italic; font-weight: bold; font-size: 1.8rem;
   text-align: center; margin: 3rem 0; }
-@media print { section.chapter { break-before: page; } header.cover { min-height: auto; } }
+/* A chapter's title, picture and first paragraph stay together on a printed page. */
+h2 { break-after: avoid; page-break-after: avoid; }
+figure { break-inside: avoid; page-break-inside: avoid; break-after: avoid;
+  page-break-after: avoid; }
+section.chapter > figure + p { break-before: avoid; page-break-before: avoid; }
+p { orphans: 2; widows: 2; }
+@media print { section.chapter { break-before: page; } header.cover { min-height: auto; }
+  figure img { max-height: 55vh; width: auto; } }
 """
 
 

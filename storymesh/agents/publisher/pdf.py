@@ -1,10 +1,13 @@
 """PDF rendering with reportlab: the picture-book layout.
 
 Owns the PDF side of publishing: TrueType fonts (registered once, embedded as subsets), page
-sizes, the cover page (title, big centred picture, byline), chapter pages (title, picture
-scaled to fit, text flowing over as many pages as it needs), the page-number footer, the
-chapter outline and the document metadata. Output is deterministic (reportlab's `invariant`
-fixes the creation date and file ID), so the same book always gives the same bytes.
+sizes, the cover page (title, big centred picture, byline), chapter pages laid out like a
+picture book (`_plan_chapter`: a chapter a little too long for its page is fitted with a
+smaller picture, then tighter spacing; a longer one spills in a balanced split, so no page
+holds a stray line; the title and picture always share a page with the first paragraph),
+the page-number footer, the chapter outline and the document metadata. Output is
+deterministic (reportlab's `invariant` fixes the creation date and file ID), so the same book
+always gives the same bytes.
 """
 
 from __future__ import annotations
@@ -70,11 +73,17 @@ MARGIN_TOP: Final = 0.75 * inch
 MARGIN_BOTTOM: Final = 1.0 * inch  # the page number sits inside it
 # A chapter picture takes half the text area, or up to MAX share when the chapter's text is
 # short enough to fit beside it on one page (the usual picture-book page: a big picture and
-# a few sentences). Texts longer than SHORT_TEXT_CHARS are not measured: they flow anyway.
+# a few sentences); down to MIN share to keep a chapter on its one page.
 CHAPTER_PICTURE_SHARE: Final = 0.5
 CHAPTER_PICTURE_MAX_SHARE: Final = 0.72
-SHORT_TEXT_CHARS: Final = 1500
+CHAPTER_PICTURE_MIN_SHARE: Final = 0.3
+# A chapter over its page by up to this share of a page is fitted onto it; when text must
+# spill, the page it spills onto carries at least this share of a page of it.
+FIT_SHARE: Final = 1 / 3
 TITLE_GAP: Final = 16.0  # the rule under a chapter title, and the space under the picture
+# Measured heights are a hair off what the frame places; this much room is kept spare on
+# each page so a planned page never overflows by a line.
+SLACK: Final = 8.0
 
 # reportlab keeps fonts, TTF subsets and some settings in module globals: one build at a
 # time, even when the runtime serves several requests on several threads.
@@ -179,6 +188,7 @@ class _Styles:
     byline: ParagraphStyle
     chapter_title: ParagraphStyle
     body: ParagraphStyle
+    tight: ParagraphStyle  # the body, set closer, to keep a chapter on its page
     the_end: ParagraphStyle
     placeholder: ParagraphStyle
 
@@ -198,6 +208,8 @@ class _Styles:
             # 16/24 pt: large, airy type for reading aloud and early readers alike.
             body=ParagraphStyle("body", fontName=fonts.regular, fontSize=16, leading=24,
                                 alignment=TA_LEFT, textColor=INK, spaceAfter=10),
+            tight=ParagraphStyle("tight", fontName=fonts.regular, fontSize=15, leading=20,
+                                 alignment=TA_LEFT, textColor=INK, spaceAfter=6),
             the_end=ParagraphStyle("the_end", fontName=fonts.bold_italic, fontSize=22,
                                    leading=28, alignment=TA_CENTER, textColor=ACCENT,
                                    spaceBefore=30),
@@ -254,32 +266,111 @@ def _cover_story(book: Book, styles: _Styles) -> list[Any]:
 
 def _chapter_story(index: int, chapter: Chapter, styles: _Styles,
                    frame: tuple[float, float], last: bool) -> list[Any]:
+    """A chapter's flowables: title, rule, picture and text, cut into planned pages."""
     title = Paragraph(_markup(chapter.title), styles.chapter_title)
     title.storymesh_bookmark = (f"chapter-{index + 1}", chapter.title)
-    body = [Paragraph(_markup(text), styles.body) for text in chapter.paragraphs]
-    if last:
-        body.append(Paragraph("The End", styles.the_end))
+    plan = _plan_chapter(chapter, styles, title, frame, last)
     story: list[Any] = [] if index == 0 else [PageBreak()]
     story += [
         title,
         HRFlowable(width="25%", thickness=2, color=GOLD, spaceBefore=2, spaceAfter=TITLE_GAP - 2),
-        _PictureBox(chapter.picture, _picture_height(chapter, [title, *body], frame),
-                    _Placeholder(styles.placeholder)),
+        _PictureBox(chapter.picture, plan.picture_h, _Placeholder(styles.placeholder)),
         Spacer(1, TITLE_GAP),
     ]
-    return story + body
+    for page, chunk in enumerate(plan.pages):
+        story += ([PageBreak()] if page else []) + chunk
+    return story
 
 
-def _picture_height(chapter: Chapter, texts: list[Paragraph],
-                    frame: tuple[float, float]) -> float:
-    """How tall the chapter picture may be: bigger when the whole chapter fits one page."""
+@dataclass(frozen=True, slots=True)
+class _ChapterPlan:
+    """How one chapter is laid out: its picture's height and its text, page by page."""
+
+    picture_h: float
+    pages: list[list[Any]]
+
+
+def _body(chapter: Chapter, style: ParagraphStyle, styles: _Styles, last: bool) -> list[Any]:
+    body: list[Any] = [Paragraph(_markup(text), style) for text in chapter.paragraphs]
+    if last:
+        body.append(Paragraph("The End", styles.the_end))
+    return body
+
+
+def _height(flowable: Any, width: float) -> float:
+    """The room a flowable takes in a frame, its spacing included."""
+    style = getattr(flowable, "style", None)
+    space = (style.spaceBefore + style.spaceAfter) if style is not None else 0.0
+    return float(flowable.wrap(width, 1e6)[1]) + space
+
+
+def _plan_chapter(chapter: Chapter, styles: _Styles, title: Paragraph,
+                  frame: tuple[float, float], last: bool) -> _ChapterPlan:
+    """Fit the chapter on its first page if it is over by at most FIT_SHARE of a page (a
+    smaller picture first, then tighter spacing); else spill it in a balanced split."""
     width, height = frame
-    standard = height * CHAPTER_PICTURE_SHARE
-    if sum(len(text) for text in chapter.paragraphs) > SHORT_TEXT_CHARS:
-        return standard
-    used: float = 3 * TITLE_GAP + sum(
-        p.wrap(width, height)[1] + p.style.spaceBefore + p.style.spaceAfter for p in texts)
-    return max(standard, min(height - used - 1, height * CHAPTER_PICTURE_MAX_SHARE))
+    page = height - SLACK
+    head = _height(title, width) + 3 * TITLE_GAP
+
+    def picture(share: float) -> float:  # the height a picture of this share really takes
+        return _picture_size(chapter.picture, width, height * share)[1]
+
+    standard = picture(CHAPTER_PICTURE_SHARE)
+    for style in (styles.body, styles.tight):
+        body = _body(chapter, style, styles, last)
+        text = sum(_height(f, width) for f in body)
+        room = page - head - text
+        if room >= picture(CHAPTER_PICTURE_MIN_SHARE):  # it all fits on one page
+            grown = max(standard, picture(CHAPTER_PICTURE_MAX_SHARE))
+            return _ChapterPlan(min(grown, room), [body])
+        if head + standard + text - page > height * FIT_SHARE:
+            break  # far too long to squeeze: it spills
+    body = _body(chapter, styles.body, styles, last)
+    return _ChapterPlan(standard, _balanced_pages(body, width, page, page - head - standard))
+
+
+def _balanced_pages(body: list[Any], width: float, page: float, first: float
+                    ) -> list[list[Any]]:
+    """The text cut into pages: `first` points of it on the chapter's first page, then
+    full pages; when the last would carry less than FIT_SHARE of a page, earlier pages
+    give it some, so no page is a stray line."""
+    text = sum(_height(f, width) for f in body)
+    rest = text - first
+    spill = max(1, -int(-rest // page))  # pages after the first
+    tail = rest - (spill - 1) * page
+    want = min(page * FIT_SHARE, text / (spill + 1))
+    if tail < want:  # take what the last page lacks evenly from the pages before it
+        take = (want - tail) / spill
+        capacities = [first - take] + [page - take] * (spill - 1)
+    else:
+        capacities = [first] + [page] * (spill - 1)
+    pages: list[list[Any]] = []
+    queue = list(body)
+    for capacity in capacities:
+        chunk, queue = _take(queue, width, capacity)
+        pages.append(chunk)
+    pages.append(queue)
+    return [chunk for chunk in pages if chunk]
+
+
+def _take(queue: list[Any], width: float, capacity: float) -> tuple[list[Any], list[Any]]:
+    """The flowables that fit `capacity` points (splitting a paragraph by lines), and the
+    rest. A paragraph that cannot split stays whole on the next page."""
+    chunk: list[Any] = []
+    used = 0.0
+    for i, flowable in enumerate(queue):
+        need = _height(flowable, width)
+        if used + need <= capacity:
+            chunk.append(flowable)
+            used += need
+            continue
+        parts = flowable.split(width, capacity - used) if capacity - used > 0 else []
+        if len(parts) == 2:
+            return chunk + [parts[0]], [parts[1], *queue[i + 1:]]
+        if len(parts) == 1:  # it fits but for its space after, which a page end drops
+            return chunk + parts, queue[i + 1:]
+        return chunk, queue[i:]
+    return chunk, []
 
 
 def _markup(text: str) -> str:

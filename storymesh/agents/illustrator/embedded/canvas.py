@@ -159,6 +159,8 @@ class Canvas:
     def rect(self, x0: float, y0: float, x1: float, y1: float, rgb: RGB, *,
              radius: float = 0, glow: bool = False, line: bool = True) -> None:
         box = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+        # Pillow refuses corners rounder than the box (tiny parts of small pictures).
+        radius = max(0, min(radius, (box[2] - box[0]) / 2 - 1, (box[3] - box[1]) / 2 - 1))
         if self._casts_shadow(box):
             s = self._shadow
             self.draw.rounded_rectangle((box[0] + s, box[1] + s, box[2] + s, box[3] + s),
