@@ -116,3 +116,19 @@ def test_content_words_are_nouns_and_main_verbs_by_lemma() -> None:
     assert words.content_words("A girl named Priya repairs her grandfather's old clock") == [
         "girl", "priya", "repair", "grandfather", "clock"]
     assert words.missing_words("Two otters build a raft", ["The otter built rafts."]) == []
+
+
+def test_a_grandparent_goes_by_grandpa_not_grandpa_the_grandfather() -> None:
+    # Given a plot with a grandpa / When the book is written
+    text = " ".join(_book("Leo and his grandpa plant an apple tree in the backyard"))
+    # Then he is Grandpa, never "Grandpa the grandpa" or "Grandpa the grandfather"
+    assert "Grandpa" in text
+    assert "Grandpa the grand" not in text
+
+
+def test_a_plot_without_a_goal_takes_one_from_the_heros_feeling() -> None:
+    # Given a plot that says how the hero feels but not what they want
+    world = analyze("An old tractor is sad because the farmer bought a new one", themes=(),
+                    seed=0, target_age="4-7", art_style="children_book")
+    # Then the goal answers the feeling, not a goal of the setting's
+    assert world.goal == "feel happy again"

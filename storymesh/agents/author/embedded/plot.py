@@ -14,7 +14,7 @@ import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, Final
 
 from storymesh import vocabulary
 from storymesh.agents.author.embedded import lexicon as lx
@@ -379,6 +379,13 @@ def _trait_in(words: Sequence[str], hero_at: int, rng: random.Random) -> str:
     return anywhere[0] if anywhere else rng.choice(lx.DEFAULT_TRAITS)
 
 
+_MOOD_GOALS: Final = (("lonely", "make a new friend"), ("sad", "feel happy again"),
+                     ("unhappy", "feel happy again"),
+                     ("bored", "have some fun"),
+                     ("grumpy", "smile again"),
+                     ("afraid|scared|frightened", "be brave"))
+
+
 def _goal_in(plot: str, setting: str, rng: random.Random) -> tuple[str, str, str]:
     """(goal phrase, kind, object) from the plot, else a goal that suits the setting."""
     text = " ".join(plot.split())
@@ -389,7 +396,10 @@ def _goal_in(plot: str, setting: str, rng: random.Random) -> tuple[str, str, str
         goal = _clean_goal(shape.format(_GOAL_CUT.split(match.group(1), maxsplit=1)[0]))
         if len(goal.split()) >= 2:
             return (goal, *_goal_kind(goal))
-    goal = rng.choice(lx.SETTINGS[setting].goals)
+    # No goal said: the hero's feeling asks for one ("an old tractor is sad" -> be happy).
+    feeling = next((goal for word, goal in _MOOD_GOALS
+                    if re.search(rf"\b{word}\b", text, re.IGNORECASE)), "")
+    goal = feeling or rng.choice(lx.SETTINGS[setting].goals)
     return (goal, *_goal_kind(goal))
 
 

@@ -398,8 +398,19 @@ def write_chapter(world: World, arc: Sequence[Sequence[str]], index: int, *, tit
         reflection = tp.render(rng.choice(tp.REFLECTIONS[scene.shown]), level, slots)
         if reflection:
             paragraphs.insert(max(1, len(paragraphs) - 1), reflection)
+    for character in (world.hero, world.friend):
+        paragraphs = [_no_echo(text, character) for text in paragraphs]
+        title = _no_echo(title, character)
     return ChapterDraft(title=title, paragraphs=tuple(paragraphs),
                         picture_prompt=picture_prompt(world, scene, slots))
+
+
+def _no_echo(text: str, character: Character) -> str:
+    """"Grandpa the grandfather" is just "Grandpa": a name that is its kind's own word."""
+    name, noun = character.name, character.kind.noun
+    if lx.SPECIES_ALIASES.get(name.lower(), name.lower()) not in (character.species, noun):
+        return text
+    return text.replace(f"{name} the {noun}", name)
 
 
 def _tell_plot(world: World, beat: str, slots: Mapping[str, str],
