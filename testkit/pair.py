@@ -1,6 +1,10 @@
-"""A broker pair in this process for the tests: a primary and a backup BrokerServer on tcp
-loopback, each one's state link optionally through a `TcpRelay` the test can cut, and echo
-agents and clients given both endpoints.
+"""A broker pair for the tests and benchmarks: a primary and a backup on tcp loopback, each
+one's state link optionally through a `TcpRelay` the test can cut.
+
+- `BrokerPair`: two BrokerServers in threads of this process, with echo agents and clients
+  given both endpoints;
+- `ProcessPair`: two `storymesh broker --ha ...` daemons spawned by a `Spawner`, killed and
+  restarted for real.
 
     with BrokerPair(relay=True) as pair:
         pair.wait_states("active", "passive")
@@ -21,8 +25,12 @@ import zmq
 from storymesh.agents.echo import EchoAgent
 from storymesh.broker.server import BrokerServer
 from storymesh.runtime.client import Client
+from storymesh.settings import Settings
 from testkit.mesh import (
+    START_TIMEOUT,
     WAIT,
+    Proc,
+    Spawner,
     fast_settings,
     free_endpoint,
     free_port,
@@ -37,26 +45,46 @@ from testkit.relay import TcpRelay
 ROLES = ("primary", "backup")
 
 
-class BrokerPair:
+class _Endpoints:
+    """A pair's endpoints: clients' and state, each state link maybe through a relay."""
+
+    def __init__(self, relay: bool) -> None:
+        self.endpoints = {role: free_endpoint() for role in ROLES}
+        ports = {role: free_port() for role in ROLES}
+        self.relays: list[TcpRelay] = []
+        heard_at = dict(ports)  # each broker subscribes to the other's port, or a relay's
+        if relay:
+            for role in ROLES:
+                r = TcpRelay(ports[role]).start()
+                self.relays.append(r)
+                heard_at[role] = r.port
+        self.state = {role: f"tcp://127.0.0.1:{ports[role]}" for role in ROLES}
+        self.peer_state = {"primary": f"tcp://127.0.0.1:{heard_at['backup']}",
+                           "backup": f"tcp://127.0.0.1:{heard_at['primary']}"}
+
+    @property
+    def broker(self) -> str:
+        """What peers are given: both endpoints, the primary's first."""
+        return ",".join(self.endpoints[role] for role in ROLES)
+
+    def cut_link(self) -> None:
+        """Stop the relays: each broker stops hearing the other, both keep serving."""
+        for r in self.relays:
+            r.stop()
+
+    @staticmethod
+    def other(role: str) -> str:
+        return ROLES[1 - ROLES.index(role)]
+
+
+class BrokerPair(_Endpoints):
     """Two brokers of a pair in threads of this process, and the agents served by them."""
 
     def __init__(self, *, relay: bool = False, **flags: Any) -> None:
+        super().__init__(relay)
         self.flags = flags
         self.context: zmq.Context[Any] = zmq.Context()
-        self.endpoints = {role: free_endpoint() for role in ROLES}
-        state_ports = {role: free_port() for role in ROLES}
-        self.relays: list[TcpRelay] = []
-        # each broker subscribes to the other's state port, or to a relay in front of it
-        heard_at = dict(state_ports)
-        if relay:
-            for role in ROLES:
-                r = TcpRelay(state_ports[role]).start()
-                self.relays.append(r)
-                heard_at[role] = r.port
-        self.state = {role: f"tcp://127.0.0.1:{state_ports[role]}" for role in ROLES}
-        self.peer_state = {"primary": f"tcp://127.0.0.1:{heard_at['backup']}",
-                           "backup": f"tcp://127.0.0.1:{heard_at['primary']}"}
-        self.servers: dict[str, BrokerServer | None] = {role: None for role in ROLES}
+        self.servers: dict[str, BrokerServer | None] = dict.fromkeys(ROLES)
         self.stop_event = threading.Event()
         self._stops: list[threading.Event] = [self.stop_event]
         self.threads: list[threading.Thread] = []
@@ -64,12 +92,7 @@ class BrokerPair:
             self.start(role)
         self.settings = fast_settings(broker=self.broker, **flags)
 
-    @property
-    def broker(self) -> str:
-        """What peers are given: both endpoints, the primary's first."""
-        return ",".join(self.endpoints[role] for role in ROLES)
-
-    def broker_settings(self, role: str) -> Any:
+    def broker_settings(self, role: str) -> Settings:
         return fast_settings(bind=self.endpoints[role], ha=role, ha_bind=self.state[role],
                              ha_peer=self.peer_state[role], **self.flags)
 
@@ -92,11 +115,6 @@ class BrokerPair:
         if server is not None:
             server.stop()
             self.servers[role] = None
-
-    def cut_link(self) -> None:
-        """Stop the relays: each broker stops hearing the other, both keep serving."""
-        for r in self.relays:
-            r.stop()
 
     # observation
 
@@ -153,3 +171,71 @@ class BrokerPair:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class ProcessPair(_Endpoints):
+    """Two `storymesh broker --ha` daemons spawned by `spawner`, with their own heartbeat."""
+
+    def __init__(self, spawner: Spawner, *, heartbeat: float, liveness: int,
+                 relay: bool = False, log_level: str = "info") -> None:
+        super().__init__(relay)
+        self.spawner = spawner
+        self.heartbeat = heartbeat
+        self.liveness = liveness
+        self.log_level = log_level
+        self.procs: dict[str, Proc | None] = dict.fromkeys(ROLES)
+        self.settings = fast_settings(broker=self.broker, heartbeat_interval=heartbeat,
+                                      liveness=liveness)
+
+    @property
+    def liveness_s(self) -> float:
+        return self.heartbeat * self.liveness
+
+    def flags(self) -> list[str]:
+        """What every daemon of the test is given besides its own flags."""
+        return ["--heartbeat-interval", str(self.heartbeat), "--liveness", str(self.liveness),
+                "--config", "/dev/null", "--log-level", self.log_level]
+
+    def start(self, role: str) -> Proc:
+        """Spawn one broker and wait until it answers MMI (a passive one does)."""
+        proc = self.spawner.spawn(
+            f"broker-{role}", "broker", "--bind", self.endpoints[role], "--ha", role,
+            "--ha-bind", self.state[role], "--ha-peer", self.peer_state[role], *self.flags())
+        self.procs[role] = proc
+        self.spawner.wait_until(lambda: self.snapshot(role) is not None, START_TIMEOUT,
+                                f"the {role} broker answering")
+        return proc
+
+    def start_both(self) -> None:
+        for role in ROLES:
+            self.start(role)
+        self.wait_states("active", "passive")
+
+    def kill(self, role: str) -> None:
+        """SIGKILL one broker and reap it."""
+        proc = self.procs[role]
+        assert proc is not None, f"the {role} broker is not running"
+        proc.kill()
+        self.procs[role] = None
+
+    def snapshot(self, role: str, timeout: float = 0.5) -> dict[str, Any] | None:
+        return snapshot(self.endpoints[role], self.settings, timeout)
+
+    def pair_state(self, role: str) -> str | None:
+        snap = self.snapshot(role)
+        return None if snap is None else str(snap["pair"]["state"])
+
+    def active(self) -> str | None:
+        """The role of the broker that says it is active (None: neither answers so)."""
+        return next((role for role in ROLES if self.pair_state(role) == "active"), None)
+
+    def wait_states(self, primary: str | None, backup: str | None,
+                    timeout: float = START_TIMEOUT) -> None:
+        wanted = {"primary": primary, "backup": backup}
+        self.spawner.wait_until(
+            lambda: all(s is None or self.pair_state(r) == s for r, s in wanted.items()),
+            timeout, f"pair states {wanted}")
+
+    def client(self, *, timeout: float = WAIT, retries: int = 1) -> Client:
+        """A client (own context) given both endpoints."""
+        return new_client(self.broker, self.settings, timeout=timeout, retries=retries)

@@ -41,7 +41,10 @@ ConfigOpt = Annotated[
 BindOpt = Annotated[
     Optional[str], typer.Option("--bind", help="endpoint to bind, e.g. tcp://127.0.0.1:5555")
 ]
-BrokerOpt = Annotated[Optional[str], typer.Option("--broker", help="broker endpoint to connect to")]
+BrokerOpt = Annotated[
+    Optional[str],
+    typer.Option("--broker", help="broker endpoint to connect to (a pair: both, comma-separated)"),
+]
 LogLevelOpt = Annotated[Optional[str], typer.Option("--log-level", help="debug|info|warning|error")]
 LogFormatOpt = Annotated[Optional[str], typer.Option("--log-format", help="text|json")]
 TimeoutOpt = Annotated[
@@ -105,6 +108,15 @@ def broker(
             "--roles", help="with keys: roles TOML file (default: every allowed key has every role)"
         ),
     ] = None,
+    ha: Annotated[
+        Optional[str], typer.Option("--ha", help="one of a broker pair: primary or backup")
+    ] = None,
+    ha_bind: Annotated[
+        Optional[str], typer.Option("--ha-bind", help="pair: the state endpoint to bind")
+    ] = None,
+    ha_peer: Annotated[
+        Optional[str], typer.Option("--ha-peer", help="pair: the other broker's state endpoint")
+    ] = None,
     config: ConfigOpt = None,
     log_level: LogLevelOpt = None,
     log_format: LogFormatOpt = None,
@@ -126,6 +138,9 @@ def broker(
         curve_secret=curve_secret,
         allow_dir=allow_dir,
         roles=roles,
+        ha=ha,
+        ha_bind=ha_bind,
+        ha_peer=ha_peer,
         log_level=log_level,
         log_format=log_format,
     )

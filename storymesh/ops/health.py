@@ -7,6 +7,12 @@ Two readings of the same question:
   keys are on) and `health_report` turns it into the JSON that `storymesh health --json`
   prints and the HTTP gateway's `GET /health` serves:
   `{"status": "healthy"|"degraded"|"down", "services": {NAME: {workers, idle, busy, queue}}}`.
+
+With a list of brokers (a pair) each endpoint is asked on its own, and the mesh is as healthy
+as the best of them: the active broker serving the services makes it healthy, whatever the
+passive one says (it has no workers). The JSON then adds `brokers`: each endpoint's pair
+state (`active`, `passive`, ..., `alone` for a broker without a pair, or `down`) and its
+fail-overs.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any
 from storymesh.core import schema
 from storymesh.errors import RequestTimeout
 from storymesh.runtime.client import Client
-from storymesh.settings import Settings
+from storymesh.settings import Settings, endpoints
 from storymesh.story.local import SERVICES as STORY_SERVICES
 
 __all__ = ["STORY_SERVICES", "HealthReport", "check_health", "health_report", "read_health"]
@@ -34,6 +40,7 @@ class HealthReport:
 
     status: str
     services: dict[str, dict[str, int]] = field(default_factory=dict)
+    brokers: dict[str, dict[str, Any]] = field(default_factory=dict)  # a pair: per endpoint
 
     @property
     def exit_code(self) -> int:
@@ -41,6 +48,8 @@ class HealthReport:
         return _EXIT[self.status]
 
     def as_json(self) -> dict[str, Any]:
+        if self.brokers:
+            return {"status": self.status, "services": self.services, "brokers": self.brokers}
         return {"status": self.status, "services": self.services}
 
 
@@ -66,18 +75,51 @@ def read_health(settings: Settings, services: Sequence[str], timeout: float) -> 
 
     A refusal (`forbidden` without the admin role) is raised as `RequestFailed`.
     """
-    with Client(settings.broker, settings=settings.peer_section(), timeout=timeout,
+    listed = endpoints(settings.broker)
+    snapshots = {endpoint: _snapshot(settings, endpoint, timeout) for endpoint in listed}
+    if len(listed) == 1:
+        return health_report(snapshots[listed[0]], services)
+    reports = [health_report(snap, services) for snap in snapshots.values()]
+    # the active broker's report; failing that, the best any broker gives
+    active = [r for r, snap in zip(reports, snapshots.values(), strict=True)
+              if snap is not None and _pair_state(snap) in ("active", "alone")]
+    best = min(active or reports, key=lambda r: r.exit_code)
+    brokers = {endpoint: {"state": "down" if snap is None else _pair_state(snap),
+                          "failovers": None if snap is None or not snap.get("pair")
+                          else snap["pair"]["failovers"]}
+               for endpoint, snap in snapshots.items()}
+    return HealthReport(best.status, best.services, brokers)
+
+
+def _snapshot(settings: Settings, endpoint: str, timeout: float) -> dict[str, Any] | None:
+    with Client(endpoint, settings=settings.peer_section(), timeout=timeout,
                 retries=1) as client:
         try:
-            snapshot = client.snapshot()
+            return client.snapshot()
         except RequestTimeout:
-            snapshot = None
-    return health_report(snapshot, services)
+            return None
+
+
+def _pair_state(snapshot: Mapping[str, Any]) -> str:
+    pair = snapshot.get("pair")
+    return "alone" if not pair else str(pair.get("state"))
 
 
 def check_health(settings: Settings, services: list[str], timeout: float) -> tuple[int, str]:
-    """(exit code, reason): 0 healthy, 1 degraded (a service has no worker), 2 broker down."""
-    with Client(settings.broker, settings=settings.peer_section(), timeout=timeout,
+    """(exit code, reason): 0 healthy, 1 degraded (a service has no worker), 2 broker down.
+    With a list of brokers, the best answer of any of them (the active one's)."""
+    listed = endpoints(settings.broker)
+    results = [_check_one(settings, endpoint, services, timeout) for endpoint in listed]
+    code, reason = min(results)
+    if len(listed) > 1:
+        others = "; ".join(r for c, r in results if (c, r) != (code, reason))
+        reason = f"{reason} (other broker: {others})" if others else reason
+    return code, reason
+
+
+def _check_one(settings: Settings, endpoint: str, services: list[str],
+               timeout: float) -> tuple[int, str]:
+    with Client(endpoint, settings=settings.peer_section(), timeout=timeout,
                 retries=1) as client:
         missing = []
         for name in services or ["mmi.service"]:
@@ -85,11 +127,11 @@ def check_health(settings: Settings, services: list[str], timeout: float) -> tup
             if found is None:
                 return (
                     schema.EXIT_DOWN,
-                    f"down: broker {settings.broker} did not answer within {timeout:g} s",
+                    f"down: broker {endpoint} did not answer within {timeout:g} s",
                 )
             if not found and services:
                 missing.append(name)
     if missing:
         return schema.EXIT_DEGRADED, f"degraded: no workers for {', '.join(missing)}"
     listed = f" ({', '.join(services)} served)" if services else ""
-    return schema.EXIT_OK, f"healthy: broker {settings.broker} answers{listed}"
+    return schema.EXIT_OK, f"healthy: broker {endpoint} answers{listed}"

@@ -23,7 +23,7 @@ With a list of brokers (a broker pair, `broker = "tcp://a:5555,tcp://b:5555"`) e
 talks to one at a time: when its link drops (silence, or the DISCONNECT a passive broker
 answers READY with) it re-registers with the next endpoint, at once within a round of the
 list and after the backoff when the round comes back to where it started; a connection that
-has heard nothing is given up after two heartbeat intervals instead of the whole liveness.
+has heard nothing is given up after 1.5 heartbeat intervals instead of the whole liveness.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ class WorkerRuntime:
         self._poller.register(self._wake, zmq.POLLIN)
         interval = self.settings.heartbeat_interval
         # a list of brokers: a live broker heartbeats a new worker within one interval
-        probe = 2 * interval if len(self.endpoints) > 1 else None
+        probe = 1.5 * interval if len(self.endpoints) > 1 else None
         if self.nslots > 1 and type(self.agent).handle_batch is not Agent.handle_batch:
             self.batcher = Batcher(self.agent, self.nslots)
             self.batcher.start()

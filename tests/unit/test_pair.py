@@ -218,7 +218,7 @@ def test_standing_down_fails_held_requests_not_active_and_disconnects_workers() 
     # When the primary is heard active again (a healed split)
     sends = core.on_peer_state(b"active", 11.0)
     # Then both clients get not_active, the worker DISCONNECT, and nothing is held
-    by_peer = {ident: frames for ident, frames in sends}
+    by_peer = dict(sends)
     assert error_code(by_peer[b"c1"]) == error_code(by_peer[b"c2"]) == "not_active"
     assert by_peer[b"w1"] == mdp.encode(mdp.Disconnect())
     assert core.gated and not core.workers and not core.services and core.queued() == 0
