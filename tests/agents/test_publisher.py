@@ -248,11 +248,37 @@ def test_pdf_metadata_and_outline(
 
 def test_pdf_fonts_are_all_embedded_truetype(
         sample: tuple[list[dict[str, Any]], dict[str, bytes]]) -> None:
-    # Given the sample book's PDF, Then every font it uses is Vera, embedded
+    # Given the sample book's PDF, Then every font it uses is DejaVu Sans, embedded
     fonts = fonts_of(pdf_reader(sample[1]["pdf"]))
     assert fonts, "the PDF uses no font at all"
     assert all(fonts.values()), f"not embedded: {[n for n, e in fonts.items() if not e]}"
-    assert all("BitstreamVeraSans" in name for name in fonts)
+    assert all("DejaVuSans" in name for name in fonts)
+
+
+def test_pdf_prints_accented_latin_greek_and_cyrillic(agent: PublisherAgent) -> None:
+    # Given a book in French, Greek and Russian
+    texts = ("Élodie et le château où l'hiver dort, garçon", "Η μικρή χελώνα ήθελε να τρέξει",
+             "Маленькая черепаха хотела бежать")
+    payload = sample_payload() | {"formats": ["pdf"], "title": "Ça, Ψ, Ж", "chapters": [
+        {"title": f"Chapitre {i}", "text": text, "png": make_png(i)}
+        for i, text in enumerate(texts)]}
+    # When it is published with the default font
+    _, publications = publish(agent, payload)
+    # Then every text reads back from the PDF as it was written
+    printed = " ".join(page_texts(pdf_reader(publications["pdf"])))
+    assert all(text in printed for text in texts)
+    assert "Ça, Ψ, Ж" in printed
+
+
+def test_text_the_font_cannot_draw_is_a_clear_error_naming_font_path(
+        agent: PublisherAgent) -> None:
+    # Given a chapter in Japanese, which DejaVu Sans does not cover
+    payload = sample_payload() | {"formats": ["pdf"], "chapters": [
+        {"title": "亀の夢", "text": "小さな亀は走りたかった。", "png": make_png(1)}]}
+    # When it is published / Then it is refused, naming the option that fixes it
+    with pytest.raises(FatalAgentError, match="font_path") as caught:
+        publish(agent, payload)
+    assert caught.value.code == "bad_request" and "U+304B" in str(caught.value)  # か
 
 
 def test_page_numbers_on_chapter_pages_but_not_the_cover(

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any, Final
 from xml.sax.saxutils import escape
 
-import reportlab
 from reportlab.lib.colors import HexColor
 from reportlab.lib.enums import TA_CENTER, TA_LEFT
 from reportlab.lib.pagesizes import A4, LETTER
@@ -54,10 +53,11 @@ PAGE_SIZES: Final[dict[str, tuple[float, float]]] = {
     "square": (8.5 * inch, 8.5 * inch),  # the classic square picture-book trim
 }
 
-# Bitstream Vera ships inside the reportlab wheel, so it exists wherever reportlab does.
-_VERA_DIR: Final = os.path.join(os.path.dirname(reportlab.__file__), "fonts")
-_VERA: Final = {"regular": "Vera.ttf", "bold": "VeraBd.ttf", "italic": "VeraIt.ttf",
-                "bold_italic": "VeraBI.ttf"}
+# DejaVu Sans (Latin with accents, Greek, Cyrillic; the Bitstream Vera licence, in
+# fonts/LICENSE) ships in this package, so `make run` needs no system font.
+_FONT_DIR: Final = os.path.join(os.path.dirname(__file__), "fonts")
+_DEJAVU: Final = {"regular": "DejaVuSans.ttf", "bold": "DejaVuSans-Bold.ttf",
+                  "italic": "DejaVuSans-Oblique.ttf", "bold_italic": "DejaVuSans-BoldOblique.ttf"}
 
 INK: Final = HexColor("#2b2d42")
 ACCENT: Final = HexColor("#1d3557")
@@ -99,6 +99,7 @@ class PdfFonts:
     italic: str
     bold_italic: str
     source: str
+    covers: frozenset[int] = frozenset()  # the code points every role's font can draw
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,12 +116,12 @@ def register_fonts(font_path: str | None = None) -> PdfFonts:
     Raises ConfigError naming `font_path` when the file is missing or not a usable TTF.
     """
     if font_path is None:
-        paths = {role: os.path.join(_VERA_DIR, name) for role, name in _VERA.items()}
-        prefix, source = "StorymeshVera", "Bitstream Vera (reportlab)"
+        paths = {role: os.path.join(_FONT_DIR, name) for role, name in _DEJAVU.items()}
+        prefix, source = "StorymeshDejaVu", "DejaVu Sans (storymesh)"
     else:
         if not os.path.isfile(font_path):
             raise ConfigError(f"font_path: no such font file {font_path!r}")
-        paths = dict.fromkeys(_VERA, font_path)
+        paths = dict.fromkeys(_DEJAVU, font_path)
         # Font names are global in reportlab: derive one per file so two fonts never clash.
         digest = hashlib.sha1(os.path.abspath(font_path).encode()).hexdigest()[:10]
         prefix, source = f"StorymeshFont{digest}", font_path
@@ -129,7 +130,9 @@ def register_fonts(font_path: str | None = None) -> PdfFonts:
         _register_ttf(names[role], path, font_path)
     pdfmetrics.registerFontFamily(prefix, normal=names["regular"], bold=names["bold"],
                                   italic=names["italic"], boldItalic=names["bold_italic"])
-    return PdfFonts(source=source, **names)
+    covers = frozenset.intersection(*(frozenset(pdfmetrics.getFont(name).face.charToGlyph)
+                                      for name in names.values()))
+    return PdfFonts(source=source, covers=covers, **names)
 
 
 def _register_ttf(name: str, path: str, font_path: str | None) -> None:
@@ -139,15 +142,20 @@ def _register_ttf(name: str, path: str, font_path: str | None) -> None:
         pdfmetrics.registerFont(TTFont(name, path))
     except (TTFError, OSError, ValueError) as exc:
         if font_path is None:
-            raise ConfigError(f"reportlab's bundled font {path!r} is unusable ({exc}); "
-                              "reinstall reportlab: pip install --force-reinstall reportlab"
+            raise ConfigError(f"the publisher's font {path!r} is unusable ({exc}); "
+                              "reinstall storymesh, or set the publisher's font_path"
                               ) from exc
         raise ConfigError(f"font_path: {font_path!r} is not a usable TrueType font ({exc})"
                           ) from exc
 
 
 def render_pdf(book: Book, layout: PdfLayout) -> bytes:
-    """Render the book as a PDF picture book and return the file's bytes."""
+    """Render the book as a PDF picture book and return the file's bytes.
+
+    Raises FatalAgentError("bad_request") naming `font_path` when the book's text has
+    characters its font cannot draw (they would print as empty boxes).
+    """
+    _check_coverage(book, layout.fonts)
     width, height = PAGE_SIZES[layout.page_size]
     styles = _Styles.build(layout.fonts, book.title)
     out = io.BytesIO()
@@ -178,6 +186,19 @@ def render_pdf(book: Book, layout: PdfLayout) -> bytes:
         # A layout that cannot be built fails the same way every time: not worth a retry.
         raise FatalAgentError("internal", f"the PDF could not be laid out: {exc}") from exc
     return out.getvalue()
+
+
+def _check_coverage(book: Book, fonts: PdfFonts) -> None:
+    texts = [book.title, book.byline or "", "The End"]
+    texts += [t for chapter in book.chapters for t in (chapter.title, *chapter.paragraphs)]
+    missing = sorted({ch for text in texts for ch in text
+                      if ord(ch) not in fonts.covers and not ch.isspace() and ch.isprintable()})
+    if fonts.covers and missing:
+        shown = " ".join(f"{ch} (U+{ord(ch):04X})" for ch in missing[:8])
+        raise FatalAgentError(
+            "bad_request", f"the PDF font, {fonts.source}, cannot draw {len(missing)} of the "
+            f"book's characters: {shown}{' ...' if len(missing) > 8 else ''}; set the "
+            "publisher's font_path to a TrueType font that covers this script")
 
 
 @dataclass(frozen=True, slots=True)
