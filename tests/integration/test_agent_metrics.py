@@ -140,8 +140,15 @@ def test_a_story_moves_every_agents_series(metered: MetricsMesh) -> None:
     assert first.up
     # When a three-chapter story runs to its book
     run_story(metered)
-    after = {name: wait_for(lambda n=name: metered.scrape(n), what=name)
-             for name in metered.exporters}
+
+    def settled() -> dict[str, Samples] | None:
+        # a runtime counts a request just after sending its FINAL: wait for the last ones
+        now_seen = {name: metered.scrape(name) for name in metered.exporters}
+        done = total(now_seen["illustrator"], "storymesh_agent_requests_total") - total(
+            before["illustrator"], "storymesh_agent_requests_total")
+        return now_seen if done >= 4 else None
+
+    after = wait_for(settled, what="the illustrator's last request counted")
 
     def moved(name: str, metric: str, **labels: str) -> float:
         return total(after[name], metric, **labels) - total(before[name], metric, **labels)
