@@ -47,11 +47,15 @@ BROKER_COUNTERS: dict[str, str] = {
 }
 # Broker counters that are error replies, exported as storymesh_broker_errors_total{code}.
 ERROR_COUNTERS = ("busy", "expired", "worker_lost", "no_such_service", "too_large",
-                  "bad_request", "shutting_down", "internal")
+                  "bad_request", "shutting_down", "internal", "not_active")
 
 METRICS: dict[str, str] = {
     "storymesh_broker_up": "gauge: 1 while the broker serves",
     "storymesh_broker_uptime_seconds": "gauge: seconds since the broker started",
+    "storymesh_broker_active": "gauge{role}: 1 while this broker serves (alone, or the active "
+                               "one of a pair), 0 while passive",
+    "storymesh_broker_failovers_total": "counter{role}: times this broker of a pair became "
+                                        "active from passive",
     **{f"storymesh_broker_{k}_total": f"counter: {v}" for k, v in BROKER_COUNTERS.items()},
     "storymesh_broker_errors_total": "counter{code}: error FINALs the broker itself sent",
     "storymesh_service_workers": "gauge{service}: registered workers",
@@ -91,6 +95,7 @@ class _SnapshotCollector(Collector):
         yield GaugeMetricFamily("storymesh_broker_up", "1 while the broker serves", value=1)
         yield GaugeMetricFamily("storymesh_broker_uptime_seconds",
                                 "seconds since the broker started", value=snap["uptime"])
+        yield from self._pair(snap.get("pair"))
         counters: dict[str, int] = snap.get("counters", {})
         for name, doc in BROKER_COUNTERS.items():
             yield CounterMetricFamily(f"storymesh_broker_{name}", doc,
@@ -102,6 +107,17 @@ class _SnapshotCollector(Collector):
         yield errors
         yield from self._services(snap.get("services", {}))
         yield from self._workers(snap.get("workers", []))
+
+    @staticmethod
+    def _pair(pair: dict[str, Any] | None) -> Iterator[Metric]:
+        role = "alone" if not pair else str(pair["role"])
+        active = GaugeMetricFamily("storymesh_broker_active", "1 while this broker serves, "
+                                   "0 while it is the passive one of a pair", labels=["role"])
+        active.add_metric([role], 1 if not pair or pair["state"] == "active" else 0)
+        failovers = CounterMetricFamily("storymesh_broker_failovers", "times this broker of "
+                                        "a pair became active from passive", labels=["role"])
+        failovers.add_metric([role], 0 if not pair else pair["failovers"])
+        yield from (active, failovers)
 
     @staticmethod
     def _services(services: dict[str, dict[str, Any]]) -> Iterator[Metric]:

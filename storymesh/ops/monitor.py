@@ -13,6 +13,10 @@ Three layers, so the view is testable without a terminal:
 - `Observation` is what one poll saw (pure data), and `rates()` turns two of them into
   messages per second.
 - `render(observation)` is a pure function from that data to a rich renderable.
+
+With a list of brokers (a pair) the poller asks each one for its snapshot on its own socket;
+the view shows every broker's pair state and fail-overs, and the services, workers and
+stories of the active one.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from rich.text import Text
 from storymesh.core import schema
 from storymesh.errors import RequestFailed, RequestTimeout, StorymeshError
 from storymesh.runtime.client import Client
-from storymesh.settings import Settings
+from storymesh.settings import Settings, endpoints
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +73,20 @@ class Observation:
     messages_per_s: float | None = None
     # per agent metrics address ("host:port"): rates from its /metrics, when it answers
     agents: dict[str, dict[str, float]] = field(default_factory=dict)
+    # a broker pair: each endpoint's `endpoint`, `up`, `state`, `failovers`, `error`
+    brokers: list[dict[str, Any]] | None = None
 
     @property
     def up(self) -> bool:
         return self.snapshot is not None
 
     def as_json(self) -> dict[str, Any]:
-        return {"broker": self.broker, "up": self.up, "at": self.at, "error": self.error,
-                "messages_per_s": self.messages_per_s, "snapshot": self.snapshot,
-                "stories": self.stories, "agents": self.agents}
+        out = {"broker": self.broker, "up": self.up, "at": self.at, "error": self.error,
+               "messages_per_s": self.messages_per_s, "snapshot": self.snapshot,
+               "stories": self.stories, "agents": self.agents}
+        if self.brokers is not None:
+            out["brokers"] = self.brokers
+        return out
 
 
 def rates(previous: Observation | None, current: Observation) -> float | None:
@@ -225,11 +234,25 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+def _pair_lines(obs: Observation) -> list[Text]:
+    """One line per broker of a pair: its state and fail-overs, or why it is down."""
+    lines = []
+    for b in obs.brokers or []:
+        if not b["up"]:
+            lines.append(Text.assemble("\n", ("down", "red"), f"  {b['endpoint']}: ",
+                                       (b.get("error") or "no answer", "red")))
+            continue
+        style = "bold green" if b["state"] in ("active", "alone") else "yellow"
+        lines.append(Text.assemble("\n", (str(b["state"]), style), f"  {b['endpoint']}"
+                                   f"  fail-overs {b.get('failovers') or 0}"))
+    return lines
+
+
 def _broker_panel(obs: Observation) -> Panel:
     if obs.snapshot is None:
         since = f" for {_age(obs.at - obs.down_since)}" if obs.down_since else ""
         text = Text.assemble(("DOWN", "bold red"), f"  broker {obs.broker}{since}: ",
-                             (obs.error or "no answer", "red"))
+                             (obs.error or "no answer", "red"), *_pair_lines(obs))
         return Panel(text, title="broker", border_style="red")
     snap = obs.snapshot
     c = snap.get("counters", {})
@@ -242,8 +265,8 @@ def _broker_panel(obs: Observation) -> Panel:
         f"requests {c.get('requests', 0)}  replies {c.get('replies', 0)}  "
         f"partials {c.get('partials', 0)}  messages/s {rate}  errors {errors}  "
         f"re-dispatched {c.get('redispatched', 0)}  workers expired "
-        f"{c.get('workers_expired', 0)}  malformed {c.get('malformed', 0)}")
-    return Panel(text, title="broker", border_style="green")
+        f"{c.get('workers_expired', 0)}  malformed {c.get('malformed', 0)}", *_pair_lines(obs))
+    return Panel(text, title="broker pair" if obs.brokers else "broker", border_style="green")
 
 
 def _services_table(snap: dict[str, Any]) -> Table:
@@ -352,7 +375,9 @@ class Poller:
         self.context = context  # a caller's own context (needed to reach inproc://)
         self.timeout = timeout
         self.clock = clock
-        self._client: Client | None = None
+        self.endpoints = endpoints(settings.broker)
+        self._clients: dict[str, Client] = {}
+        self._endpoint = self.endpoints[0]  # the broker whose services are shown
         self._last: Observation | None = None
         self._down_since: float | None = None
         self._stories: list[dict[str, Any]] | None = None
@@ -360,15 +385,11 @@ class Poller:
 
     def poll(self) -> Observation:
         now = self.clock()
-        obs = Observation(self.settings.broker, now)
-        try:
-            obs.snapshot = self._call_snapshot()
-        except RequestTimeout:
-            self._reset()  # a fresh socket next time: nothing stale is left queued on it
-            obs.error = f"no answer within {self.timeout:g} s"
-        except (RequestFailed, StorymeshError) as exc:
-            self._reset()
-            obs.error = str(exc) or type(exc).__name__
+        if len(self.endpoints) == 1:
+            obs = Observation(self.settings.broker, now)
+            obs.snapshot, obs.error = self._snapshot_of(self._endpoint)
+        else:
+            obs = self._poll_pair(now)
         if obs.snapshot is None:
             self._down_since = self._down_since or now
             obs.down_since = self._down_since
@@ -382,14 +403,46 @@ class Poller:
             self._last = obs
         return obs
 
-    def _connect(self) -> Client:
-        if self._client is None:
-            self._client = Client(self.settings.broker, settings=self.settings.peer_section(),
-                                  context=self.context, timeout=self.timeout, retries=1)
-        return self._client
+    def _poll_pair(self, now: float) -> Observation:
+        """Every broker of the list; the active one's snapshot is the one shown."""
+        brokers, shown = [], None
+        for endpoint in self.endpoints:
+            snap, error = self._snapshot_of(endpoint)
+            pair = (snap or {}).get("pair") or {}
+            state = "alone" if snap is not None and not pair else pair.get("state")
+            brokers.append({"endpoint": endpoint, "up": snap is not None, "state": state,
+                            "failovers": pair.get("failovers"), "error": error})
+            if snap is not None and (shown is None or state in ("active", "alone")):
+                shown = (endpoint, snap)
+        if shown is not None and shown[0] != self._endpoint:
+            self._last = None  # another broker's counters: no rate across the move
+            self._endpoint = shown[0]
+        obs = Observation(self._endpoint, now, brokers=brokers)
+        if shown is None:
+            obs.error = "no broker of the list answers"
+        else:
+            obs.snapshot = shown[1]
+        return obs
 
-    def _call_snapshot(self) -> dict[str, Any]:
-        return self._connect().snapshot()
+    def _snapshot_of(self, endpoint: str) -> tuple[dict[str, Any] | None, str | None]:
+        """(snapshot, None) or (None, why not)."""
+        try:
+            return self._connect(endpoint).snapshot(), None
+        except RequestTimeout:
+            self._reset(endpoint)  # a fresh socket next time: nothing stale is left on it
+            return None, f"no answer within {self.timeout:g} s"
+        except (RequestFailed, StorymeshError) as exc:
+            self._reset(endpoint)
+            return None, str(exc) or type(exc).__name__
+
+    def _connect(self, endpoint: str | None = None) -> Client:
+        endpoint = endpoint or self._endpoint
+        client = self._clients.get(endpoint)
+        if client is None:
+            client = self._clients[endpoint] = Client(
+                endpoint, settings=self.settings.peer_section(), context=self.context,
+                timeout=self.timeout, retries=1)
+        return client
 
     def _poll_stories(self, snap: dict[str, Any], now: float) -> list[dict[str, Any]] | None:
         if snap.get("services", {}).get(STORY_QUERY, {}).get("workers", 0) == 0:
@@ -418,13 +471,14 @@ class Poller:
             story["step"] = current_step(status.get("steps"), story["status"])
         return running
 
-    def _reset(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+    def _reset(self, endpoint: str | None = None) -> None:
+        client = self._clients.pop(endpoint or self._endpoint, None)
+        if client is not None:
+            client.close()
 
     def close(self) -> None:
-        self._reset()
+        for endpoint in list(self._clients):
+            self._reset(endpoint)
 
 
 def run_monitor(settings: Settings, *, refresh: float = 0.25, once: bool = False,

@@ -5,8 +5,12 @@ link makes no second active broker."""
 
 from __future__ import annotations
 
+import io
 import time
 
+from rich.console import Console, RenderableType
+
+from storymesh.ops.monitor import Poller, render
 from storymesh.runtime.client import Client
 from testkit.mesh import WAIT, wait_for
 from testkit.pair import BrokerPair
@@ -109,3 +113,40 @@ def test_a_cut_state_link_makes_no_second_active_broker() -> None:
                 assert pair.pair_state("backup") == "passive"
         assert pair.pair_state("primary") == "active"
         assert pair.workers("backup") == 0
+
+
+def test_the_monitor_shows_both_brokers_and_the_active_ones_services() -> None:
+    with BrokerPair() as pair:
+        pair.wait_states("active", "passive")
+        pair.add_echo()
+        wait_for(lambda: pair.workers("primary") == 1, WAIT, "the worker on the primary")
+        poller = Poller(pair.settings, timeout=1.0, context=pair.context)
+        try:
+            # Given both brokers up: the primary's services are shown
+            obs = poller.poll()
+            assert obs.broker == pair.endpoints["primary"]
+            assert obs.snapshot is not None and obs.snapshot["services"]["echo"]["workers"] == 1
+            assert [(b["state"], b["up"]) for b in obs.brokers or []] == [
+                ("active", True), ("passive", True)]
+            assert "broker pair" in _text(render(obs))
+            # When the primary stops and a client moves the service to the backup
+            pair.stop("primary")
+            with pair.client() as client:
+                client.call("echo", {"text": "moved"})
+            wait_for(lambda: pair.workers("backup") == 1, WAIT, "the worker on the backup")
+            obs = poller.poll()
+        finally:
+            poller.close()
+        # Then the backup's services are shown, the primary is down, one fail-over counted
+        assert obs.broker == pair.endpoints["backup"]
+        states = {b["endpoint"]: b for b in obs.brokers or []}
+        assert not states[pair.endpoints["primary"]]["up"]
+        assert states[pair.endpoints["backup"]]["state"] == "active"
+        assert states[pair.endpoints["backup"]]["failovers"] == 1
+        assert obs.as_json()["brokers"] == obs.brokers
+
+
+def _text(renderable: RenderableType) -> str:
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()
