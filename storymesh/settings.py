@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -58,6 +59,24 @@ def _ha_role(value: str) -> str | None:
 
 def _optional_endpoint(value: str) -> str | None:
     return None if not value else _endpoint(value)
+
+
+JOURNAL_SCHEMES = ("postgresql", "postgres")  # besides a file path, which is SQLite
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def journal_scheme(target: str) -> str | None:
+    """The `scheme` of a `scheme://...` journal setting, or None for a (SQLite) file path."""
+    found = _SCHEME.match(target.strip())
+    return found.group(1).lower() if found else None
+
+
+def _journal(value: str) -> str | None:
+    scheme = journal_scheme(value)
+    if scheme is None or scheme in JOURNAL_SCHEMES:
+        return None
+    return (f"unknown scheme {scheme}://; use a file path for SQLite or a "
+            "postgresql://USER@HOST/DB URL")
 
 
 def _positive(value: float) -> str | None:
@@ -344,7 +363,7 @@ class Settings:
     log_format: str = field(default="text", metadata=_meta(_choice("text", "json")))
     journal: str = field(
         default="~/.local/state/storymesh/journal.db",
-        metadata=_meta(doc="story journal (SQLite) path"),
+        metadata=_meta(_journal, "story journal: a SQLite file path, or postgresql://USER@HOST/DB"),
     )
     retention_days: float = field(
         default=30.0, metadata=_meta(_positive, "finished stories older than this are pruned")

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
@@ -53,6 +52,7 @@ from typing import Any, Final, Protocol, Self
 
 from storymesh.core.schema import Status
 from storymesh.errors import ConfigError, StorymeshError
+from storymesh.settings import JOURNAL_SCHEMES, journal_scheme
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,6 @@ DEFAULT_LEASE_TTL: Final = 30.0
 UNFINISHED: Final = (Status.ACCEPTED, Status.RUNNING)
 FINISHED: Final = (Status.COMPLETE, Status.FAILED, Status.CANCELLED)
 
-POSTGRES_SCHEMES: Final = ("postgresql", "postgres")
-_SCHEME: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 class JournalUnavailable(StorymeshError):
@@ -477,20 +475,14 @@ class Journal(ABC):
                     (delta, now, corr))
 
 
-def scheme_of(target: str) -> str | None:
-    """The `scheme` of a `scheme://...` journal setting, or None for a file path."""
-    found = _SCHEME.match(target.strip())
-    return found.group(1).lower() if found else None
-
-
 def open_journal(target: str | Path, *, clock: Callable[[], float] = time.time) -> Journal:
     """The journal named by the `journal` setting: a PostgreSQL URL or a SQLite file path.
 
     Any other `scheme://` is a ConfigError naming the key, never a file of that name.
     """
     text = str(target)
-    scheme = scheme_of(text)
-    if scheme in POSTGRES_SCHEMES:
+    scheme = journal_scheme(text)
+    if scheme in JOURNAL_SCHEMES:
         from storymesh.story.journal_pg import PostgresJournal  # psycopg: the postgres extra
         return PostgresJournal(text, clock=clock)
     if scheme is not None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from storymesh import settings as settings_mod
 from storymesh.core.schema import Status
 from storymesh.errors import ConfigError
 from storymesh.story.journal import (
@@ -604,3 +605,14 @@ def test_postgres_reconnects_after_the_server_drops_it(postgres_url: str,
             except JournalUnavailable:
                 continue
         assert story is not None and story.corr == "c1"
+
+
+@pytest.mark.parametrize("setting", ["mysql://u@db/story", "redis://cache/0"])
+def test_unknown_scheme_stops_the_settings_at_load_naming_the_key(setting: str) -> None:
+    # Given a journal setting with an unknown scheme, in the environment
+    # When the settings are loaded / Then they fail at once, naming the key and its source
+    with pytest.raises(ConfigError, match=r"journal \(from environment\).*unknown scheme"):
+        settings_mod.load("/dev/null", env={"STORYMESH_JOURNAL": setting})
+    # And a PostgreSQL URL or a plain path loads as it is
+    for good in ("postgresql://story@db/stories", "/var/lib/storymesh/journal.db"):
+        assert settings_mod.load("/dev/null", env={"STORYMESH_JOURNAL": good}).journal == good
