@@ -133,7 +133,8 @@ def test_health_names_every_story_service_and_narrows_to_the_ones_asked(
 
 def test_status_is_the_monitor_json(http: httpx.Client) -> None:
     body = http.get("/status").json()
-    assert set(body) == {"broker", "up", "at", "error", "messages_per_s", "snapshot", "stories"}
+    assert set(body) == {"broker", "up", "at", "error", "messages_per_s", "snapshot", "stories",
+                         "agents"}
     assert body["up"] is True
     assert "story.submit" in body["snapshot"]["services"]
 
