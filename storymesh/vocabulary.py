@@ -10,7 +10,8 @@ the same message, wherever it arrives. Each raises FatalAgentError naming the fi
 The general checks (`text_field`, `int_field`, `number_field`, `bytes_field`, `list_field`,
 `strings_field`) take the payload and the key; `where` names a nested field in the message
 (`'chapters[0].text' is required`). The story checks (`themes_field`, `age_field`,
-`style_field`, `chapters_field`, `formats_field`) are built on them.
+`style_field`, `chapters_field`, `formats_field`, `seed_field`, `language_field`) are built
+on them.
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ AGE_BANDS: Final = ("2-4", "4-7", "8-12", "13-18")
 DEFAULT_AGE: Final = "4-7"
 
 FORMATS: Final = ("pdf", "html", "epub")
+
+# The language a book is written in: a BCP 47 tag ("en", "fr", "pt-BR", "zh-Hant").
+DEFAULT_LANGUAGE: Final = "en"
+_LANGUAGE: Final = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,3}")
+
+# Seeds travel as msgpack integers: signed 64-bit.
+MIN_SEED: Final = -(2**63)
+MAX_SEED: Final = 2**63 - 1
 
 # Field limits for requests (bad_request / too_large beyond these).
 MAX_PLOT_CHARS: Final = 4000
@@ -237,3 +246,27 @@ def formats_field(payload: Mapping[str, Any],
     if not formats:
         raise bad(f"'formats' is empty: name at least one of {', '.join(FORMATS)}")
     return tuple(dict.fromkeys(formats))
+
+
+def seed_field(payload: Mapping[str, Any], *, low: int = MIN_SEED, default: int = 0) -> int:
+    """A seed: an integer in low..MAX_SEED; `default` when absent."""
+    return int_field(payload, "seed", low, MAX_SEED, default=default)
+
+
+def language_field(payload: Mapping[str, Any]) -> str:
+    """A language tag (`en`, `fr`, `pt-BR`); DEFAULT_LANGUAGE when absent or empty."""
+    value = payload.get("language")
+    if value is None or value == "":
+        return DEFAULT_LANGUAGE
+    if not isinstance(value, str):
+        raise bad(f"'language' must be a string such as 'en' or 'pt-BR', got "
+                  f"{type(value).__name__}")
+    if not _LANGUAGE.fullmatch(value.strip()):
+        raise bad(f"'language' must be a language tag such as 'en' or 'pt-BR', got "
+                  f"{value[:40]!r}")
+    return value.strip()
+
+
+def primary_language(tag: str) -> str:
+    """The language without its region or script: 'pt-BR' -> 'pt', 'EN' -> 'en'."""
+    return tag.split("-", 1)[0].lower()

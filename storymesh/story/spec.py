@@ -15,6 +15,9 @@ from storymesh.vocabulary import (
     age_field,
     bad,
     chapters_field,
+    formats_field,
+    language_field,
+    seed_field,
     style_field,
     text_field,
     themes_field,
@@ -37,7 +40,7 @@ class StorySpec:
     formats: tuple[str, ...]
     seed: int
     title: str | None = None
-    language: str = "en"
+    language: str = vocabulary.DEFAULT_LANGUAGE
 
     @classmethod
     def parse(cls, payload: dict[str, Any], *, rng: random.Random | None = None) -> StorySpec:
@@ -62,24 +65,16 @@ class StorySpec:
         age = age_field(filled) or vocabulary.DEFAULT_AGE
         chapters = chapters_field(filled)
         style = style_field(filled) or vocabulary.DEFAULT_ART_STYLE
-        formats = payload.get("formats") or list(vocabulary.FORMATS)
-        if isinstance(formats, str):
+        formats = payload.get("formats") or None  # an empty list means the default
+        if isinstance(formats, str):  # a lone format string is one format
             formats = [formats]
-        if not isinstance(formats, list) or not formats:
-            raise bad("'formats' must be a non-empty list")
-        unknown_formats = [f for f in formats if f not in vocabulary.FORMATS]
-        if unknown_formats:
-            raise bad(f"unknown format(s) {', '.join(map(str, unknown_formats))}; choose from "
-                      f"{', '.join(vocabulary.FORMATS)}")
         seed = payload.get("seed")
         if seed is None:
             seed = (rng or random.SystemRandom()).randrange(2**31)
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-            raise bad("'seed' must be a non-negative integer")
         title = text_field(payload, "title", vocabulary.MAX_TITLE_CHARS) or None
-        language = text_field(payload, "language", 16) or "en"
         return cls(plot, checked_themes, age, length, chapters, style,
-                   tuple(dict.fromkeys(formats)), seed, title, language)
+                   formats_field({"formats": formats}), seed_field({"seed": seed}, low=0),
+                   title, language_field(payload))
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

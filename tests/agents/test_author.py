@@ -263,8 +263,8 @@ def test_bad_outline_requests_are_refused(embedded: AuthorAgent, fields: dict[st
 
 
 @pytest.mark.parametrize(("fields", "code", "words"), [
-    ({"index": 3}, "bad_request", "out of range"),
-    ({"index": -1}, "bad_request", "out of range"),
+    ({"index": 3}, "bad_request", "'index' must be between 0 and 2, got 3"),
+    ({"index": -1}, "bad_request", "'index' must be between 0 and 2, got -1"),
     ({"index": "0"}, "bad_request", "index"),
     ({"outline": "the outline"}, "bad_request", "outline"),
     ({"outline": {"title": "T", "chapters": []}}, "bad_request", "chapters"),

@@ -10,7 +10,16 @@ from what was streamed).
 Backends: `embedded` (no weights, deterministic per seed) and `transformers` (a causal LM
 from a hub id or folder). With a model, the structure still comes from our code: outlines are
 repaired from the embedded one, picture prompts are built from the story's scenes, and an
-empty chapter falls back to the embedded text.
+empty chapter falls back to the embedded text. The model's outline must tell the plot: the
+prompt gives each chapter its plot points (the embedded storyteller's reading), an outline
+that leaves out some of the plot's words is asked for once more, and what is still missing
+is written into the chapters' plans from those points (English books; the words are
+compared by English lemma).
+
+Languages (`language` in the request, default `en`): the model writes in the language asked
+for; the embedded storyteller writes English only and refuses any other with `bad_request`
+naming the transformers backend. Op `languages` says which this author writes (FINAL
+`{"backend", "languages"}`, `["*"]` for any): the story service asks it at submission.
 """
 
 from __future__ import annotations
@@ -19,30 +28,43 @@ import logging
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from storymesh.agents.author import prompts
 from storymesh.agents.author.embedded.plot import World, world_from_outline
 from storymesh.agents.author.embedded.storyteller import (
     ChapterDraft,
     outline_lines,
+    plot_points,
     write_chapter,
     write_outline,
 )
 from storymesh.agents.author.hf_backend import DTYPES, Sampling, TransformersBackend
-from storymesh.agents.author.repair import best_effort, finish_chapter, repair_outline
+from storymesh.agents.author.repair import (
+    best_effort,
+    finish_chapter,
+    outline_missing,
+    repair_outline,
+    revise_chapters,
+    tell_plot,
+)
 from storymesh.agents.author.requests import (
     ChapterRequest,
+    LanguagesRequest,
     OutlineRequest,
     parse_request,
 )
 from storymesh.errors import AgentError, ConfigError, FatalAgentError
 from storymesh.runtime.agent import Agent, AgentInfo, Final, Partial, Reply, Request
 from storymesh.runtime.metrics import BATCH_BUCKETS, MetricSpec
+from storymesh.vocabulary import bad, primary_language
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("embedded", "transformers")
 EMBEDDED_MODEL = "embedded-storyteller"
+EMBEDDED_LANGUAGES = ("en",)  # the storyteller's templates and word lists are English
+ANY_LANGUAGE = "*"
 _DEVICE = re.compile(r"^(cpu|auto|mps|cuda(:\d+)?)$")
 
 # Metrics (served with `[author] metrics_bind`). The embedded storyteller has no tokenizer:
@@ -118,7 +140,8 @@ class AuthorAgent(Agent):
             if opts.model:
                 log.warning("author: backend 'embedded' ignores --model %s", opts.model)
             log.info("author: using the embedded offline storyteller (no model weights)")
-            return AgentInfo(backend="embedded", model=EMBEDDED_MODEL, device="cpu")
+            return AgentInfo(backend="embedded", model=EMBEDDED_MODEL, device="cpu",
+                             extra={"languages": ",".join(EMBEDDED_LANGUAGES)})
         if self._lm is not None:
             self._lm.close()
             self._lm = None
@@ -130,7 +153,8 @@ class AuthorAgent(Agent):
         self._lm = lm
         return AgentInfo(backend="transformers", model=opts.model, device=device, dtype=dtype,
                          extra={"chat_template": lm.has_chat_template,
-                                "max_new_tokens": opts.max_new_tokens})
+                                "max_new_tokens": opts.max_new_tokens,
+                                "languages": ANY_LANGUAGE})
 
     def teardown(self) -> None:
         if self._lm is not None:
@@ -139,8 +163,17 @@ class AuthorAgent(Agent):
 
     # --- requests -------------------------------------------------------------------------
 
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The languages this author writes: the embedded storyteller's, or any."""
+        return (ANY_LANGUAGE,) if self.options.backend == "transformers" else EMBEDDED_LANGUAGES
+
     def handle(self, request: Request) -> Iterator[Reply]:
         parsed = parse_request(request.payload)
+        if isinstance(parsed, LanguagesRequest):
+            yield Final({"backend": self.options.backend, "languages": list(self.languages)})
+            return
+        self._check_language(parsed.language)
         if isinstance(parsed, OutlineRequest):
             yield from self._outline(parsed, request)
         else:
@@ -164,6 +197,7 @@ class AuthorAgent(Agent):
             try:
                 parsed = parse_request(request.payload)
                 if self._lm is not None and isinstance(parsed, ChapterRequest):
+                    self._check_language(parsed.language)
                     chapters.append((i, parsed))
                 else:
                     results[i] = _final_of(self.handle(request))
@@ -174,6 +208,13 @@ class AuthorAgent(Agent):
                                      strict=True):
                 results[i] = final
         return [r if r is not None else FatalAgentError("internal", "no reply") for r in results]
+
+    def _check_language(self, language: str) -> None:
+        if ANY_LANGUAGE in self.languages or primary_language(language) in self.languages:
+            return
+        raise bad(f"language {language!r}: the embedded storyteller writes English only; "
+                  "run the author with the transformers backend (--backend transformers "
+                  "--model ...) for books in other languages")
 
     # --- metrics --------------------------------------------------------------------------
 
@@ -200,7 +241,8 @@ class AuthorAgent(Agent):
             self._wrote(*lines)
             yield Final(fallback)
             return
-        prompt = self._lm.render(prompts.outline_messages(req))
+        points = _points(fallback)
+        prompt = self._lm.render(prompts.outline_messages(req, points))
         pieces: list[str] = []
         for piece in self._lm.stream(prompt, seed=req.seed, cancel=request.cancel):
             pieces.append(piece)
@@ -208,7 +250,27 @@ class AuthorAgent(Agent):
         outline, report = repair_outline("".join(pieces), fallback, chapters=req.chapters,
                                          title=req.title)
         log.info("author outline %s: %s", request.id, report.describe())
+        if prompts.is_english(req.language):  # the plot's words are compared in English
+            outline = self._tell_plot(req, outline, points, retry=not request.cancel.is_set())
         yield Final(outline)
+
+    def _tell_plot(self, req: OutlineRequest, outline: dict[str, Any],
+                   points: list[list[str]], *, retry: bool) -> dict[str, Any]:
+        """The outline telling the whole plot: asked for once more for what it leaves out,
+        then filled from the plot points for what is still missing."""
+        missing = outline_missing(req.plot, outline)
+        if missing and retry and self._lm is not None:
+            log.info("author outline leaves out %s; asking the model once more",
+                     ", ".join(missing))
+            prompt = self._lm.render(prompts.revision_messages(req, outline, missing, points))
+            raw = self._lm.generate_batch([prompt], seed=req.seed + 1)[0]
+            revised = revise_chapters(outline, raw)
+            if len(outline_missing(req.plot, revised)) < len(missing):
+                outline = revised
+        outline, filled = tell_plot(outline, req.plot, points)
+        if filled:
+            log.info("author outline: filled %s from the plot", ", ".join(filled))
+        return outline
 
     # --- chapters -------------------------------------------------------------------------
 
@@ -232,7 +294,7 @@ class AuthorAgent(Agent):
             self._wrote(draft.text)
             yield _chapter_final(draft, draft.text)
             return
-        prompt = self._lm.render(prompts.chapter_messages(req, self._world(req)))
+        prompt = self._lm.render(self._chapter_messages(req))
         pieces: list[str] = []
         for piece in self._lm.stream(prompt, seed=req.seed, cancel=request.cancel):
             pieces.append(piece)
@@ -241,6 +303,10 @@ class AuthorAgent(Agent):
         retry_prompt = None if request.cancel.is_set() else prompt
         text = self._finish(req, draft, "".join(pieces), retry_prompt)
         yield _chapter_final(draft, text)
+
+    def _chapter_messages(self, req: ChapterRequest) -> list[prompts.Message]:
+        world = self._world(req)
+        return prompts.chapter_messages(req, world, plot_points(world, req.arc()[req.index]))
 
     def _finish(self, req: ChapterRequest, draft: ChapterDraft, raw: str,
                 prompt: str | None) -> str:
@@ -266,10 +332,16 @@ class AuthorAgent(Agent):
                 self._wrote(d.text)
             return [_chapter_final(d, d.text) for d in drafts]
         drafts = [self._draft(r) for r in reqs]
-        batch = [self._lm.render(prompts.chapter_messages(r, self._world(r))) for r in reqs]
+        batch = [self._lm.render(self._chapter_messages(r)) for r in reqs]
         texts = self._lm.generate_batch(batch, seed=reqs[0].seed)
         return [_chapter_final(d, self._finish(r, d, raw, None))
                 for r, d, raw in zip(reqs, drafts, texts, strict=True)]
+
+
+def _points(outline: dict[str, Any]) -> list[list[str]]:
+    """Per chapter, the plot points the embedded storyteller's outline gives it."""
+    world = world_from_outline(outline, target_age=None, themes=None, art_style=None)
+    return [plot_points(world, chapter["beats"]) for chapter in outline["chapters"]]
 
 
 def _chapter_final(draft: ChapterDraft, text: str) -> Final:

@@ -4,6 +4,10 @@
 look", "Chapter 3: title - plan"), keeps what is usable and fills every gap from the
 embedded storyteller's outline for the same request: the book always has a title, exactly
 the requested chapters, each with a title and a plan, a hero with a look, a cover prompt.
+The outline must tell the plot: `outline_missing()` lists the plot's content words (nouns and
+main verbs, by lemma, `embedded/words.py`) the outline never uses; `revise_chapters()` takes
+the chapter lines the model rewrote when asked once more for them, and `tell_plot()` fills
+what is still missing from the plot points the embedded storyteller found for each chapter.
 `finish_chapter()` cleans a chapter's prose (headings, markdown) and trims a chapter that
 was cut off mid-sentence back to its last full sentence.
 """
@@ -16,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from storymesh import vocabulary
+from storymesh.agents.author.embedded import words as wd
 
 TITLE_CHARS: Final = 80
 PLAN_CHARS: Final = 300
@@ -140,6 +145,71 @@ def _characters(parsed: list[tuple[str, str]],
         if not any(c["name"].lower() == base["name"].lower() for c in out):
             out.append(dict(base))
     return out
+
+
+# --- the plot, told by the outline ----------------------------------------------------------
+
+
+def outline_texts(outline: Mapping[str, Any]) -> list[str]:
+    """Every text of an outline a reader or a chapter prompt sees: title, cast, chapters."""
+    texts = [str(outline.get("title", ""))]
+    texts += [f"{c.get('name', '')} {c.get('look', '')}" for c in outline.get("characters", [])]
+    texts += [f"{c.get('title', '')} {c.get('plan', '')}" for c in outline.get("chapters", [])]
+    return texts
+
+
+def outline_missing(plot: str, outline: Mapping[str, Any]) -> list[str]:
+    """The plot's content words (lemmas) that the outline never uses, in the plot's order."""
+    return wd.missing_words(plot, outline_texts(outline))
+
+
+def revise_chapters(outline: Mapping[str, Any], raw: str) -> dict[str, Any]:
+    """The outline with each chapter line the model rewrote in `raw` (a usable title and a
+    plan of three words or more); the others, the beats and the rest stay as they were."""
+    parsed = parse_outline(raw)
+    chapters = []
+    for n, chapter in enumerate(outline["chapters"], 1):
+        title, plan = parsed.chapters.get(n, ("", ""))
+        if _usable(title) and _usable(plan, words=3):
+            chapter = {**chapter, "title": title, "plan": plan}
+        chapters.append(chapter)
+    return {**outline, "chapters": chapters}
+
+
+def tell_plot(outline: Mapping[str, Any], plot: str,
+              points: list[list[str]]) -> tuple[dict[str, Any], list[str]]:
+    """Fill the outline's plan with what it leaves out of the plot; return it and the words
+    it filled.
+
+    A missing word goes into the plan of the chapter whose plot point (`points[i]`, the
+    embedded storyteller's reading) tells it; a word no point tells brings the plot's
+    sentence that holds it into the first chapter's plan.
+    """
+    missing = outline_missing(plot, outline)
+    if not missing:
+        return dict(outline), []
+    chapters = [dict(c) for c in outline["chapters"]]
+    added: list[set[str]] = [set() for _ in chapters]
+    for word in missing:
+        forms = wd.all_lemmas(word)
+        where = next(((i, point) for i, chapter_points in enumerate(points[:len(chapters)])
+                      for point in chapter_points if forms & wd.text_lemmas([point])), None)
+        if where is None:
+            where = (0, next((s for s in _sentences(plot) if forms & wd.text_lemmas([s])),
+                             plot))
+        i, sentence = where
+        if len(sentence) > PLAN_CHARS:  # a long plot must not make a huge plan
+            sentence = clean(sentence, PLAN_CHARS)
+        sentence = sentence if ends_sentence(sentence) else f"{sentence}."
+        plan = f"{chapters[i].get('plan', '')} {sentence}".strip()
+        if sentence not in added[i] and len(plan) <= vocabulary.MAX_PROMPT_CHARS:
+            added[i].add(sentence)
+            chapters[i]["plan"] = plan
+    return {**outline, "chapters": chapters}, missing
+
+
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
 
 
 # --- chapters ------------------------------------------------------------------------------

@@ -17,15 +17,23 @@ from storymesh.vocabulary import (
     age_field,
     bad,
     chapters_field,
+    int_field,
+    language_field,
+    seed_field,
     style_field,
     text_field,
     themes_field,
     too_large,
 )
 
-OPS = ("outline", "chapter")
+OPS = ("outline", "chapter", "languages")
 MAX_CHARACTERS = 20
 MAX_NAME_CHARS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class LanguagesRequest:
+    """`op: "languages"`: which languages this author writes (asked by the story service)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +47,7 @@ class OutlineRequest:
     chapters: int
     seed: int
     title: str | None = None
+    language: str = vocabulary.DEFAULT_LANGUAGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +61,8 @@ class ChapterRequest:
     target_age: str | None
     themes: tuple[str, ...] | None
     art_style: str | None
+    language: str = vocabulary.DEFAULT_LANGUAGE
+    plot: str = ""  # the story's plot, when the story service sends it
 
     @property
     def chapter(self) -> Mapping[str, Any]:
@@ -75,7 +86,7 @@ def _good_beats(beats: object) -> bool:
             and all(b in BEAT_NAMES for b in beats))
 
 
-def parse_request(payload: object) -> OutlineRequest | ChapterRequest:
+def parse_request(payload: object) -> OutlineRequest | ChapterRequest | LanguagesRequest:
     """Check a payload and return the typed request; raise FatalAgentError when it is bad."""
     if not isinstance(payload, Mapping):
         raise bad("the request payload must be a map")
@@ -84,9 +95,11 @@ def parse_request(payload: object) -> OutlineRequest | ChapterRequest:
         return parse_outline(payload)
     if op == "chapter":
         return parse_chapter(payload)
+    if op == "languages":
+        return LanguagesRequest()
     if op is None:
-        raise bad("missing 'op': expected 'outline' or 'chapter'")
-    raise bad(f"unknown op {op!r}: expected 'outline' or 'chapter'")
+        raise bad("missing 'op': expected 'outline', 'chapter' or 'languages'")
+    raise bad(f"unknown op {op!r}: expected 'outline', 'chapter' or 'languages'")
 
 
 def parse_outline(payload: Mapping[str, Any]) -> OutlineRequest:
@@ -95,39 +108,23 @@ def parse_outline(payload: Mapping[str, Any]) -> OutlineRequest:
     return OutlineRequest(
         plot=plot, themes=themes_field(payload) or (), target_age=age_field(payload) or
         vocabulary.DEFAULT_AGE, art_style=style_field(payload) or vocabulary.DEFAULT_ART_STYLE,
-        chapters=chapters_field(payload), seed=seed_field(payload), title=title or None)
+        chapters=chapters_field(payload), seed=seed_field(payload), title=title or None,
+        language=language_field(payload))
 
 
 def parse_chapter(payload: Mapping[str, Any]) -> ChapterRequest:
     outline = outline_field(payload.get("outline"))
-    index = payload.get("index")
-    if not isinstance(index, int) or isinstance(index, bool):
-        raise bad(f"'index' must be an integer chapter number from 0, got {index!r}")
-    count = len(outline["chapters"])
-    if not 0 <= index < count:
-        raise bad(f"'index' {index} is out of range: the outline has {count} chapters "
-                  f"(0..{count - 1})")
+    index = int_field(payload, "index", 0, len(outline["chapters"]) - 1)
     return ChapterRequest(
         outline=outline, index=index,
         previous_text=text_field(payload, "previous_text", vocabulary.MAX_CHAPTER_TEXT_CHARS),
         seed=seed_field(payload), target_age=age_field(payload),
-        themes=themes_field(payload), art_style=style_field(payload))
+        themes=themes_field(payload), art_style=style_field(payload),
+        language=language_field(payload),
+        plot=text_field(payload, "plot", vocabulary.MAX_PLOT_CHARS))
 
 
 # --- fields (the shared ones live in storymesh.vocabulary) -----------------------------
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def seed_field(payload: Mapping[str, Any]) -> int:
-    value = payload.get("seed", 0)
-    if value is None:
-        return 0
-    if not _is_int(value):
-        raise bad(f"'seed' must be an integer, got {type(value).__name__}")
-    return int(value)
 
 
 def outline_field(value: object) -> dict[str, Any]:

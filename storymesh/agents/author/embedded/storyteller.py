@@ -468,6 +468,17 @@ def _plot_facts(world: World, beat: str, slots: Mapping[str, str]) -> list[str]:
     return facts
 
 
+def plot_points(world: World, beats: Sequence[str]) -> list[str]:
+    """What the plot says happens in these beats, as plain sentences: what a model writing
+    that chapter must tell (the transformers author's prompts)."""
+    slots = {"time": "day", "they": _PRONOUNS.get(world.hero.pronoun, _PRONOUNS["she"])[0]}
+    points = [fact for beat in beats for fact in _plot_facts(world, beat, slots)]
+    noun = world.hero.kind.noun
+    if "setup" in beats and world.group == 1 and noun.lower() != world.hero.name.lower():
+        # The templates introduce the hero; a model needs telling what kind they are.
+        points.insert(0, f"{world.hero.name} was {tp.article(noun)} {noun}.")
+    return points
+
 def _plural(noun: str) -> str:
     *head, last = noun.split()
     return " ".join([*head, wd.plural(last)])
