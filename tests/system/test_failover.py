@@ -3,9 +3,9 @@ story services and clients given both endpoints, and SIGKILL.
 
 Heartbeats are 0.25 s x 4, so a broker is found dead after 1 s and the first request after a
 kill must be served by the other broker within 2 x that. The two story services share one
-SQLite journal on this box (the PostgreSQL journal is the other half of issue 11; the lease
-rules that hand a story over are the same). Every wait is bounded; a failed one shows the
-processes' logs.
+PostgreSQL journal (a real throwaway server, tests/conftest.py), as two boxes would: a story
+is owned through its lease, and the survivor takes over the killed service's stories when their
+leases run out. Every wait is bounded; a failed one shows the processes' logs.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from storymesh.story.api import StoryClient
+from storymesh.story.journal import open_journal
 from testkit.mesh import Proc, Spawner
 from testkit.pair import ProcessPair
 
@@ -75,11 +75,22 @@ def first_reply_after(pair: ProcessPair, killed_at: float) -> float:
         return time.monotonic() - killed_at
 
 
+def owned_unfinished(url: str, corrs: list[str], services: list[Proc]) -> tuple[Proc, list[str]]:
+    """The story service holding the leases of the most unfinished stories, and those stories
+    (an instance's name carries its pid: host-PID-suffix)."""
+    with open_journal(url) as journal:
+        rows = [row for corr in corrs if (row := journal.get_story(corr)) and not row.done]
+    owned = {s.pid: [r.corr for r in rows if f"-{s.pid}-" in (r.lease_owner or "")]
+             for s in services}
+    victim = max(services, key=lambda s: len(owned[s.pid]))
+    return victim, owned[victim.pid]
+
+
 def test_killing_the_active_broker_with_stories_in_flight_loses_none(
-        pair: ProcessPair, spawner: Spawner, tmp_path: Path) -> None:
-    # Given a pair, two story services on one journal, two authors, two illustrators, a
-    # publisher and an echo agent, all given both endpoints
-    env = {"STORYMESH_JOURNAL": str(tmp_path / "journal.db"),
+        pair: ProcessPair, spawner: Spawner, postgres_url: str) -> None:
+    # Given a pair, two story services on one PostgreSQL journal, two authors, two
+    # illustrators, a publisher and an echo agent, all given both endpoints
+    env = {"STORYMESH_JOURNAL": postgres_url,
            "STORYMESH_HEARTBEAT_INTERVAL": str(HEARTBEAT), "STORYMESH_LIVENESS": str(LIVENESS),
            "STORYMESH_LEASE_TTL": "2", "STORYMESH_STEP_TIMEOUT": "60"}
     pair.start_both()
@@ -94,7 +105,7 @@ def test_killing_the_active_broker_with_stories_in_flight_loses_none(
         "echo": [echo.pid]})
     with StoryClient(pair.broker, settings=pair.settings.peer_section(),
                      timeout=30.0) as stories:
-        corrs = [stories.submit(f"A fox and a kite number {i}", chapters=4, seed=i)
+        corrs = [stories.submit(f"A fox and a kite number {i}", chapters=6, seed=i)
                  for i in range(4)]
         time.sleep(1.0)  # stories in flight: outlines and chapters being written
         # When the active broker is SIGKILLed
@@ -104,13 +115,24 @@ def test_killing_the_active_broker_with_stories_in_flight_loses_none(
         took = first_reply_after(pair, killed_at)
         assert took < BOUND, (took, spawner.tails())
         assert pair.active() == "backup"
-        # When one story service is SIGKILLed too, once everyone is on the backup
+        # When the story service that owns the most unfinished stories is SIGKILLed too, once
+        # everyone is on the backup
         wait_workers(pair, "backup", {"story.submit": [s.pid for s in services],
                                       "story.author": [a.pid for a in authors]})
-        services[0].signal(signal.SIGKILL)
+        victim, orphans = owned_unfinished(postgres_url, corrs, services)
+        assert orphans, ("no unfinished story left to take over", spawner.tails())
+        victim.signal(signal.SIGKILL)
         # Then every story completes: the killed service's stories taken over by the other
         outcomes = {corr: stories.wait(corr) for corr in corrs}
     assert {o["status"] for o in outcomes.values()} == {"complete"}, (outcomes, spawner.tails())
+    survivor = next(s for s in services if s is not victim)
+    with open_journal(postgres_url) as journal:
+        for corr in orphans:  # finished by the survivor, each step saved once
+            row = journal.get_story(corr)
+            assert row is not None and row.lease_owner is None, row
+            steps = journal.steps(corr, with_blobs=False)
+            assert len({(s.kind, s.index) for s in steps}) == len(steps)
+    assert survivor.alive()
     # And the backup counts one fail-over
     snap = pair.snapshot("backup")
     assert snap is not None and snap["pair"]["failovers"] == 1
