@@ -94,6 +94,15 @@ def _choice(*allowed: str) -> Callable[[str], str | None]:
     return check
 
 
+def _formats(value: str) -> str | None:
+    # The list lives in storymesh.vocabulary, which settings does not import (same layer).
+    chosen = [f.strip() for f in value.split(",") if f.strip()]
+    bad = [f for f in chosen if f not in ("pdf", "html", "epub")]
+    if bad or not chosen:
+        return "must be a comma-separated list of pdf, html, epub"
+    return None
+
+
 def _host_port(value: str) -> str | None:
     """'' (off), PORT, :PORT, HOST:PORT or [V6]:PORT."""
     port = value.rpartition(":")[2]
@@ -154,6 +163,17 @@ class AgentSettings:
     )
     safety_checker: bool = field(
         default=True, metadata=_meta(doc="illustrator: keep the model's safety checker on")
+    )
+    formats: str = field(
+        default="pdf,html,epub",
+        metadata=_meta(_formats, "publisher: formats made for a request naming none"),
+    )
+    page_size: str = field(
+        default="A4", metadata=_meta(_choice("A4", "letter", "square"), "publisher: PDF page")
+    )
+    font_path: str = field(
+        default="",
+        metadata=_meta(doc="publisher: TrueType font for PDFs ('' = DejaVu Sans, shipped)"),
     )
 
 

@@ -36,7 +36,9 @@ def _illustrator(settings: Settings) -> Agent:
 
 def _publisher(settings: Settings) -> Agent:
     from storymesh.agents.publisher import PublisherAgent
-    return PublisherAgent()
+    section = settings.publisher
+    return PublisherAgent(formats=section.formats, page_size=section.page_size,
+                          font_path=section.font_path or None)
 
 
 FACTORIES: dict[str, Callable[[Settings], Agent]] = {

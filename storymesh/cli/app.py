@@ -376,6 +376,11 @@ def story(
     title: Annotated[
         Optional[str], typer.Option(help="the book's title (default: the author's)")
     ] = None,
+    language: Annotated[
+        Optional[str],
+        typer.Option(help="language tag of the book, e.g. en, fr, pt-BR (default en; "
+                     "other than English needs the transformers author)"),
+    ] = None,
     out: Annotated[Path, typer.Option(help="folder for the finished book")] = Path("out"),
     timeout: Annotated[float, typer.Option(help="seconds to wait without progress")] = 3600.0,
     detach: Annotated[bool, typer.Option(help="submit, print the story id, return")] = False,
@@ -415,7 +420,8 @@ def story(
         "length": length,
         "art_style": style,
     }
-    extras = {"chapters": chapters, "formats": fmt, "seed": seed, "title": title}
+    extras = {"chapters": chapters, "formats": fmt, "seed": seed, "title": title,
+              "language": language}
     request.update({k: v for k, v in extras.items() if v is not None})
     raise typer.Exit(
         run_story(

@@ -45,12 +45,12 @@ class StoryClient:
                target_age: str | None = None, length: str | None = None,
                chapters: int | None = None, art_style: str | None = None,
                formats: list[str] | tuple[str, ...] | None = None, seed: int | None = None,
-               title: str | None = None) -> str:
+               title: str | None = None, language: str | None = None) -> str:
         """Submit a story; returns its correlation id at once (the story runs in the mesh)."""
         request: dict[str, Any] = {"plot": plot, "themes": list(themes)}
         extras = {"target_age": target_age, "length": length, "chapters": chapters,
                   "art_style": art_style, "formats": list(formats) if formats else None,
-                  "seed": seed, "title": title}
+                  "seed": seed, "title": title, "language": language}
         request.update({k: v for k, v in extras.items() if v is not None})
         return self.submit_request(request)
 

@@ -34,6 +34,7 @@ from storymesh.runtime.agent import Final, Partial, Reply
 from storymesh.runtime.client import Client
 from storymesh.runtime.metrics import NULL_METRICS, Metrics
 from storymesh.settings import StorySettings
+from storymesh.story.authors import ASK_TIMEOUT, AuthorLanguages, Languages, ask_languages
 from storymesh.story.journal import Journal, JournalUnavailable, StepKind, StepRow, StoryRow
 from storymesh.story.metrics import STORY_SECONDS
 from storymesh.story.pipeline import StoryCancelled, StoryFailed, StoryPipeline
@@ -92,6 +93,7 @@ class StoryEngine:
         self._stop = threading.Event()
         self._upkeep: threading.Thread | None = None
         self.owned = bool(settings.peer.broker_key)  # keys on: stories are private to their owner
+        self.authors = AuthorLanguages(self._ask_languages)  # refuses what no author writes
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -152,6 +154,7 @@ class StoryEngine:
         if existing is not None:
             self._check_owner(existing, principal, False)
         if existing is None:
+            self.authors.check(spec.language)
             self.journal.create_story(
                 corr, spec.as_dict(), self.instance, principal, ttl=self.settings.lease_ttl
             )
@@ -161,6 +164,11 @@ class StoryEngine:
         else:
             status = existing.status
         return {"corr": corr, "status": str(status)}
+
+    def _ask_languages(self) -> Languages | None:
+        with Client(self.settings.peer.broker, settings=self.settings.peer,
+                    context=self.context, timeout=ASK_TIMEOUT, retries=1) as client:
+            return ask_languages(client)
 
     def _start_run(self, corr: str) -> None:
         with self._lock:

@@ -148,6 +148,7 @@ class StoryPipeline:
             "target_age": spec.target_age,
             "themes": list(spec.themes),
             "art_style": spec.art_style,
+            "language": spec.language,
         }
         if kind == StepKind.OUTLINE:
             extra = {"title": spec.title} if spec.title else {}
@@ -166,6 +167,7 @@ class StoryPipeline:
                 "outline": outline,
                 "index": index,
                 "previous_text": previous[-PREVIOUS_TEXT_CHARS:],
+                "plot": spec.plot,
                 "seed": spec.seed + index,
                 **common,
             }

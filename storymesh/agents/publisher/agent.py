@@ -43,7 +43,8 @@ class PublisherAgent(Agent):
     def __init__(self, *, formats: Sequence[str] = vocabulary.FORMATS, page_size: str = "A4",
                  font_path: str | None = None) -> None:
         """`formats`: rendered when a request names none; `page_size`: A4, letter or square;
-        `font_path`: a TrueType font to embed in PDFs (default: Bitstream Vera, in reportlab).
+        `font_path`: a TrueType font to embed in PDFs (default: DejaVu Sans, shipped in the
+        package: Latin with accents, Greek, Cyrillic). All three can be set in `[publisher]`.
         """
         self.formats = _check_formats(formats)
         self.page_size = _check_page_size(page_size)

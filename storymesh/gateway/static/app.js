@@ -246,6 +246,7 @@
       target_age: $("age").value,
       length: $("length").value,
       art_style: $("style").value,
+      language: $("language").value,
     };
   }
 
