@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -131,7 +132,8 @@ def run_story(settings: Settings, request: dict[str, Any], *, out: Path, local: 
             console.print(f"story [bold]{corr}[/bold] accepted")
             outcome = follow(client, corr, console)
     except RequestFailed as exc:
-        console.print(f"[red]refused[/red] {exc.code}: {exc.message}")
+        # escape: a message may hold brackets ("[author]") that rich would read as markup
+        console.print(f"[red]refused[/red] {exc.code}: {escape(exc.message)}")
         return schema.exit_code_for(exc.code)
     except RequestTimeout as exc:
         console.print(f"[red]timeout[/red] {exc}; the story goes on: "

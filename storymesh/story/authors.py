@@ -85,7 +85,8 @@ class AuthorLanguages:
         raise bad(f"language {language!r}: the mesh's author (backend {known.backend}) writes "
                   f"{', '.join(known.languages)} only; the embedded storyteller writes English "
                   "only, so run the author with the transformers backend (backend = "
-                  "\"transformers\" and a model in [author]) for books in other languages")
+                  "\"transformers\" and a model in the [author] table) for books in other "
+                  "languages")
 
     def _answer(self) -> Languages | None:
         now = self._clock()

@@ -665,3 +665,21 @@ def test_html_and_epub_keep_each_chapters_picture_with_its_title_and_text(
     assert re.search(r"figure \{[^}]*break-inside: avoid[^}]*break-after: avoid", html)
     assert re.search(r"h2 \{[^}]*break-after: avoid", css)
     assert re.search(r"div\.picture \{[^}]*break-inside: avoid[^}]*break-after: avoid", css)
+
+
+def test_the_publisher_daemon_takes_its_defaults_from_its_config_table(tmp_path: Any) -> None:
+    from storymesh import settings as settings_mod
+    from storymesh.agents.registry import build_agent
+
+    # Given a config file whose [publisher] table sets the formats and the page
+    config = tmp_path / "storymesh.toml"
+    config.write_text('[publisher]\nformats = "html,pdf"\npage_size = "square"\n')
+    # When the daemon's agent is built from it
+    agent = build_agent("publisher", settings_mod.load(config, env={}))
+    # Then the agent has them
+    assert isinstance(agent, PublisherAgent)
+    assert (agent.formats, agent.page_size, agent.font_path) == (("html", "pdf"), "square", None)
+    # and a format it cannot make is a config error naming the key
+    config.write_text('[publisher]\nformats = "pdf,docx"\n')
+    with pytest.raises(ConfigError, match="formats"):
+        settings_mod.load(config, env={})

@@ -147,3 +147,18 @@ def test_no_answer_accepts_and_asks_again_next_time() -> None:
     check.check("fr")
     check.check("fr")
     assert len(asked) == 2
+
+
+def test_storymesh_story_language_flag_reaches_the_story_service(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from storymesh.cli.app import app
+
+    # When `storymesh story --local --language fr` runs on the embedded storyteller
+    result = CliRunner().invoke(app, ["story", "--local", "--plot", PLOT, "--language", "fr",
+                                      "--out", str(tmp_path), "--config", "/dev/null"])
+    # Then it is refused, and the message (brackets and all) names what to run instead
+    assert result.exit_code != 0
+    text = " ".join(result.output.split())
+    assert "refused bad_request: language 'fr'" in text
+    assert "transformers" in text and "[author] table" in text
