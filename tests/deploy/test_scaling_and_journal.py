@@ -80,7 +80,7 @@ def test_compose_runs_two_story_services_on_postgres_and_a_cpu_profile() -> None
     cpu = {n for n, s in services.items() if "cpu" in s.get("profiles", [])}
     always = {n for n, s in services.items() if not s.get("profiles")}
     running = {n: services[n] for n in cpu | always}
-    assert {"broker", "story", "postgres", "publisher"} <= always
+    assert {"broker-a", "broker-b", "story", "postgres", "publisher"} <= always
     assert {"author-cpu", "illustrator-cpu"} == cpu
     assert all("deploy" not in s or "resources" not in s["deploy"] for s in running.values())
     assert services["author-cpu"]["environment"]["STORYMESH_AUTHOR_BACKEND"] == "embedded"

@@ -217,17 +217,18 @@ def test_compose_file_follows_the_compose_specification() -> None:
     errors = [f"{list(e.path)}: {e.message}" for e in compose_validator().iter_errors(compose)]
     assert not errors
     services = compose["services"]
-    assert {"broker", "story", "author", "illustrator", "publisher"} <= set(services)
+    assert {"broker-a", "broker-b", "story", "author", "illustrator", "publisher"} <= set(services)
     for gpu in ("author", "illustrator"):
         devices = services[gpu]["deploy"]["resources"]["reservations"]["devices"]
         assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
     assert "deploy" not in services["publisher"]
-    assert services["broker"]["healthcheck"]["test"][1:3] == ["storymesh", "health"]
+    for broker in ("broker-a", "broker-b"):
+        assert services[broker]["healthcheck"]["test"][1:3] == ["storymesh", "health"]
 
 
 def test_compose_schema_rejects_a_mistake() -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
-    compose["services"]["broker"]["restart_policy"] = "always"  # not a service key
+    compose["services"]["broker-a"]["restart_policy"] = "always"  # not a service key
     assert list(compose_validator().iter_errors(compose))
 
 
