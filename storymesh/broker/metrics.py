@@ -15,15 +15,14 @@ anything per request. The full list is `METRICS` below and in docs/operations.md
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from storymesh.errors import ConfigError
+from storymesh.plumbing.metrics_http import MetricsEndpoint
 from storymesh.settings import parse_bind as parse_bind  # its home; callers import it here too
 
 log = logging.getLogger(__name__)
@@ -176,8 +175,7 @@ class BrokerMetrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_SnapshotCollector(self))
         ProcessCollector(registry=self.registry)
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._endpoint = MetricsEndpoint(self.registry)
         self.address: tuple[str, int] | None = None
 
     def observe(self, core: SnapshotSource, now: float) -> None:
@@ -188,21 +186,8 @@ class BrokerMetrics:
 
     def serve(self, bind: str) -> tuple[str, int]:
         """Start the HTTP endpoint on `bind` ([HOST:]PORT); returns the bound address."""
-        host, port = parse_bind(bind)
-        try:
-            self._server, self._thread = start_http_server(port, addr=host,
-                                                           registry=self.registry)
-        except OSError as exc:
-            raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc}") from None
-        self.address = (host, self._server.server_port)
-        log.info("metrics on http://%s:%d/metrics", host, self.address[1])
+        self.address = self._endpoint.serve(*parse_bind(bind))
         return self.address
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        self._endpoint.close()

@@ -27,12 +27,11 @@ from prometheus_client import (
     Histogram,
     ProcessCollector,
     disable_created_metrics,
-    start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from storymesh.errors import ConfigError
+from storymesh.plumbing.metrics_http import MetricsEndpoint
 from storymesh.runtime.metrics import (
     GPU_ALLOCATED,
     GPU_RESERVED,
@@ -99,8 +98,7 @@ class AgentExporter:
         self.registry.register(_GpuCollector())
         self._families: dict[str, Family] = {}
         self._lock = threading.Lock()
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._endpoint = MetricsEndpoint(self.registry)
         self.address: str | None = None  # "host:port" as bound
         self.declare(RUNTIME_SPECS)
 
@@ -156,22 +154,9 @@ class AgentExporter:
 
     def serve(self, bind: str) -> str:
         """Serve `/metrics` on `bind` ([HOST:]PORT, loopback by default); "host:port"."""
-        host, port = parse_bind(bind)
-        try:
-            self._server, self._thread = start_http_server(port, addr=host,
-                                                           registry=self.registry)
-        except OSError as exc:
-            raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc}") from None
-        shown = f"[{host}]" if ":" in host else host
-        self.address = f"{shown}:{self._server.server_port}"
-        log.info("metrics on http://%s/metrics", self.address)
+        self._endpoint.serve(*parse_bind(bind))
+        self.address = self._endpoint.address
         return self.address
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        self._endpoint.close()

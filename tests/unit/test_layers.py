@@ -17,6 +17,7 @@ PURE = [
     "storymesh.core.broker", "storymesh.core.workers", "storymesh.core.fairqueue",
     "storymesh.core.policy", "storymesh.vocabulary", "storymesh.settings",
     "storymesh.plumbing.logs", "storymesh.plumbing.ratelog", "storymesh.plumbing.signals",
+    "storymesh.plumbing.metrics_http",
     "storymesh.plumbing.sdnotify", "storymesh.errors",
 ]
 
