@@ -63,6 +63,54 @@ UNFINISHED: Final = (Status.ACCEPTED, Status.RUNNING)
 FINISHED: Final = (Status.COMPLETE, Status.FAILED, Status.CANCELLED)
 
 
+# The tables, in the SQL both backends speak; each fills in its own column types.
+SCHEMA_TEMPLATE: Final = """
+CREATE TABLE IF NOT EXISTS stories (
+    seq           {id_key},
+    corr          TEXT NOT NULL UNIQUE,
+    status        TEXT NOT NULL,
+    request       TEXT NOT NULL,
+    title         TEXT,
+    error         TEXT,
+    principal     TEXT,
+    lease_owner   TEXT,
+    lease_expires {real},
+    created       {real} NOT NULL,
+    updated       {real} NOT NULL,
+    size          {bigint} NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS stories_status ON stories (status, created);
+CREATE INDEX IF NOT EXISTS stories_lease ON stories (lease_owner);
+CREATE TABLE IF NOT EXISTS steps ({step_seq}
+    corr     TEXT NOT NULL REFERENCES stories (corr) ON DELETE CASCADE,
+    kind     TEXT NOT NULL,
+    idx      INTEGER NOT NULL,
+    data     TEXT,
+    blob     {blob},
+    started  {real} NOT NULL,
+    finished {real},
+    attempts INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (corr, kind, idx)
+);
+CREATE TABLE IF NOT EXISTS publications (
+    corr TEXT NOT NULL REFERENCES stories (corr) ON DELETE CASCADE,
+    fmt  TEXT NOT NULL,
+    data {blob} NOT NULL,
+    PRIMARY KEY (corr, fmt)
+);
+CREATE TABLE IF NOT EXISTS history (
+    seq          {id_key},
+    corr         TEXT NOT NULL REFERENCES stories (corr) ON DELETE CASCADE,
+    sender       TEXT NOT NULL,
+    receiver     TEXT NOT NULL,
+    message_type TEXT NOT NULL,
+    request_id   TEXT NOT NULL,
+    time         {real} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_corr ON history (corr, seq)
+"""
+
+
 
 class JournalUnavailable(StorymeshError):
     """The journal cannot be reached right now (the database is down or cut off, or locked

@@ -32,7 +32,12 @@ from contextlib import contextmanager
 from typing import Any, Final
 
 from storymesh.errors import ConfigError
-from storymesh.story.journal import SCHEMA_VERSION, Journal, JournalUnavailable
+from storymesh.story.journal import (
+    SCHEMA_TEMPLATE,
+    SCHEMA_VERSION,
+    Journal,
+    JournalUnavailable,
+)
 
 try:
     import psycopg
@@ -50,52 +55,9 @@ _MIGRATION_LOCK: Final = 0x73746F7279  # "story"
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS schema_version (
     version INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS stories (
-    seq           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    corr          TEXT NOT NULL UNIQUE,
-    status        TEXT NOT NULL,
-    request       TEXT NOT NULL,
-    title         TEXT,
-    error         TEXT,
-    principal     TEXT,
-    lease_owner   TEXT,
-    lease_expires DOUBLE PRECISION,
-    created       DOUBLE PRECISION NOT NULL,
-    updated       DOUBLE PRECISION NOT NULL,
-    size          BIGINT NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS stories_status ON stories (status, created);
-CREATE INDEX IF NOT EXISTS stories_lease ON stories (lease_owner);
-CREATE TABLE IF NOT EXISTS steps (
-    seq      BIGINT GENERATED ALWAYS AS IDENTITY,
-    corr     TEXT NOT NULL REFERENCES stories (corr) ON DELETE CASCADE,
-    kind     TEXT NOT NULL,
-    idx      INTEGER NOT NULL,
-    data     TEXT,
-    blob     BYTEA,
-    started  DOUBLE PRECISION NOT NULL,
-    finished DOUBLE PRECISION,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (corr, kind, idx)
-);
-CREATE TABLE IF NOT EXISTS publications (
-    corr TEXT NOT NULL REFERENCES stories (corr) ON DELETE CASCADE,
-    fmt  TEXT NOT NULL,
-    data BYTEA NOT NULL,
-    PRIMARY KEY (corr, fmt)
-);
-CREATE TABLE IF NOT EXISTS history (
-    seq          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    corr         TEXT NOT NULL REFERENCES stories (corr) ON DELETE CASCADE,
-    sender       TEXT NOT NULL,
-    receiver     TEXT NOT NULL,
-    message_type TEXT NOT NULL,
-    request_id   TEXT NOT NULL,
-    time         DOUBLE PRECISION NOT NULL
-);
-CREATE INDEX IF NOT EXISTS history_corr ON history (corr, seq)
-"""
+);""" + SCHEMA_TEMPLATE.format(
+    id_key="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", real="DOUBLE PRECISION",
+    bigint="BIGINT", blob="BYTEA", step_seq="\n    seq      BIGINT GENERATED ALWAYS AS IDENTITY,")
 
 
 def redact(url: str) -> str:

@@ -17,55 +17,19 @@ from pathlib import Path
 from typing import Any, Final
 
 from storymesh.errors import ConfigError
-from storymesh.story.journal import SCHEMA_VERSION, Journal, JournalUnavailable
+from storymesh.story.journal import (
+    SCHEMA_TEMPLATE,
+    SCHEMA_VERSION,
+    Journal,
+    JournalUnavailable,
+)
 
 BUSY_TIMEOUT_S: Final = 5.0
 
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS stories (
-    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
-    corr          TEXT NOT NULL UNIQUE,
-    status        TEXT NOT NULL,
-    request       TEXT NOT NULL,
-    title         TEXT,
-    error         TEXT,
-    principal     TEXT,
-    lease_owner   TEXT,
-    lease_expires REAL,
-    created       REAL NOT NULL,
-    updated       REAL NOT NULL,
-    size          INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS stories_status ON stories (status, created);
-CREATE INDEX IF NOT EXISTS stories_lease ON stories (lease_owner);
-CREATE TABLE IF NOT EXISTS steps (
-    corr     TEXT NOT NULL REFERENCES stories (corr) ON DELETE CASCADE,
-    kind     TEXT NOT NULL,
-    idx      INTEGER NOT NULL,
-    data     TEXT,
-    blob     BLOB,
-    started  REAL NOT NULL,
-    finished REAL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (corr, kind, idx)
-);
-CREATE TABLE IF NOT EXISTS publications (
-    corr TEXT NOT NULL REFERENCES stories (corr) ON DELETE CASCADE,
-    fmt  TEXT NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (corr, fmt)
-);
-CREATE TABLE IF NOT EXISTS history (
-    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
-    corr         TEXT NOT NULL REFERENCES stories (corr) ON DELETE CASCADE,
-    sender       TEXT NOT NULL,
-    receiver     TEXT NOT NULL,
-    message_type TEXT NOT NULL,
-    request_id   TEXT NOT NULL,
-    time         REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS history_corr ON history (corr, seq);
-"""
+# steps keep SQLite's implicit rowid as their order
+_SCHEMA: Final = SCHEMA_TEMPLATE.format(
+    id_key="INTEGER PRIMARY KEY AUTOINCREMENT", real="REAL", bigint="INTEGER", blob="BLOB",
+    step_seq="") + ";"
 
 
 class SqliteJournal(Journal):
