@@ -10,6 +10,9 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import zmq
 
 from storymesh.transport import curve
 
@@ -66,3 +69,12 @@ def make_keys(root: Path, names: tuple[str, ...] = NAMES,
         keys.allow_key(name)
     keys.roles.write_text(ROLES)
     return keys
+
+
+def throw(sock: zmq.Socket[Any], frames: list[bytes]) -> None:
+    """Send what an attacker sends, never waiting: a peer whose handshake the broker refused
+    (or whose connection libzmq dropped) may have no pipe to queue into."""
+    try:
+        sock.send_multipart(frames, zmq.NOBLOCK)
+    except zmq.Again:
+        pass

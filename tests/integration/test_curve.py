@@ -23,7 +23,7 @@ from storymesh.settings import Settings
 from storymesh.story.api import StoryClient
 from storymesh.story.service import run_story_service
 from storymesh.transport import curve
-from testkit.keys import ROLES, Keys, make_keys
+from testkit.keys import ROLES, Keys, make_keys, throw
 from testkit.mesh import WAIT, Mesh, fast_settings, new_broker, new_client, wait_for
 from testkit.sleepy import Costs, build_sleepy
 
@@ -150,9 +150,9 @@ def test_a_peer_without_an_allowed_key_gets_no_service(mesh: Mesh, who: str) -> 
         sock = raw_dealer(ctx, mesh.endpoint, mesh.keys, "alice", server="mallory")
     try:
         # When it asks for echo, for mmi.service and tries to register a worker
-        sock.send_multipart(echo_request("r1", text="let me in"))
-        sock.send_multipart(mdp.encode(mdp.ClientRequest(b"mmi.service", (b"echo",))))
-        sock.send_multipart(mdp.encode(mdp.Ready(b"echo")))
+        throw(sock, echo_request("r1", text="let me in"))
+        throw(sock, mdp.encode(mdp.ClientRequest(b"mmi.service", (b"echo",))))
+        throw(sock, mdp.encode(mdp.Ready(b"echo")))
         # Then nothing at all comes back
         assert sock.poll(int(SILENCE * 1000)) == 0
     finally:

@@ -29,7 +29,7 @@ from storymesh.core import envelope, mdp
 from storymesh.errors import RequestFailed, RequestTimeout
 from storymesh.settings import Settings
 from storymesh.transport import curve
-from testkit.keys import make_keys
+from testkit.keys import make_keys, throw
 from testkit.mesh import Spawner, fast_settings, new_client, snapshot
 from tests.system.test_mesh_processes import GARBAGE, SEQUENCES, mutate
 
@@ -75,15 +75,6 @@ def dealer(ctx: zmq.Context[Any], endpoint: str, keys: tuple[bytes, bytes, bytes
         sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = keys
     sock.connect(endpoint)
     return sock
-
-
-def throw(sock: zmq.Socket[Any], frames: list[bytes]) -> None:
-    """Send what an attacker sends, never waiting: a peer whose handshake the broker refused
-    (or whose connection libzmq dropped) may have no pipe to queue into."""
-    try:
-        sock.send_multipart(frames, zmq.NOBLOCK)
-    except zmq.Again:
-        pass
 
 
 def request(service: bytes, rid: str, payload: dict[str, Any] | None = None,
