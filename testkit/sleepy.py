@@ -22,7 +22,7 @@ import dataclasses
 import io
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,6 +158,26 @@ def build_sleepy(role: str, costs: Costs) -> Agent:
     if role not in kinds:
         raise StorymeshError(f"unknown sleepy role {role!r}; choose one of {', '.join(ROLES)}")
     return kinds[role](costs)
+
+
+class Observed(Agent):
+    """Wraps an agent and shows `seen` every request before the agent handles it (a test
+    counts calls per request id, or records principals)."""
+
+    def __init__(self, inner: Agent, seen: Callable[[Request], object]) -> None:
+        self.inner = inner
+        self.seen = seen
+        self.service = inner.service  # type: ignore[misc]
+
+    def setup(self) -> AgentInfo:
+        return self.inner.setup()
+
+    def handle(self, request: Request) -> Iterator[Reply]:
+        self.seen(request)
+        yield from self.inner.handle(request)
+
+    def teardown(self) -> None:
+        self.inner.teardown()
 
 
 class SleepyMesh(LocalMesh):

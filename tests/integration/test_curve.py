@@ -25,7 +25,7 @@ from storymesh.story.service import run_story_service
 from storymesh.transport import curve
 from testkit.keys import ROLES, Keys, make_keys, throw
 from testkit.mesh import WAIT, Mesh, fast_settings, new_broker, new_client, wait_for
-from testkit.sleepy import Costs, build_sleepy
+from testkit.sleepy import Costs, Observed, build_sleepy
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,22 +35,6 @@ SILENCE = 0.6  # seconds a refused peer is given to get an answer (it must get n
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
     return make_keys(tmp_path_factory.mktemp("curve"))
-
-
-class Recording(Agent):
-    """Wraps an agent and records the principal of every request it serves."""
-
-    def __init__(self, inner: Agent) -> None:
-        self.inner = inner
-        self.service = inner.service  # type: ignore[misc]
-        self.principals: list[str | None] = []
-
-    def setup(self) -> AgentInfo:
-        return self.inner.setup()
-
-    def handle(self, request: Request) -> Iterator[Reply]:
-        self.principals.append(request.principal)
-        yield from self.inner.handle(request)
 
 
 class WhoAmI(Agent):
@@ -325,10 +309,12 @@ def test_with_keys_on_a_story_is_readable_only_by_its_owner_and_admins(keys: Key
     # Given a keyed mesh: sleepy agents (the agents key) and the story service (a delegate)
     costs = Costs(outline=0.05, chapter=0.05, picture=0.05, publish=0.05)
     with Mesh(keys=keys) as m:
-        agents = [Recording(build_sleepy(role, costs))
-                  for role in ("author", "illustrator", "publisher")]
-        for agent in agents:
-            m.add_agent(agent, key="agents")
+        principals: dict[str, list[str | None]] = {}
+        for role in ("author", "illustrator", "publisher"):
+            seen = principals.setdefault(role, [])
+            m.add_agent(Observed(build_sleepy(role, costs),
+                                 lambda request, seen=seen: seen.append(request.principal)),
+                        key="agents")
         story = m.peer_settings("story", journal=str(tmp_path / "j.db"), step_timeout=20.0,
                                 watch_slots=2)
         m.serve(run_story_service, story.story_section(), m.stop)
@@ -365,8 +351,8 @@ def test_with_keys_on_a_story_is_readable_only_by_its_owner_and_admins(keys: Key
             assert ops.history(corr)
         assert [s["corr"] for s in mine] == [corr]
         # And the story's own requests to the agents were made on alice's behalf
-        assert all(a.principals for a in agents)
-        assert {p for a in agents for p in a.principals} == {"alice"}
+        assert all(principals.values()), principals
+        assert {p for seen in principals.values() for p in seen} == {"alice"}
 
 
 # --- configuration ------------------------------------------------------------------------------

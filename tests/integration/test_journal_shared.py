@@ -12,12 +12,12 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from storymesh.runtime.agent import Agent, Reply, Request
+from storymesh.runtime.agent import Agent
 from storymesh.settings import Settings
 from storymesh.story.api import StoryClient
 from storymesh.story.journal import StepKind, open_journal
@@ -25,7 +25,7 @@ from storymesh.story.local import LocalMesh
 from testkit.mesh import fast_settings
 from testkit.postgres import PostgresCluster
 from testkit.relay import TcpRelay
-from testkit.sleepy import Costs, SleepyAuthor, SleepyIllustrator, SleepyPublisher
+from testkit.sleepy import Costs, Observed, build_sleepy
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -46,34 +46,13 @@ class Calls:
             self.counts[rid] += 1
 
 
-class CountedAuthor(SleepyAuthor):
-    def __init__(self, costs: Costs, calls: Calls) -> None:
-        super().__init__(costs)
-        self.calls = calls
-
-    def handle(self, request: Request) -> Iterator[Reply]:
-        self.calls.tally(request.id)
-        yield from super().handle(request)
-
-
-class CountedIllustrator(SleepyIllustrator):
-    def __init__(self, costs: Costs, calls: Calls) -> None:
-        super().__init__(costs)
-        self.calls = calls
-
-    def handle(self, request: Request) -> Iterator[Reply]:
-        self.calls.tally(request.id)
-        yield from super().handle(request)
-
-
 def counted(calls: Calls) -> Callable[[str], Agent]:
     """The mesh's agent factory: sleepy agents whose author and illustrator count calls."""
     def build(role: str) -> Agent:
-        if role == "author":
-            return CountedAuthor(COSTS, calls)
-        if role == "illustrator":
-            return CountedIllustrator(COSTS, calls)
-        return SleepyPublisher(COSTS)
+        agent = build_sleepy(role, COSTS)
+        if role == "publisher":
+            return agent
+        return Observed(agent, lambda request: calls.tally(request.id))
     return build
 
 
