@@ -45,6 +45,16 @@ def _frames(frames: Sequence[Any]) -> list[bytes]:
 # --- the exact frames of every message, per dialect ---------------------------------------
 # (message, frames as on the wire, which parser reads it)
 
+# HEARTBEAT and DISCONNECT: the same frames whichever way they go
+LINK = [
+    (Heartbeat(V01), [b"", b"MDPW01", b"\x04"]),
+    (Heartbeat(V02), [b"MDPW02", b"\x05"]),
+    (Heartbeat(V02E), [b"", b"MDPW02", b"\x05"]),
+    (Disconnect(V01), [b"", b"MDPW01", b"\x05"]),
+    (Disconnect(V02), [b"MDPW02", b"\x06"]),
+    (Disconnect(V02E), [b"", b"MDPW02", b"\x06"]),
+]
+
 BROKER_RECEIVES = [
     # client REQUEST
     (ClientRequest(b"echo", BODY, V01), [b"", b"MDPC01", b"echo", *BODY]),
@@ -64,24 +74,14 @@ BROKER_RECEIVES = [
     (WorkerReply(b"cid", BODY, False, V02E), [b"", b"MDPW02", b"\x03", b"cid", b"", *BODY]),
     (WorkerReply(b"cid", BODY, True, V02E), [b"", b"MDPW02", b"\x04", b"cid", b"", *BODY]),
     # HEARTBEAT and DISCONNECT from a worker
-    (Heartbeat(V01), [b"", b"MDPW01", b"\x04"]),
-    (Heartbeat(V02), [b"MDPW02", b"\x05"]),
-    (Heartbeat(V02E), [b"", b"MDPW02", b"\x05"]),
-    (Disconnect(V01), [b"", b"MDPW01", b"\x05"]),
-    (Disconnect(V02), [b"MDPW02", b"\x06"]),
-    (Disconnect(V02E), [b"", b"MDPW02", b"\x06"]),
+    *LINK,
 ]
 
 WORKER_RECEIVES = [
     (WorkerRequest(b"cid", BODY, V01), [b"", b"MDPW01", b"\x02", b"cid", b"", *BODY]),
     (WorkerRequest(b"cid", BODY, V02), [b"MDPW02", b"\x02", b"cid", b"", *BODY]),
     (WorkerRequest(b"cid", BODY, V02E), [b"", b"MDPW02", b"\x02", b"cid", b"", *BODY]),
-    (Heartbeat(V01), [b"", b"MDPW01", b"\x04"]),
-    (Heartbeat(V02), [b"MDPW02", b"\x05"]),
-    (Heartbeat(V02E), [b"", b"MDPW02", b"\x05"]),
-    (Disconnect(V01), [b"", b"MDPW01", b"\x05"]),
-    (Disconnect(V02), [b"MDPW02", b"\x06"]),
-    (Disconnect(V02E), [b"", b"MDPW02", b"\x06"]),
+    *LINK,
 ]
 
 CLIENT_RECEIVES = [
