@@ -28,17 +28,17 @@ from pypdf import PdfReader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.plot_fidelity import PLOTS  # noqa: E402
-from storymesh.agents.author.embedded.plot import world_from_outline  # noqa: E402
-from storymesh.agents.author.embedded.storyteller import (  # noqa: E402
+from benchmarks.plot_fidelity import PLOTS
+from storymesh.agents.author.embedded.plot import world_from_outline
+from storymesh.agents.author.embedded.storyteller import (
     chapter_beats,
     write_chapter,
     write_outline,
 )
-from storymesh.agents.illustrator.embedded.painter import render_png  # noqa: E402
-from storymesh.agents.illustrator.request import Defaults, parse_request  # noqa: E402
-from storymesh.agents.publisher import PublisherAgent  # noqa: E402
-from storymesh.runtime.agent import Final, Request  # noqa: E402
+from storymesh.agents.illustrator.embedded.painter import render_png
+from storymesh.agents.illustrator.request import Defaults, parse_request
+from storymesh.agents.publisher import PublisherAgent
+from storymesh.runtime.agent import Final, Request
 
 SHAPES: tuple[tuple[int, str], ...] = tuple(
     (chapters, age) for chapters in (3, 6, 10) for age in ("2-4", "4-7", "8-12", "13-18"))

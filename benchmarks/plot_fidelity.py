@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from storymesh.agents.author.embedded import words  # noqa: E402
-from storymesh.agents.author.embedded.plot import World, world_from_outline  # noqa: E402
-from storymesh.agents.author.embedded.storyteller import (  # noqa: E402
+from storymesh.agents.author.embedded import words
+from storymesh.agents.author.embedded.plot import World, world_from_outline
+from storymesh.agents.author.embedded.storyteller import (
     chapter_beats,
     write_chapter,
     write_outline,

@@ -18,6 +18,7 @@ Properties:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Iterator
 from typing import Any
@@ -112,10 +113,8 @@ def check_envelope(frames: list[bytes]) -> None:
     """The envelope properties for one body, with the default and with small limits."""
     for limits in (envelope.DEFAULT_LIMITS, SMALL):
         if frames:
-            try:
+            with contextlib.suppress(BodyError):
                 envelope.read_header(frames[0], limits)
-            except BodyError:
-                pass
         try:
             env = envelope.unpack(frames, limits)
         except BodyError:
@@ -194,7 +193,8 @@ def _valid(reader: Reader, peer: bytes) -> list[bytes]:
 
 def _check_out(sends: list[tuple[bytes, list[Any]]]) -> None:
     for identity, frames in sends:
-        assert isinstance(identity, bytes) and identity
+        assert isinstance(identity, bytes)
+        assert identity
         head = mdp.as_bytes(frames[0]) if frames[0] != b"" else mdp.as_bytes(frames[1])
         if head in (mdp.W01, mdp.W02):
             mdp.parse_to_worker(frames)
@@ -264,7 +264,8 @@ def run_core(data: bytes) -> Iterator[BrokerCore]:
         check_invariants(core, peaks)
         yield core
     _check_out(core.shutdown(now))
-    assert core.queued() == 0 and not core.workers
+    assert core.queued() == 0
+    assert not core.workers
 
 
 def core_one_input(data: bytes) -> None:

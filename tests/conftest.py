@@ -13,12 +13,12 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from storymesh.broker.server import BrokerServer  # noqa: E402
-from storymesh.settings import Settings  # noqa: E402
-from testkit import tiny_models  # noqa: E402
-from testkit.mesh import fast_settings as fast_settings  # noqa: E402  (re-exported)
-from testkit.mesh import new_broker  # noqa: E402
-from testkit.postgres import PostgresCluster, PostgresMissing  # noqa: E402
+from storymesh.broker.server import BrokerServer
+from storymesh.settings import Settings
+from testkit import tiny_models
+from testkit.mesh import fast_settings as fast_settings
+from testkit.mesh import new_broker
+from testkit.postgres import PostgresCluster, PostgresMissing
 
 
 @pytest.fixture

@@ -58,7 +58,7 @@ class _GpuCollector(Collector):
             devices = range(cuda.device_count())
             allocated = [(f"cuda:{i}", float(cuda.memory_allocated(i))) for i in devices]
             reserved = [(f"cuda:{i}", float(cuda.memory_reserved(i))) for i in devices]
-        except Exception:  # noqa: BLE001 - a failing driver query must not fail the scrape
+        except Exception:
             log.debug("reading CUDA memory failed", exc_info=True)
             return
         for spec, values in ((GPU_ALLOCATED, allocated), (GPU_RESERVED, reserved)):
@@ -79,7 +79,7 @@ class _ReadCollector(Collector):
         spec = self.spec
         try:
             values = list(self.reader())
-        except Exception:  # noqa: BLE001 - a source gone (journal closing) skips one scrape
+        except Exception:
             log.debug("reading %s failed", spec.name, exc_info=True)
             return
         family = GaugeMetricFamily(spec.name, spec.doc, labels=list(spec.labels))
@@ -110,9 +110,7 @@ class AgentExporter:
 
     def inc(self, spec: MetricSpec, amount: float = 1.0, **labels: str) -> None:
         family = self._child(spec, labels)
-        if isinstance(family, Gauge):
-            family.inc(amount)
-        elif isinstance(family, Counter):
+        if isinstance(family, (Gauge, Counter)):
             family.inc(amount)
 
     def observe(self, spec: MetricSpec, value: float, **labels: str) -> None:

@@ -35,7 +35,8 @@ def _run(agent: AuthorAgent, payload: dict[str, Any], *,
     if cancel is not None:
         request.cancel = cancel
     replies: list[Reply] = list(agent.handle(request))
-    assert replies and isinstance(replies[-1], Final)
+    assert replies
+    assert isinstance(replies[-1], Final)
     assert all(isinstance(r, Partial) for r in replies[:-1])
     return [r for r in replies[:-1] if isinstance(r, Partial)], replies[-1]
 
@@ -75,7 +76,8 @@ def test_setup_reports_the_embedded_storyteller(caplog: pytest.LogCaptureFixture
     with caplog.at_level("INFO", logger="storymesh.agents.author"):
         info = agent.setup()
     # Then it says it runs the embedded storyteller, with no model to load
-    assert info.backend == "embedded" and info.device == "cpu"
+    assert info.backend == "embedded"
+    assert info.device == "cpu"
     assert "embedded offline storyteller" in caplog.text
 
 
@@ -128,7 +130,8 @@ def test_chapter_count_honours_the_request(embedded: AuthorAgent, count: int) ->
     outline = _outline(embedded, chapters=count)
     # Then the outline has exactly that many, with distinct non-empty titles and plans
     titles = [c["title"] for c in outline["chapters"]]
-    assert len(titles) == count and len(set(titles)) == count
+    assert len(titles) == count
+    assert len(set(titles)) == count
     assert all(t.strip() and c["plan"].strip() for t, c in zip(titles, outline["chapters"],
                                                                strict=True))
 
@@ -140,10 +143,12 @@ def test_every_chapter_has_a_concrete_picture_prompt(embedded: AuthorAgent) -> N
     for chapter in chapters:
         prompt = chapter["picture_prompt"]
         # Then each prompt names the hero and their look, a setting, a time and the style
-        assert hero["name"] in prompt and hero["look"] in prompt
+        assert hero["name"] in prompt
+        assert hero["look"] in prompt
         assert any(w in prompt for w in SETTING_WORDS)
         assert any(t in prompt for t in TIMES)
-        assert "watercolor" in prompt and "mood" in prompt
+        assert "watercolor" in prompt
+        assert "mood" in prompt
     assert len({c["picture_prompt"] for c in chapters}) == len(chapters)
     assert hero["name"] in outline["cover_prompt"]
 
@@ -241,7 +246,8 @@ def test_any_plot_gives_a_complete_clean_book(plot: str, age: str, chapters: int
     outline = _outline(agent, plot=plot, target_age=age, chapters=chapters, seed=seed,
                        themes=themes)
     # Then the outline is complete and no template markup leaks into any text
-    assert outline["title"] and len(outline["chapters"]) == chapters
+    assert outline["title"]
+    assert len(outline["chapters"]) == chapters
     for index in (0, chapters - 1):
         chapter = _run(agent, {"op": "chapter", "outline": outline, "index": index,
                                "seed": seed})[1].payload
@@ -316,7 +322,8 @@ def test_a_well_formed_model_outline_is_kept() -> None:
     assert [c["title"] for c in outline["chapters"]] == ["Afraid of the Dark", "The Owl",
                                                          "Starlight"]
     assert outline["chapters"][1]["plan"] == "Olli offers to help."
-    assert report.chapters_from_model == 3 and report.title_from_model
+    assert report.chapters_from_model == 3
+    assert report.title_from_model
 
 
 def test_a_broken_model_outline_is_completed_from_the_storyteller() -> None:
@@ -331,7 +338,8 @@ def test_a_broken_model_outline_is_completed_from_the_storyteller() -> None:
     assert outline["chapters"][1]["title"] == "The Dark Cave"
     assert outline["chapters"][0] == fallback["chapters"][0]
     assert outline["characters"] == fallback["characters"]
-    assert outline["cover_prompt"] and report.chapters_from_model == 1
+    assert outline["cover_prompt"]
+    assert report.chapters_from_model == 1
 
 
 def test_word_salad_gives_the_storyteller_outline() -> None:
@@ -347,7 +355,8 @@ def test_a_cut_off_chapter_is_trimmed_to_its_last_sentence() -> None:
     done = finish_chapter(raw, "The River")
     # Then the heading is gone and the broken sentence too
     assert done.text == "Pip ran. The water was cold."
-    assert done.complete and done.trimmed
+    assert done.complete
+    assert done.trimmed
 
 
 def test_a_chapter_with_no_full_sentence_is_not_complete() -> None:
@@ -387,11 +396,13 @@ def test_model_outline_streams_then_is_complete(llm: AuthorAgent) -> None:
     partials, final = _run(llm, {"op": "outline", "plot": DRAGON, "chapters": 4, "seed": 7})
     outline = final.payload
     # Then text streamed before the final, and the outline is complete anyway
-    assert partials and all(p.payload["text"] for p in partials)
+    assert partials
+    assert all(p.payload["text"] for p in partials)
     assert outline["title"].strip()
     assert len(outline["chapters"]) == 4
     assert all(c["title"].strip() and c["plan"].strip() for c in outline["chapters"])
-    assert outline["characters"] and all(c["name"] and c["look"]
+    assert outline["characters"]
+    assert all(c["name"] and c["look"]
                                          for c in outline["characters"])
     assert outline["cover_prompt"].strip()
 
@@ -450,7 +461,8 @@ def test_handle_batch_writes_chapters_in_one_call(llm: AuthorAgent) -> None:
     # Then each good one gets its chapter, and the bad one its own error
     assert [type(r) for r in results[:2]] == [Final, Final]
     assert all(isinstance(r, Final) and r.payload["text"].strip() for r in results[:2])
-    assert isinstance(results[2], AgentError) and results[2].code == "bad_request"
+    assert isinstance(results[2], AgentError)
+    assert results[2].code == "bad_request"
 
 
 @pytest.mark.ml

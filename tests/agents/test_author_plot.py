@@ -105,7 +105,8 @@ def test_the_revision_prompt_names_what_is_missing_and_where_it_goes() -> None:
     user = _user(prompts.revision_messages(_outline_request(), outline, missing, points))
     # Then it shows the current chapter lines, names the missing words and the points
     assert "Chapter 2: Part 2 - They play." in user
-    assert "raft" in missing and "raft" in user.split("leaves out")[1]
+    assert "raft" in missing
+    assert "raft" in user.split("leaves out")[1]
     raft_chapter = next(n for n, ps in enumerate(points, 1) if any("raft" in p for p in ps))
     assert f"- Chapter {raft_chapter}:" in user
     assert user.rstrip().endswith("Chapter 3: <chapter title> - <one sentence: what happens>")
@@ -189,7 +190,8 @@ def test_the_embedded_storyteller_refuses_another_language_naming_the_backend() 
         _final(agent, {"op": "outline", "plot": OTTERS, "language": "fr"})
     # Then it is a bad_request that says what to run instead
     assert caught.value.code == "bad_request"
-    assert "transformers" in caught.value.message and "'fr'" in caught.value.message
+    assert "transformers" in caught.value.message
+    assert "'fr'" in caught.value.message
     # and English in any region is fine; chapters check too
     outline = _final(agent, {"op": "outline", "plot": OTTERS, "language": "en-GB"})
     with pytest.raises(FatalAgentError):
@@ -200,7 +202,8 @@ def test_the_embedded_storyteller_refuses_another_language_naming_the_backend() 
 def test_a_malformed_language_is_a_bad_request(language: object) -> None:
     with pytest.raises(FatalAgentError) as caught:
         _final(AuthorAgent(), {"op": "outline", "plot": OTTERS, "language": language})
-    assert caught.value.code == "bad_request" and "'language'" in caught.value.message
+    assert caught.value.code == "bad_request"
+    assert "'language'" in caught.value.message
 
 
 def test_op_languages_answers_what_the_author_writes() -> None:

@@ -37,13 +37,15 @@ def draw(agent: IllustratorAgent, cancel: threading.Event | None = None,
     if cancel is not None:
         request.cancel = cancel
     replies = list(agent.handle(request))
-    assert len(replies) == 1 and isinstance(replies[0], Final)
+    assert len(replies) == 1
+    assert isinstance(replies[0], Final)
     return replies[0].payload
 
 
 def picture(reply: dict[str, Any]) -> Image.Image:
     png = reply["png"]
-    assert isinstance(png, bytes) and png.startswith(PNG_MAGIC)
+    assert isinstance(png, bytes)
+    assert png.startswith(PNG_MAGIC)
     image = Image.open(io.BytesIO(png))
     image.load()
     return image.convert("RGB")
@@ -77,7 +79,8 @@ def test_setup_reports_the_embedded_backend() -> None:
     # Given the default agent / When it sets up
     info = IllustratorAgent().setup()
     # Then it announces the embedded painter on the CPU
-    assert info.backend == "embedded" and info.device == "cpu"
+    assert info.backend == "embedded"
+    assert info.device == "cpu"
 
 
 def test_embedded_returns_a_png_of_the_requested_size(painter: IllustratorAgent) -> None:
@@ -110,7 +113,9 @@ def test_missing_seed_is_derived_from_the_prompt_and_reported(
     b = draw(painter, prompt="a rabbit in the snow", width=128, height=128)
     c = draw(painter, prompt="a rabbit in the desert", width=128, height=128)
     # Then the same prompt gets the same reported seed and picture, and the seed replays it
-    assert isinstance(a["seed"], int) and a["seed"] == b["seed"] and a["png"] == b["png"]
+    assert isinstance(a["seed"], int)
+    assert a["seed"] == b["seed"]
+    assert a["png"] == b["png"]
     assert c["seed"] != a["seed"]
     replay = draw(painter, prompt="a rabbit in the snow", width=128, height=128,
                   seed=a["seed"])
@@ -227,7 +232,8 @@ def test_scene_reads_setting_time_weather_and_cast() -> None:
     assert (scene.setting, scene.time, scene.weather) == ("castle", "sunset", "rain")
     assert [f.kind for f in scene.figures] == ["mouse", "fox", "owl"]
     mouse = scene.figures[0]
-    assert mouse.accessories["scarf"][0] > 150 and mouse.body[0] == mouse.body[1]
+    assert mouse.accessories["scarf"][0] > 150
+    assert mouse.body[0] == mouse.body[1]
     assert scene.figures[1].body == (135, 88, 50)  # "brown fox"
 
 
@@ -245,7 +251,8 @@ def test_looks_are_read_into_figures(look: str, kind: str, body: tuple[int, int,
 
 def test_people_wear_their_clothes_and_hats() -> None:
     witch = read_figure("a witch with wild purple hair and a pointy black hat")
-    assert witch.kind == "girl" and witch.hair == (135, 65, 175)
+    assert witch.kind == "girl"
+    assert witch.hair == (135, 65, 175)
     assert set(witch.accessories) == {"wizard_hat"}
     assert witch.accessories["wizard_hat"] == (45, 45, 52)
 
@@ -353,7 +360,8 @@ def test_flagged_pictures_are_withheld(tiny_sd_flagging: Path) -> None:
                                   safety_checker=False, torch_threads=1)
     assert open_agent.setup().extra["safety_checker"] is False
     reply = draw(open_agent, prompt="a cat", width=64, height=64, seed=1)
-    assert "nsfw" not in reply and colours(picture(reply)) > 1
+    assert "nsfw" not in reply
+    assert colours(picture(reply)) > 1
 
 
 def test_a_missing_model_folder_fails_at_setup(tmp_path: Path) -> None:

@@ -44,7 +44,8 @@ def test_goal_and_means_are_split_and_a_group_counts() -> None:
     assert [(b.noun, b.count) for b in reading.subjects] == [("otter", 2)]
     assert (reading.means, reading.goal) == ("build a raft", "cross a flooded river")
     cubs = read_plot("Three bear cubs search the forest for the sweetest honey")
-    assert cubs.subjects[0].count == 3 and cubs.goal == "find the sweetest honey"
+    assert cubs.subjects[0].count == 3
+    assert cubs.goal == "find the sweetest honey"
 
 
 def test_names_and_other_beings() -> None:
@@ -59,13 +60,16 @@ def test_names_and_other_beings() -> None:
 
 def test_inciting_events_relative_clauses_and_other_subjects() -> None:
     kite = read_plot("A boy named Sam loses his red kite in the park")
-    assert kite.trouble == "lost his red kite in the park" and kite.goal == "find his red kite"
+    assert kite.trouble == "lost his red kite in the park"
+    assert kite.goal == "find his red kite"
     penguin = read_plot("A penguin who cannot swim wants to join the fishing trip")
-    assert penguin.habit == "could not swim" and penguin.goal == "join the fishing trip"
+    assert penguin.habit == "could not swim"
+    assert penguin.goal == "join the fishing trip"
     wind = read_plot("The wind steals a scarecrow's hat and the crows help him get it back")
     assert wind.events == ("the crows helped him get it back",)
     clock = read_plot("A clock in the town square forgets how to tick")
-    assert clock.subjects[0].noun == "clock" and clock.goal == "remember how to tick"
+    assert clock.subjects[0].noun == "clock"
+    assert clock.goal == "remember how to tick"
 
 
 def test_the_hero_of_a_compound_is_the_being() -> None:
@@ -89,7 +93,7 @@ SAMPLE = (
 )
 
 
-@pytest.mark.parametrize("chapters,age", [(1, "4-7"), (3, "2-4"), (5, "8-12"), (8, "13-18")])
+@pytest.mark.parametrize(("chapters", "age"), [(1, "4-7"), (3, "2-4"), (5, "8-12"), (8, "13-18")])
 def test_books_tell_the_plot(chapters: int, age: str) -> None:
     # Given plots the storyteller was not written for, When books are written at every
     # length and age, Then nearly all the plots' nouns and verbs are in them, and the hero's

@@ -222,7 +222,8 @@ def test_pdf_has_cover_then_a_page_per_chapter_with_titles_in_order(
     texts = page_texts(reader)
     # Then the cover shows the title and byline, and each chapter starts on a later page
     assert len(reader.pages) >= 1 + len(CHAPTER_TITLES)
-    assert TITLE in texts[0] and BYLINE in texts[0]
+    assert TITLE in texts[0]
+    assert BYLINE in texts[0]
     first_pages = [next(i for i, text in enumerate(texts) if title in text)
                    for title in CHAPTER_TITLES]
     assert first_pages[0] == 1
@@ -278,7 +279,8 @@ def test_text_the_font_cannot_draw_is_a_clear_error_naming_font_path(
     # When it is published / Then it is refused, naming the option that fixes it
     with pytest.raises(FatalAgentError, match="font_path") as caught:
         publish(agent, payload)
-    assert caught.value.code == "bad_request" and "U+304B" in str(caught.value)  # か
+    assert caught.value.code == "bad_request"
+    assert "U+304B" in str(caught.value)
 
 
 def test_page_numbers_on_chapter_pages_but_not_the_cover(
@@ -301,7 +303,8 @@ def test_pdf_embeds_each_picture_once_scaled_on_the_page_keeping_aspect(
     assert len(image_boxes(reader.pages[0])) == 1
     page_w, page_h = float(reader.pages[0].mediabox.width), float(reader.pages[0].mediabox.height)
     for (x0, y0, x1, y1), (w, h) in zip(boxes, SIZES, strict=True):
-        assert 0 <= x0 < x1 <= page_w and 0 <= y0 < y1 <= page_h
+        assert 0 <= x0 < x1 <= page_w
+        assert 0 <= y0 < y1 <= page_h
         assert (x1 - x0) / (y1 - y0) == pytest.approx(w / h, rel=0.01)
         assert (x0 + x1) / 2 == pytest.approx(page_w / 2, abs=1)  # centred
         assert x1 - x0 > page_w * 0.3  # scaled up to a real picture, not a thumbnail
@@ -339,7 +342,8 @@ def test_long_chapter_flows_over_many_pages_without_losing_text(agent: Publisher
     texts = page_texts(pdf_reader(publications["pdf"]))
     assert len(texts) >= 15
     pages = [next(i for i, t in enumerate(texts) if f"Marker{n:02d}" in t) for n in range(40)]
-    assert pages == sorted(pages) and pages[-1] > pages[0] + 10
+    assert pages == sorted(pages)
+    assert pages[-1] > pages[0] + 10
     assert "The End" in texts[-1]
 
 
@@ -406,7 +410,8 @@ def test_font_path_option_embeds_that_font() -> None:
     _, publications = publish(publisher, sample_payload())
     # Then that font, and only it, is embedded
     fonts = fonts_of(pdf_reader(publications["pdf"]))
-    assert fonts and all(fonts.values())
+    assert fonts
+    assert all(fonts.values())
     assert all(name.endswith("BitstreamVeraSans-Oblique") for name in fonts)
 
 
@@ -424,7 +429,8 @@ def test_html_is_self_contained_with_every_picture_inlined(
     assert html.count("data:image/png;base64,") == 4
     # And it is a UTF-8 HTML5 page with a language, every chapter and no outside reference
     assert html.startswith("<!DOCTYPE html>")
-    assert '<html lang="en">' in html and '<meta charset="utf-8">' in html
+    assert '<html lang="en">' in html
+    assert '<meta charset="utf-8">' in html
     assert all(f"<h2>{title}</h2>" in html for title in CHAPTER_TITLES)
     assert not re.search(r"""(src|href)=["'](?!data:|#)""", html)
     assert "The End" in html
@@ -440,7 +446,8 @@ def test_html_escapes_markup_and_keeps_unicode(agent: PublisherAgent) -> None:
     _, publications = publish(agent, payload)
     html = publications["html"].decode("utf-8")
     # Then no markup from the story gets through, and the letters survive
-    assert "<script" not in html.lower() and "<img src=x" not in html
+    assert "<script" not in html.lower()
+    assert "<img src=x" not in html
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; Zoë ☀" in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
     assert "a &lt; b &amp; c &gt; d" in html
@@ -470,7 +477,8 @@ def test_epub_zip_has_mimetype_first_and_stored(
     first = archive.infolist()[0]
     # Then it is a sound zip whose first entry is the uncompressed mimetype
     assert archive.testzip() is None
-    assert first.filename == "mimetype" and first.compress_type == zipfile.ZIP_STORED
+    assert first.filename == "mimetype"
+    assert first.compress_type == zipfile.ZIP_STORED
     assert archive.read("mimetype") == b"application/epub+zip"
     assert sample[1]["epub"][30:58] == b"mimetypeapplication/epub+zip"  # readers sniff this
 
@@ -619,7 +627,8 @@ def test_a_chapter_a_little_over_its_page_is_fitted_on_it(agent: PublisherAgent)
     # Then each chapter keeps to its one page, picture and all of its text
     assert len(pages) == 1 + len(chapters)
     for (text, pictures), index in zip(pages[1:], (1, 2), strict=True):
-        assert pictures == 1 and f"Chapter {index}" in text
+        assert pictures == 1
+        assert f"Chapter {index}" in text
         assert all(f"Para{index}.{k}" in text for k in range(3))
 
 
@@ -633,7 +642,8 @@ def test_a_long_chapter_spills_in_a_balanced_split(agent: PublisherAgent) -> Non
     # And each chapter starts with its title, picture and first paragraph on one page
     for index in (1, 2, 3):
         first = next((text, n) for text, n in pages if f"Chapter {index}" in text)
-        assert first[1] == 1 and f"Para{index}.0" in first[0]
+        assert first[1] == 1
+        assert f"Para{index}.0" in first[0]
 
 
 def test_embedded_books_have_no_short_pages_without_a_picture(agent: PublisherAgent) -> None:

@@ -77,7 +77,8 @@ def test_the_alert_rules_are_well_formed_and_name_real_metrics() -> None:
     # Then each is a complete Prometheus alerting rule on metrics that exist
     for rule in alerts:
         assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule
-        assert isinstance(rule["expr"], str) and rule["expr"].strip()
+        assert isinstance(rule["expr"], str)
+        assert rule["expr"].strip()
         assert DURATION.match(rule["for"]), rule["for"]
         assert rule["labels"]["severity"] in ("page", "warning")
         assert rule["annotations"]["summary"]

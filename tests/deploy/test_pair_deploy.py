@@ -85,7 +85,8 @@ def test_kubernetes_runs_the_pair_as_two_pods_on_different_nodes_each_with_a_ser
     expected = assert_mirrored(loaded["storymesh-broker-a"], loaded["storymesh-broker-b"],
                                {"primary": "storymesh-broker-a", "backup": "storymesh-broker-b"})
     for name, doc in brokers.items():
-        assert doc["spec"]["replicas"] == 1 and doc["spec"]["strategy"]["type"] == "Recreate"
+        assert doc["spec"]["replicas"] == 1
+        assert doc["spec"]["strategy"]["type"] == "Recreate"
         labels = doc["spec"]["template"]["metadata"]["labels"]
         # its Service (the name peers are given) selects this pod and no other, ready or not
         service = docs[("Service", name)]["spec"]

@@ -25,8 +25,10 @@ def core_manifests() -> dict[tuple[str, str], dict[str, Any]]:
 def test_scaled_object_has_keda_required_fields_and_reads_the_broker_queue() -> None:
     (scaled,) = docs(KEDA)
     # KEDA's required fields: apiVersion/kind, a name, spec.scaleTargetRef.name, triggers
-    assert scaled["apiVersion"] == "keda.sh/v1alpha1" and scaled["kind"] == "ScaledObject"
-    assert scaled["metadata"]["name"] and scaled["metadata"]["namespace"] == "storymesh"
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+    assert scaled["kind"] == "ScaledObject"
+    assert scaled["metadata"]["name"]
+    assert scaled["metadata"]["namespace"] == "storymesh"
     spec = scaled["spec"]
     target = spec["scaleTargetRef"]
     assert target.get("kind", "Deployment") == "Deployment"
@@ -40,7 +42,8 @@ def test_scaled_object_has_keda_required_fields_and_reads_the_broker_queue() -> 
     assert meta["serverAddress"].startswith("http")
     assert "storymesh_service_queue_depth" in meta["query"]
     assert 'service="story.illustrator"' in meta["query"]
-    assert isinstance(meta["threshold"], str) and float(meta["threshold"]) > 0
+    assert isinstance(meta["threshold"], str)
+    assert float(meta["threshold"]) > 0
 
 
 def test_every_agent_pod_has_readiness_and_liveness_probes_running_storymesh_health() -> None:

@@ -99,7 +99,8 @@ def test_daemons_are_notify_services_with_watchdog_hardening_and_restart(name: s
     unit = UNITS / name
     assert option(unit, "Type") == ["notify"]
     assert option(unit, "NotifyAccess") == ["main"]
-    assert option(unit, "WatchdogSec") and option(unit, "Restart") == ["on-failure"]
+    assert option(unit, "WatchdogSec")
+    assert option(unit, "Restart") == ["on-failure"]
     for key, value in (("NoNewPrivileges", "yes"), ("ProtectSystem", "strict"),
                        ("ProtectHome", "yes"), ("PrivateTmp", "yes")):
         assert option(unit, key) == [value], key
@@ -126,7 +127,8 @@ def test_agent_template_selects_agent_and_env_file_and_keeps_gpus_visible() -> N
     assert option(unit, "StateDirectory") == ["storymesh"]
     assert option(unit, "CacheDirectory") == ["storymesh"]
     env = dict(v.split("=", 1) for v in option(unit, "Environment"))
-    assert env["HF_HOME"].startswith("%C/storymesh") and env["STORYMESH_JOURNAL"].startswith("%S/storymesh")
+    assert env["HF_HOME"].startswith("%C/storymesh")
+    assert env["STORYMESH_JOURNAL"].startswith("%S/storymesh")
     # systemd waits longer than one job: the drain grace, plus a margin
     assert seconds(option(unit, "TimeoutStopSec")[0]) > float(env["STORYMESH_DRAIN_GRACE"])
 
@@ -137,7 +139,8 @@ def test_example_env_file_sets_the_gpu() -> None:
     assert env["CUDA_VISIBLE_DEVICES"] == "1"
     settings = settings_mod.load("/dev/null", env={k: v for k, v in env.items()
                                                     if k.startswith("STORYMESH_")})
-    assert settings.illustrator.backend == "diffusers" and settings.illustrator.device == "cuda"
+    assert settings.illustrator.backend == "diffusers"
+    assert settings.illustrator.device == "cuda"
 
 
 @pytest.mark.parametrize("instance", ["illustrator-gpu1", "bogus-gpu1"])
@@ -152,7 +155,8 @@ def test_agent_instance_names_select_the_agent(instance: str) -> None:
     if kind == "bogus":
         assert "unknown agent 'bogus'" in result.stderr
     else:
-        assert "nonsense" in result.stderr and "unknown agent" not in result.stderr
+        assert "nonsense" in result.stderr
+        assert "unknown agent" not in result.stderr
 
 
 # --- configuration ----------------------------------------------------------------------------

@@ -145,7 +145,8 @@ def test_openapi_schema_and_the_page_are_served(http: httpx.Client) -> None:
         assert path in schema["paths"], path
     assert "plot" in json.dumps(schema["paths"]["/stories"]["post"]["requestBody"])
     page = http.get("/")
-    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
 
 
 # --- a story from submission to book ------------------------------------------------------
@@ -156,7 +157,8 @@ def test_a_story_is_accepted_followed_and_read(http: httpx.Client) -> None:
     assert response.status_code == 202
     body = response.json()
     corr = body["id"]
-    assert body["status"] == "accepted" and response.headers["location"] == f"/stories/{corr}"
+    assert body["status"] == "accepted"
+    assert response.headers["location"] == f"/stories/{corr}"
     assert body["links"]["events"] == f"/stories/{corr}/events"
     # Then its book is not there while it runs
     error_of(http.get(f"/stories/{corr}/book.pdf"), 404, "not_found")
@@ -164,7 +166,8 @@ def test_a_story_is_accepted_followed_and_read(http: httpx.Client) -> None:
     events = read_events(http, f"/stories/{corr}/events")
     names = [e["event"] for e in events]
     # Then one event per step, the outline first and the outcome last
-    assert names[0] == "outline" and names[-1] == "complete"
+    assert names[0] == "outline"
+    assert names[-1] == "complete"
     assert sorted(names) == sorted(["outline", "chapter", "chapter", "picture", "picture",
                                     "picture", "publishing", "complete"])
     assert len({e["id"] for e in events}) == len(events)
@@ -178,9 +181,11 @@ def test_a_story_is_accepted_followed_and_read(http: httpx.Client) -> None:
     assert set(links) == {"pdf", "html", "epub"}
     # And every part can be read
     status = http.get(f"/stories/{corr}").json()
-    assert status["status"] == "complete" and status["steps"]["chapters_written"] == 2
+    assert status["status"] == "complete"
+    assert status["steps"]["chapters_written"] == 2
     chapter = http.get(f"/stories/{corr}/chapters/2").json()
-    assert chapter["index"] == 2 and "chapter 2" in chapter["text"]
+    assert chapter["index"] == 2
+    assert "chapter 2" in chapter["text"]
     for event in events:
         if event["event"] == "picture":
             png = http.get(event["data"]["url"])
@@ -189,7 +194,8 @@ def test_a_story_is_accepted_followed_and_read(http: httpx.Client) -> None:
     for fmt, kind in (("pdf", "application/pdf"), ("html", "text/html"),
                       ("epub", "application/epub+zip")):
         book = http.get(links[fmt])
-        assert book.status_code == 200 and book.headers["content-type"].startswith(kind)
+        assert book.status_code == 200
+        assert book.headers["content-type"].startswith(kind)
         assert book.headers["content-disposition"] == f'inline; filename="the-sleepy-mouse.{fmt}"'
     history = http.get(f"/stories/{corr}/history").json()["history"]
     assert {"sender", "receiver", "message_type", "time"} <= set(history[0])
@@ -216,7 +222,8 @@ def test_cancelling_a_story_answers_its_new_status(http: httpx.Client) -> None:
     assert response.status_code == 200
     assert response.json()["status"] == "cancelled"
     events = read_events(http, f"/stories/{corr}/events")
-    assert events[-1]["event"] == "failed" and events[-1]["data"]["status"] == "cancelled"
+    assert events[-1]["event"] == "failed"
+    assert events[-1]["data"]["status"] == "cancelled"
 
 
 def test_an_idempotency_key_makes_a_retried_post_the_same_story(http: httpx.Client) -> None:
@@ -248,7 +255,8 @@ def test_many_listeners_share_one_watch_and_see_the_same_events(
     second = read_events(http, f"/stories/{corr}/events")
     assert [(e["id"], e["event"]) for e in first] == [(e["id"], e["event"]) for e in second]
     hub = gateway.app.state.gateway.hub
-    assert corr in hub.finished and corr not in hub.feeds
+    assert corr in hub.finished
+    assert corr not in hub.feeds
 
 
 def test_last_event_id_resumes_with_nothing_lost_or_twice(http: httpx.Client,
@@ -270,7 +278,8 @@ def test_last_event_id_resumes_with_nothing_lost_or_twice(http: httpx.Client,
     # Then it gets exactly what it missed, with the same ids
     for resumed in (rest, after_restart, by_query):
         got = [(e["event"], e["data"].get("index")) for e in early + resumed]
-        assert len(got) == len(set(got)) and set(got) == steps
+        assert len(got) == len(set(got))
+        assert set(got) == steps
         assert [e["id"] for e in resumed] == [e["id"] for e in whole[3:]]
     # And an id that is not ours starts from the beginning
     assert len(read_events(http, f"/stories/{corr}/events",
@@ -331,7 +340,8 @@ def test_submissions_past_the_rate_limit_are_429_with_retry_after(mesh: SleepyMe
         submit(client)
         response = client.post("/stories", json=STORY)
         error = error_of(response, 429, "busy")
-        assert error["retryable"] is True and error["retry_after"] > 0
+        assert error["retryable"] is True
+        assert error["retry_after"] > 0
         assert int(response.headers["retry-after"]) >= 1
 
 
@@ -358,9 +368,11 @@ def test_a_mesh_without_workers_is_503_and_without_a_broker_504() -> None:
         with GatewayServer(settings) as server, \
                 httpx.Client(base_url=server.url, timeout=WAIT) as client:
             health = client.get("/health")
-            assert health.status_code == 503 and health.json()["status"] == "degraded"
+            assert health.status_code == 503
+            assert health.json()["status"] == "degraded"
             error = error_of(client.post("/stories", json=STORY), 503, "no_such_service")
-            assert "no author" in error["message"] and error["retryable"] is True
+            assert "no author" in error["message"]
+            assert error["retryable"] is True
             error_of(client.get("/stories"), 503, "no_such_service")
     finally:
         broker.stop()
@@ -372,7 +384,8 @@ def test_a_mesh_without_workers_is_503_and_without_a_broker_504() -> None:
             httpx.Client(base_url=server.url, timeout=WAIT) as client:
         error_of(client.get("/stories"), 504, "expired")
         down = client.get("/health")
-        assert down.status_code == 503 and down.json()["status"] == "down"
+        assert down.status_code == 503
+        assert down.json()["status"] == "down"
 
 
 @pytest.mark.parametrize(("error", "status", "code"), [
@@ -394,14 +407,16 @@ def test_every_mesh_code_has_its_http_answer(error: Exception, status: int, code
     answer = from_mesh(error)  # type: ignore[arg-type]
     assert (answer.status, answer.code) == (status, code)
     if code == "busy":
-        assert answer.headers() == {"Retry-After": "3"} and answer.retry_after == 2.5
+        assert answer.headers() == {"Retry-After": "3"}
+        assert answer.retry_after == 2.5
 
 
 def test_another_keys_story_reads_as_one_that_does_not_exist() -> None:
     hidden = from_mesh(RequestFailed("forbidden", "story st-1 belongs to another key"),
                        story="st-1")
     missing = from_mesh(RequestFailed("not_found", "no story st-1"), story="st-1")
-    assert hidden.body() == missing.body() and hidden.status == 404
+    assert hidden.body() == missing.body()
+    assert hidden.status == 404
     assert ApiError("unauthorized", "who?").status == 401
 
 
@@ -451,7 +466,8 @@ def test_url_tokens_stand_in_for_the_key_on_gets_only(keyed: GatewayServer,
             httpx.Client(base_url=keyed.url, timeout=WAIT,
                          headers={"X-API-Key": keyfile[1]["alice"]}) as alice:
         issued = alice.get("/token").json()
-        assert issued["owner"] == "alice" and issued["expires_in"] > 0
+        assert issued["owner"] == "alice"
+        assert issued["expires_in"] > 0
         token = issued["token"]
         accepted = alice.post("/stories", json=STORY).json()
         corr = accepted["id"]
@@ -500,7 +516,8 @@ def test_keys_api_command_stores_only_the_hash_and_prints_the_secret_last(
     assert secret not in path.read_text()
     assert KeyRing(path).owner_of(secret) == "dora"
     again = keys_api("dora")
-    assert again.returncode == 2 and "already has a key named 'dora'" in again.stderr
+    assert again.returncode == 2
+    assert "already has a key named 'dora'" in again.stderr
 
 
 def test_an_open_address_without_keys_is_refused_unless_allowed(tmp_path: Path) -> None:
@@ -515,7 +532,8 @@ def test_an_open_address_without_keys_is_refused_unless_allowed(tmp_path: Path) 
     result = subprocess.run([sys.executable, "-m", "storymesh", "gateway", "--http",
                              "0.0.0.0:0", "--config", "/dev/null"], cwd=REPO,
                             capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 2 and "--allow-anonymous" in result.stderr
+    assert result.returncode == 2
+    assert "--allow-anonymous" in result.stderr
 
 
 def test_the_orchestrator_names_are_exported_lazily() -> None:

@@ -20,7 +20,9 @@ def test_the_bucket_allows_a_burst_then_the_rate() -> None:
 
 def test_the_stream_gate_counts_up_to_its_limit() -> None:
     gate = StreamGate(2)
-    assert gate.enter() and gate.enter() and not gate.enter()
+    assert gate.enter()
+    assert gate.enter()
+    assert not gate.enter()
     gate.leave()
     assert gate.enter()
 
@@ -28,7 +30,8 @@ def test_the_stream_gate_counts_up_to_its_limit() -> None:
 def test_event_ids_name_the_steps_a_listener_has() -> None:
     mask = feeds.OUTLINE | feeds.COVER | feeds.chapter_bit(0)
     text = feeds.event_id(mask)
-    assert text == "3-13" and feeds.parse_event_id(text) == mask
+    assert text == "3-13"
+    assert feeds.parse_event_id(text) == mask
     for bad in (None, "", "x", "3-zz", "2-13", "-1--1"):
         assert feeds.parse_event_id(bad) == 0
 

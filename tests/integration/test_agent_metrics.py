@@ -190,7 +190,8 @@ def test_a_story_moves_every_agents_series(metered: MetricsMesh) -> None:
     assert images == pytest.approx(4 * 60 / 10.0)
     assert second.agents[metered.address("author")]["tokens_per_s"] > 10
     text = text_of(render(second))
-    assert "img/min" in text and "tok/s" in text
+    assert "img/min" in text
+    assert "tok/s" in text
 
 
 def test_ready_metadata_names_the_metrics_address(metered: MetricsMesh) -> None:

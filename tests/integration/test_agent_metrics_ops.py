@@ -30,7 +30,8 @@ def test_metrics_bind_is_an_agent_key_off_by_default() -> None:
     env = settings_mod.load("/dev/null", env={"STORYMESH_AUTHOR_METRICS_BIND": "9101"})
     flag = settings_mod.load("/dev/null", env={}, flags={"story.metrics_bind": "0.0.0.0:9105"})
     # Then each lands in its agent's table, apart from the broker's own key
-    assert env.author.metrics_bind == "9101" and env.metrics_bind == ""
+    assert env.author.metrics_bind == "9101"
+    assert env.metrics_bind == ""
     assert flag.story.metrics_bind == "0.0.0.0:9105"
     with pytest.raises(ConfigError, match="illustrator.metrics_bind"):
         settings_mod.load("/dev/null", env={"STORYMESH_ILLUSTRATOR_METRICS_BIND": "x:y"})
@@ -62,7 +63,8 @@ def test_the_endpoint_is_off_without_a_bind_and_refuses_a_taken_port() -> None:
     with metrics_endpoint("") as off:
         assert off is None
     with metrics_endpoint("127.0.0.1:0") as on:
-        assert on is not None and on.address is not None
+        assert on is not None
+        assert on.address is not None
         taken = on.address
         with pytest.raises(ConfigError, match="cannot serve metrics"), \
                 metrics_endpoint(taken):
@@ -114,7 +116,8 @@ def test_the_monitor_says_nothing_of_an_agent_whose_metrics_do_not_answer() -> N
     assert scraper.figures(snap, 10.0) == {"127.0.0.1:9101": {"tokens_per_s": 30.0}}
     # Then a failed scrape shows nothing, and it is not asked again before AGENT_RETRY
     assert scraper.figures(snap, 20.0) == {}
-    assert scraper.figures(snap, 21.0) == {} and len(asked) == 3
+    assert scraper.figures(snap, 21.0) == {}
+    assert len(asked) == 3
     # And once it answers again, rates come back from fresh samples only
     assert scraper.figures(snap, 20.0 + AGENT_RETRY) == {}
     later = scraper.figures(snap, 30.0 + AGENT_RETRY)

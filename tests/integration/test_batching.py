@@ -74,14 +74,16 @@ def test_requests_arriving_together_share_one_batch_call(
         finals = [client.result(rid).payload for rid in rids]
         # Then the batchable ones were served together, each with its own answer
         assert sorted(f["n"] for f in finals) == [0, 1, 2]
-        assert max(agent.calls) >= 2 and sum(agent.calls) == 4
+        assert max(agent.calls) >= 2
+        assert sum(agent.calls) == 4
         # and one bad request in a batch fails alone, with its own error
         with pytest.raises(RequestFailed) as failed:
             client.result(bad)
         assert failed.value.code == "bad_request"
         # and a request that may not batch goes through handle() as usual
         assert alone.payload == {"alone": 7}
-        assert runtime.batcher is not None and runtime.batcher.batches == agent.calls
+        assert runtime.batcher is not None
+        assert runtime.batcher.batches == agent.calls
 
 
 @pytest.mark.ml
@@ -100,7 +102,8 @@ def test_a_model_author_batches_chapters_of_several_stories(
         chapters = [client.result(rid).payload for rid in rids]
         # Then every story gets a whole chapter, and they shared generate calls
         assert all(c["text"].strip() and c["picture_prompt"] for c in chapters)
-        assert runtime.batcher is not None and max(runtime.batcher.batches) >= 2
+        assert runtime.batcher is not None
+        assert max(runtime.batcher.batches) >= 2
 
 
 @pytest.mark.ml
@@ -116,7 +119,8 @@ def test_a_diffusers_illustrator_paints_pictures_of_several_stories_in_one_call(
         batched = [client.result(rid).payload for rid in rids]
         # Then both are PNGs of the asked size, painted in one pipeline call
         assert all(p["png"].startswith(b"\x89PNG") and p["width"] == 64 for p in batched)
-        assert runtime.batcher is not None and max(runtime.batcher.batches) == 2
+        assert runtime.batcher is not None
+        assert max(runtime.batcher.batches) == 2
         # and a picture painted alone from the same seed looks the same
         alone = client.call("story.illustrator",
                             {"prompt": "a fox in a forest", "seed": 5, **ask}).payload

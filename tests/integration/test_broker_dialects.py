@@ -275,7 +275,9 @@ def test_every_client_dialect_gets_its_reply_in_its_own_dialect_from_every_worke
     frames = raw.requests[0]
     n = len(wire.prefix)
     assert frames[:n + 1] == [*wire.prefix, wire.request]
-    assert frames[n + 1] and frames[n + 2] == b"" and frames[n + 3:] == body
+    assert frames[n + 1]
+    assert frames[n + 2] == b""
+    assert frames[n + 3:] == body
     # so the relayed FINAL is byte for byte the worker's body,
     assert reply[len(head):] == body
     # and everything else the broker sent it was a HEARTBEAT of its own dialect.
@@ -349,7 +351,8 @@ def test_the_dialects_share_one_service_queue(peers: Peers) -> None:
             reply = recv(sock)
             assert reply[:len(head)] == head
             env = envelope.unpack(reply[len(head):])
-            assert env.ok and env.id == f"{d}:{env.payload['i']}"
+            assert env.ok
+            assert env.id == f"{d}:{env.payload['i']}"
             got.add(env.id)
         assert len(got) == (1 if d == "0.1-req" else 8)
 
@@ -393,12 +396,15 @@ def test_mmi_storymesh_snapshot_describes_workers_and_counters(
     assert (env.id, env.ok) == ("snap-1", True)
     snap = env.payload
     assert snap["version"] == 1
-    assert snap["services"]["echo"]["workers"] == 3 and snap["services"]["echo"]["served"] == 1
+    assert snap["services"]["echo"]["workers"] == 3
+    assert snap["services"]["echo"]["served"] == 1
     assert sorted(w["dialect"] for w in snap["workers"]) == ["0.1", "0.2", "0.2e"]
     assert sum(w["served"] for w in snap["workers"]) == 1
     runtime = [w for w in snap["workers"] if w["meta"]]
-    assert len(runtime) == 1 and runtime[0]["meta"]["hb_busy"] is True
-    assert snap["counters"]["replies"] == 1 and snap["counters"]["mmi"] >= 1
+    assert len(runtime) == 1
+    assert runtime[0]["meta"]["hb_busy"] is True
+    assert snap["counters"]["replies"] == 1
+    assert snap["counters"]["mmi"] >= 1
 
 
 @pytest.mark.parametrize("dialect", ["0.1", "0.2", "0.2e"])

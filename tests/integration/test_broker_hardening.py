@@ -65,11 +65,13 @@ def test_an_unexpected_error_costs_one_message_and_the_broker_goes_on(
             # Then its client gets `internal`, the error is logged once with its traceback
             assert failed.value.code == "internal"
             logged = [r for r in caplog.records if "internal error" in r.getMessage()]
-            assert len(logged) == 1 and "AssertionError: a bug in the broker" in \
+            assert len(logged) == 1
+            assert "AssertionError: a bug in the broker" in \
                 logged[0].getMessage()
             # And the broker goes on serving, with the error counted
             assert client.call("echo", {"text": "second"}).payload["text"] == "second"
             counters = mesh.snapshot()["counters"]
-            assert counters["internal_errors"] == 1 and counters["internal"] == 1
+            assert counters["internal_errors"] == 1
+            assert counters["internal"] == 1
         finally:
             client.close()

@@ -124,9 +124,12 @@ def test_list_status_and_history_tables_show_the_story(corr: str, cli: Any) -> N
     listed, status, history = (cli("list"), cli("status", corr), cli("history", corr))
     assert [r.returncode for r in (listed, status, history)] == [0, 0, 0], listed.stderr
     # (an 80-column table folds the id inside its cell)
-    assert corr[:12] in listed.stdout and "complete" in listed.stdout
-    assert corr in status.stdout and "chapters 2/2" in status.stdout
-    assert "author" in history.stdout and "->" in history.stdout
+    assert corr[:12] in listed.stdout
+    assert "complete" in listed.stdout
+    assert corr in status.stdout
+    assert "chapters 2/2" in status.stdout
+    assert "author" in history.stdout
+    assert "->" in history.stdout
 
 
 def test_fetch_writes_the_book_and_cancel_of_a_finished_story_changes_nothing(
@@ -177,6 +180,7 @@ def test_read_health_without_names_reports_every_service(mesh: Mesh) -> None:
     # Given the mesh / When health is read with no service named
     report = read_health(mesh.settings, [], timeout=5.0)
     # Then the broker answering is healthy, and every registered service is listed
-    assert report.status == "healthy" and report.exit_code == schema.EXIT_OK
+    assert report.status == "healthy"
+    assert report.exit_code == schema.EXIT_OK
     assert set(STORY_SERVICES) <= set(report.services)
 

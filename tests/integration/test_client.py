@@ -118,7 +118,8 @@ def test_call_returns_the_final_envelope(stand_in: StandIn, client: Client) -> N
     env = client.call("echo", {"text": "hi", "png": blob}, corr="story-1")
     # Then it gets the FINAL with its payload, id and corr
     assert env.payload == {"text": "hi", "png": blob}
-    assert env.corr == "story-1" and env.id == stand_in.seen[0].env.id
+    assert env.corr == "story-1"
+    assert env.id == stand_in.seen[0].env.id
     assert stand_in.seen[0].service == b"echo"
 
 
@@ -171,7 +172,8 @@ def test_timeout_resends_every_request_with_the_same_id_on_a_fresh_socket(
     final_first = client.recv(first)
     final_second = client.recv(second)
     # Then both were resent once, with the same ids, from a new routing id
-    assert final_first.final and final_second.final
+    assert final_first.final
+    assert final_second.final
     ids = [g.env.id for g in stand_in.seen]
     assert ids == [first, second, first, second]
     assert stand_in.seen[0].cid == stand_in.seen[1].cid != stand_in.seen[2].cid
@@ -186,7 +188,8 @@ def test_retries_exhausted_raise_request_timeout(stand_in: StandIn,
         # When the client calls / Then it raises RequestTimeout after both attempts
         with pytest.raises(RequestTimeout, match="after 2 attempt"):
             client.call("echo", {})
-    assert len(stand_in.seen) == 2 and stand_in.seen[0].env.id == stand_in.seen[1].env.id
+    assert len(stand_in.seen) == 2
+    assert stand_in.seen[0].env.id == stand_in.seen[1].env.id
 
 
 def test_error_final_raises_request_failed(stand_in: StandIn, client: Client) -> None:
@@ -196,7 +199,8 @@ def test_error_final_raises_request_failed(stand_in: StandIn, client: Client) ->
     with pytest.raises(RequestFailed) as caught:
         client.call("echo", {})
     # Then the error carries the code, message and retryability, and it was not retried
-    assert caught.value.code == "worker_lost" and caught.value.retryable is True
+    assert caught.value.code == "worker_lost"
+    assert caught.value.retryable is True
     assert "stand-in" in caught.value.message
     assert len(stand_in.seen) == 1
 
@@ -236,7 +240,8 @@ def test_busy_past_the_retry_budget_raises(stand_in: StandIn, client: Client) ->
     # When the client (3 attempts) calls / Then the last `busy` is raised
     with pytest.raises(RequestFailed) as caught:
         client.call("echo", {})
-    assert caught.value.code == "busy" and caught.value.retry_after == 0.02
+    assert caught.value.code == "busy"
+    assert caught.value.retry_after == 0.02
     assert len(stand_in.seen) == 3
 
 

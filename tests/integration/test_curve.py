@@ -6,6 +6,7 @@ and the story service keeping each key's stories private.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -106,10 +107,12 @@ def test_a_forged_principal_is_overwritten_and_an_admin_is_marked(mesh: Mesh) ->
     with mesh.client("alice", principal="ops") as alice:
         got = alice.call("echo", {}).payload
     # Then the worker sees alice; only the admin key's own requests carry the admin flag
-    assert got["principal"] == "alice" and got["admin"] is False
+    assert got["principal"] == "alice"
+    assert got["admin"] is False
     with mesh.client("ops") as ops:
         got = ops.call("echo", {}).payload
-    assert got["principal"] == "ops" and got["admin"] is True
+    assert got["principal"] == "ops"
+    assert got["admin"] is True
 
 
 def test_a_delegate_key_acts_for_the_principal_it_names(mesh: Mesh) -> None:
@@ -158,7 +161,8 @@ def test_a_client_key_cannot_register_a_worker(mesh: Mesh) -> None:
     try:
         sock.send_multipart(mdp.encode(mdp.Ready(b"echo")))
         # Then the broker answers DISCONNECT
-        assert sock.poll(3000) and sock.recv_multipart() == mdp.encode(mdp.Disconnect())
+        assert sock.poll(3000)
+        assert sock.recv_multipart() == mdp.encode(mdp.Disconnect())
     finally:
         sock.close()
     # And only the gpu key serves echo; the refusal was counted
@@ -178,7 +182,8 @@ def test_a_worker_key_may_not_call_services_but_mmi_service_is_open(mesh: Mesh) 
 def test_snapshots_need_an_admin_key(mesh: Mesh) -> None:
     with mesh.client("alice") as alice, pytest.raises(RequestFailed) as err:
         alice.snapshot()
-    assert err.value.code == "forbidden" and not err.value.retryable
+    assert err.value.code == "forbidden"
+    assert not err.value.retryable
     assert mesh.snapshot()["settings"]["keys"] is True
 
 
@@ -217,10 +222,8 @@ class Relay:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def close(self) -> None:
         self.listener.close()
@@ -245,14 +248,18 @@ def test_traffic_on_the_wire_is_not_readable(mesh: Mesh) -> None:
     # When alice calls echo through a man in the middle that records the wire
     payload, wire = through_relay(mesh.endpoint, mesh.peer_settings("alice"), secret)
     # Then the call works, but neither the request nor the reply can be read on the wire
-    assert payload["text"] == secret.decode() and payload["principal"] == "alice"
+    assert payload["text"] == secret.decode()
+    assert payload["principal"] == "alice"
     assert len(wire) > 200 * len(secret)  # the blob went both ways, encrypted
-    assert secret not in wire and b"echo" not in wire and b"MDPC02" not in wire
+    assert secret not in wire
+    assert b"echo" not in wire
+    assert b"MDPC02" not in wire
     # And the same relay in front of a plain broker shows everything (the check is real)
     with Mesh() as plain:
         plain.add_agent(WhoAmI())
         _, clear = through_relay(plain.endpoint, fast_settings(), secret)
-    assert secret in clear and b"MDPC02" in clear
+    assert secret in clear
+    assert b"MDPC02" in clear
     # And a keyed client's socket is a CURVE client, a plain one has no mechanism
     for settings, mechanism in ((mesh.peer_settings("alice"), zmq.CURVE),
                                 (fast_settings(), zmq.NULL)):
@@ -332,7 +339,8 @@ def test_with_keys_on_a_story_is_readable_only_by_its_owner_and_admins(keys: Key
             outcome = alice.wait(corr)
             assert outcome["status"] == "complete", outcome
             mine = alice.list()
-            assert alice.status(corr)["status"] == "complete" and alice.fetch(corr)
+            assert alice.status(corr)["status"] == "complete"
+            assert alice.fetch(corr)
         # Then bob can neither read, watch, fetch nor cancel it, and lists nothing
         with stories("bob") as bob:
             for read in (bob.status, bob.history, bob.fetch, bob.cancel, bob.wait):
@@ -374,7 +382,8 @@ def test_a_plain_broker_warns_when_it_binds_beyond_loopback(caplog: pytest.LogCa
         quiet = new_broker(fast_settings(bind="tcp://127.0.0.1:0"))
         quiet.close()
     warnings = [r for r in caplog.records if "WITHOUT keys" in r.getMessage()]
-    assert len(warnings) == 1 and "0.0.0.0" in warnings[0].getMessage()
+    assert len(warnings) == 1
+    assert "0.0.0.0" in warnings[0].getMessage()
 
 
 def test_an_in_process_broker_ignores_keys(keys: Keys) -> None:

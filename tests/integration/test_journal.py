@@ -86,12 +86,17 @@ def test_create_get_and_status(journal: Journal, clock: FakeClock) -> None:
     clock.advance(5)
     assert journal.set_status("c1", "complete", title="Fox Shares")
     # Then the journal holds the request, the owner, the times and the final status
-    assert created.status is Status.ACCEPTED and created.created == clock.now - 10
+    assert created.status is Status.ACCEPTED
+    assert created.created == clock.now - 10
     story = journal.get_story("c1")
     assert story is not None
-    assert story.request == REQUEST and story.principal == "alice"
-    assert story.status is Status.COMPLETE and story.done and story.title == "Fox Shares"
-    assert story.updated == clock.now and story.created == clock.now - 10
+    assert story.request == REQUEST
+    assert story.principal == "alice"
+    assert story.status is Status.COMPLETE
+    assert story.done
+    assert story.title == "Fox Shares"
+    assert story.updated == clock.now
+    assert story.created == clock.now - 10
     assert story.lease_owner == "inst-a"
 
 
@@ -126,7 +131,8 @@ def test_create_is_idempotent(journal: Journal, clock: FakeClock) -> None:
     clock.advance(3)
     again = journal.create_story("c1", {"plot": "other"}, "inst-b")
     # Then the first story is kept unchanged
-    assert again == first and journal.total_bytes() == first.size
+    assert again == first
+    assert journal.total_bytes() == first.size
 
 
 def test_finished_status_is_final(journal: Journal) -> None:
@@ -137,8 +143,10 @@ def test_finished_status_is_final(journal: Journal) -> None:
     changed = journal.set_status("c1", Status.COMPLETE, title="late")
     # Then the cancel stands
     story = journal.get_story("c1")
-    assert changed is False and story is not None
-    assert story.status is Status.CANCELLED and story.title is None
+    assert changed is False
+    assert story is not None
+    assert story.status is Status.CANCELLED
+    assert story.title is None
 
 
 def test_failed_keeps_error(journal: Journal) -> None:
@@ -146,7 +154,8 @@ def test_failed_keeps_error(journal: Journal) -> None:
     journal.create_story("c1", REQUEST, None)
     journal.set_status("c1", Status.FAILED, error="model_error: out of memory")
     story = journal.get_story("c1")
-    assert story is not None and story.error == "model_error: out of memory"
+    assert story is not None
+    assert story.error == "model_error: out of memory"
 
 
 def test_list_newest_first_and_by_status(journal: Journal, clock: FakeClock) -> None:
@@ -173,8 +182,11 @@ def test_step_is_written_once(journal: Journal) -> None:
     again = journal.save_step("c1", "chapter", 1, {"text": "Something else"})
     # Then the first data stays and the second attempt is counted, not written
     step = journal.get_step("c1", "chapter", 1)
-    assert again is False and step is not None
-    assert step.data == {"text": "Once upon a time"} and step.attempts == 2 and step.done
+    assert again is False
+    assert step is not None
+    assert step.data == {"text": "Once upon a time"}
+    assert step.attempts == 2
+    assert step.done
 
 
 def test_picture_blob_and_kinds_are_separate(journal: Journal) -> None:
@@ -187,8 +199,11 @@ def test_picture_blob_and_kinds_are_separate(journal: Journal) -> None:
     # When reading them back / Then each kind keeps its own data and binary
     picture = journal.get_step("c1", "picture", 1)
     cover = journal.get_step("c1", "cover", 0)
-    assert picture is not None and picture.blob == PNG and picture.data == {"seed": 7}
-    assert cover is not None and cover.blob == b"\x00cover\xff"
+    assert picture is not None
+    assert picture.blob == PNG
+    assert picture.data == {"seed": 7}
+    assert cover is not None
+    assert cover.blob == b"\x00cover\xff"
     assert journal.get_step("c1", "chapter", 1) is not None
     assert journal.get_step("c1", "chapter", 2) is None
     assert [s.blob for s in journal.steps("c1", with_blobs=False)] == [None] * 4
@@ -211,10 +226,12 @@ def test_step_timestamps_show_overlap(journal: Journal, clock: FakeClock) -> Non
     assert steps[("chapter", 1)].finished == clock.now - 3
     assert steps[("picture", 1)].started == clock.now - 3
     assert steps[("picture", 1)].finished == clock.now
-    assert steps[("chapter", 2)].data is None and not steps[("chapter", 2)].done
+    assert steps[("chapter", 2)].data is None
+    assert not steps[("chapter", 2)].done
     assert journal.get_step("c1", "chapter", 2) is None
     # And the picture ran while chapter 2 was being written
-    assert steps[("picture", 1)].started < clock.now and steps[("chapter", 2)].finished is None
+    assert steps[("picture", 1)].started < clock.now
+    assert steps[("chapter", 2)].finished is None
     # And marking a finished step started again changes nothing
     assert journal.mark_step_started("c1", "chapter", 1) is False
     assert journal.steps("c1")[0].started == clock.now - 5
@@ -226,7 +243,8 @@ def test_save_without_start_uses_one_time(journal: Journal, clock: FakeClock) ->
     journal.save_step("c1", "outline", 0, {"title": "t"})
     # Then it started and finished now, with one attempt
     (step,) = journal.steps("c1")
-    assert step.started == step.finished == clock.now and step.attempts == 1
+    assert step.started == step.finished == clock.now
+    assert step.attempts == 1
 
 
 # -- publications and history ---------------------------------------------------------------
@@ -364,7 +382,8 @@ def test_prune_by_age_keeps_running(journal: Journal, clock: FakeClock) -> None:
     # Then only the old finished stories are gone, with everything they held
     assert removed == 2
     assert {s.corr for s in journal.list_stories()} == {"old-running", "new-done"}
-    assert journal.history("old-done") == [] and journal.publications("old-done") == {}
+    assert journal.history("old-done") == []
+    assert journal.publications("old-done") == {}
     assert journal.steps("old-done") == []
 
 
@@ -428,7 +447,8 @@ def test_wal_mode_and_schema_version(path: Path) -> None:
     conn.close()
     journal.close()
     # Then the file is in WAL mode with the current schema version
-    assert mode == "wal" and version == SCHEMA_VERSION
+    assert mode == "wal"
+    assert version == SCHEMA_VERSION
 
 
 def test_newer_schema_is_refused(path: Path) -> None:
@@ -455,7 +475,7 @@ def test_concurrent_writers_do_not_lock(journal: Journal, other: Journal) -> Non
                 j.record(corr, name, "story.author", "REQUEST", str(i))
                 j.acquire(f"a-{i // 2}", name, 5)
                 j.renew(name, 5)
-        except BaseException as exc:  # noqa: BLE001 - the test reports any failure
+        except BaseException as exc:  # noqa: BLE001 - the test reports any failure  # noqa: BLE001 - the test reports any failure
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(j, n))
@@ -494,7 +514,8 @@ def test_racing_savers_write_a_step_once(journal: Journal, other: Journal) -> No
     # Then exactly one write landed, and it is the step every reader sees
     assert sorted(wins) == [False] * 7 + [True]
     step = other.get_step("c1", "chapter", 1)
-    assert step is not None and step.attempts == 8
+    assert step is not None
+    assert step.attempts == 8
     assert [s.data for s in journal.steps("c1")] == [step.data]
 
 
@@ -519,7 +540,8 @@ def test_racing_takers_of_an_expired_lease_one_wins(journal: Journal, other: Jou
     for t in threads:
         t.join(timeout=30)
     # Then exactly one owns it
-    assert len(won) == 1 and journal.lease_owner("c1") == won[0]
+    assert len(won) == 1
+    assert journal.lease_owner("c1") == won[0]
 
 
 # -- choosing the backend ------------------------------------------------------------------
@@ -540,7 +562,8 @@ def test_a_plain_path_is_a_sqlite_file(tmp_path: Path) -> None:
     path = tmp_path / "a:b" / "journal.db"
     # When it is opened / Then it is a SQLite journal at that path
     with open_journal(path) as journal:
-        assert isinstance(journal, SqliteJournal) and journal.target == str(path)
+        assert isinstance(journal, SqliteJournal)
+        assert journal.target == str(path)
     assert path.exists()
 
 
@@ -571,7 +594,7 @@ def test_postgres_services_starting_together_create_the_schema_once(
         barrier.wait()
         try:
             opened.append(open_journal(postgres_url))
-        except BaseException as exc:  # noqa: BLE001 - the test reports any failure
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=start) for _ in range(4)]
@@ -580,7 +603,8 @@ def test_postgres_services_starting_together_create_the_schema_once(
     for t in threads:
         t.join(timeout=60)
     # Then all of them work on the one schema
-    assert errors == [] and len(opened) == 4
+    assert errors == []
+    assert len(opened) == 4
     opened[0].create_story("c1", REQUEST, "inst-a")
     assert all(j.get_story("c1") is not None for j in opened)
     for j in opened:
@@ -604,7 +628,8 @@ def test_postgres_reconnects_after_the_server_drops_it(postgres_url: str,
                 break
             except JournalUnavailable:
                 continue
-        assert story is not None and story.corr == "c1"
+        assert story is not None
+        assert story.corr == "c1"
 
 
 @pytest.mark.parametrize("setting", ["mysql://u@db/story", "redis://cache/0"])

@@ -100,7 +100,8 @@ def test_a_story_moves_to_the_other_service_when_its_box_drops_out(
         finished_before = {(s.kind, s.index) for s in journal.steps(corr, with_blobs=False)
                            if s.done}
         story = journal.get_story(corr)
-        assert story is not None and story.lease_owner is not None
+        assert story is not None
+        assert story.lease_owner is not None
         owner_a = story.lease_owner
 
         # Then box B takes the story over once the lease runs out and the watch through B ends

@@ -112,7 +112,8 @@ def test_series_of_departed_workers_are_removed(mesh: Mesh) -> None:
     # Then only the remaining worker has series
     left = {dict(labels)["worker"] for name, labels in one
             if name.startswith("storymesh_worker_")}
-    assert len(left) == 1 and left < ids
+    assert len(left) == 1
+    assert left < ids
     # And when the last one leaves, the service's series go too
     mesh.stop_agents()
     gone = eventually(mesh.metrics_url, lambda s: value(s, "storymesh_service_workers",

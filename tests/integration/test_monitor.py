@@ -71,8 +71,12 @@ def test_view_shows_broker_services_workers_and_stories() -> None:
     # When it is rendered
     text = text_of(render(obs))
     # Then the broker line has its uptime, counters and message rate
-    assert "UP" in text and "tcp://10.0.0.1:5555" in text and "pid 4242" in text
-    assert "requests 40" in text and "messages/s 12.3" in text and "errors 1" in text
+    assert "UP" in text
+    assert "tcp://10.0.0.1:5555" in text
+    assert "pid 4242" in text
+    assert "requests 40" in text
+    assert "messages/s 12.3" in text
+    assert "errors 1" in text
     # And each service its figures, in table order
     rows = {row[0]: row for row in map(cells, text.splitlines()) if len(row) == 8}
     assert rows["story.illustrator"] == ["story.illustrator", "2", "0", "2", "3", "7", "1",
@@ -84,10 +88,12 @@ def test_view_shows_broker_services_workers_and_stories() -> None:
                   "/models/sd-tiny", "cuda:1"):
         assert shown in busy, shown
     idle = next(line for line in text.splitlines() if "00aabbcc02" in line)
-    assert "idle" in idle and "req-123" not in idle
+    assert "idle" in idle
+    assert "req-123" not in idle
     # And the story in progress its current step
     story = next(line for line in text.splitlines() if "st-abc" in line and "The Fox" in line)
-    assert "running" in story and "chapter 2/3, pictures 1/4" in story
+    assert "running" in story
+    assert "chapter 2/3, pictures 1/4" in story
 
 
 def test_many_idle_connections_of_one_process_share_a_row() -> None:
@@ -104,7 +110,10 @@ def test_many_idle_connections_of_one_process_share_a_row() -> None:
     lines = text_of(render(obs)).splitlines()
     # Then the 15 idle ones are one row, with their count, oldest heartbeat and served total
     group = next(line for line in lines if "15 connections" in line)
-    assert "story.watch" in group and "idle" in group and "1.5s" in group and " 15 " in group
+    assert "story.watch" in group
+    assert "idle" in group
+    assert "1.5s" in group
+    assert " 15 " in group
     assert not any(f"00ee{i:06x}" in line for line in lines for i in range(16) if i != 3)
     # And the busy one keeps its own row, and a process with few idle ones is not grouped
     assert any("00ee000003" in line and "st-xyz" in line for line in lines)
@@ -115,8 +124,11 @@ def test_view_of_a_broker_that_is_down() -> None:
     now = time.time()
     obs = Observation("tcp://10.0.0.1:5555", now, error="no reply", down_since=now - 3.0)
     text = text_of(render(obs))
-    assert "DOWN" in text and "for 3.0s" in text and "no reply" in text
-    assert "services" not in text and "workers" not in text
+    assert "DOWN" in text
+    assert "for 3.0s" in text
+    assert "no reply" in text
+    assert "services" not in text
+    assert "workers" not in text
 
 
 def test_stories_panel_only_with_a_story_service() -> None:
@@ -200,7 +212,9 @@ def test_monitor_follows_real_workers_a_death_and_a_broker_restart(mesh: Mesh,
             obs, _ = shown(poller, lambda o, snap: any(w["request"] for w in snap["workers"]))
             busy = [line for line in worker_lines(text_of(render(obs))) if "busy" in line]
             # Then the busy worker shows the request id and the story's correlation id
-            assert len(busy) == 1 and rid in busy[0] and "st-monitored" in busy[0]
+            assert len(busy) == 1
+            assert rid in busy[0]
+            assert "st-monitored" in busy[0]
             client.result(rid)
         obs, _ = shown(poller, lambda o, snap: snap["services"]["echo"]["served"] >= 1)
         assert "echo" in text_of(render(obs))
@@ -211,7 +225,8 @@ def test_monitor_follows_real_workers_a_death_and_a_broker_restart(mesh: Mesh,
         obs, snap = shown(poller, lambda o, snap: snap["services"]["echo"]["workers"] == 2)
         # Then its row is gone (the broker found it unreachable, or its heartbeats expired)
         lines = worker_lines(text_of(render(obs)))
-        assert len(lines) == 2 and not any(f":{proc.pid}" in line for line in lines)
+        assert len(lines) == 2
+        assert not any(f":{proc.pid}" in line for line in lines)
         counters = snap["counters"]
         assert counters["unreachable"] + counters["workers_expired"] >= 1
 
@@ -225,13 +240,15 @@ def test_monitor_follows_real_workers_a_death_and_a_broker_restart(mesh: Mesh,
 
         mesh.restart_broker(while_down)
         # Then the monitor said so, and shows the workers re-registered on the new broker
-        assert "DOWN" in seen["down"] and mesh.endpoint in seen["down"]
+        assert "DOWN" in seen["down"]
+        assert mesh.endpoint in seen["down"]
         assert json.loads(seen["down_json"])["up"] is False
         obs, snap = shown(poller, lambda o, snap: snap["services"].get(
             "echo", {}).get("workers") == 2)
         assert snap["uptime"] < 8.0  # a new broker process-lifetime
         text = text_of(render(obs))
-        assert "UP" in text and len(worker_lines(text)) == 2
+        assert "UP" in text
+        assert len(worker_lines(text)) == 2
     finally:
         poller.close()
         spawner.close()
@@ -290,7 +307,8 @@ def test_stories_in_progress_come_from_the_story_service(mesh: Mesh, tmp_path: P
         # Then the monitor lists it in progress, at its outline step
         obs, _ = shown(poller, lambda o, snap: any(s["corr"] == corr for s in o.stories or []))
         line = next(line for line in text_of(render(obs)).splitlines() if corr in line)
-        assert "outline" in line and ("running" in line or "accepted" in line)
+        assert "outline" in line
+        assert ("running" in line or "accepted" in line)
     finally:
         poller.close()
 
@@ -306,7 +324,8 @@ def test_once_json_prints_one_snapshot(mesh: Mesh) -> None:
         data: dict[str, Any] = json.loads(out.getvalue())
         return data if data["snapshot"]["services"].get("echo", {}).get("workers") == 1 else None
     data = wait_for(once, 5.0, "one echo worker in the JSON snapshot", interval=0.1)
-    assert codes[-1] == 0 and data["up"] is True
+    assert codes[-1] == 0
+    assert data["up"] is True
     assert data["snapshot"]["workers"][0]["meta"]["backend"] == "builtin"
 
 
@@ -315,4 +334,5 @@ def test_once_exits_2_when_the_broker_is_down() -> None:
     out = io.StringIO()
     code = run_monitor(settings, once=True, console=Console(file=out, width=120,
                                                              color_system=None))
-    assert code == 2 and "DOWN" in out.getvalue()
+    assert code == 2
+    assert "DOWN" in out.getvalue()

@@ -31,8 +31,10 @@ def test_the_pair_settles_and_serves_through_the_primary() -> None:
         wait_for(lambda: pair.workers("primary") == 1, WAIT, "the worker on the primary")
         assert pair.workers("backup") == 0
         snap = pair.snapshot("backup")
-        assert snap is not None and snap["pair"]["role"] == "backup"
-        assert snap["pair"]["peer"]["state"] == "active" and snap["pair"]["failovers"] == 0
+        assert snap is not None
+        assert snap["pair"]["role"] == "backup"
+        assert snap["pair"]["peer"]["state"] == "active"
+        assert snap["pair"]["failovers"] == 0
 
 
 def test_a_client_sent_to_the_passive_broker_first_is_served_by_the_active_one() -> None:
@@ -45,7 +47,8 @@ def test_a_client_sent_to_the_passive_broker_first_is_served_by_the_active_one()
             assert client.call("echo", {"text": "x"}).payload["text"] == "x"
             assert client.endpoint == pair.endpoints["primary"]
         snap = pair.snapshot("backup")
-        assert snap is not None and snap["counters"]["not_active"] >= 1
+        assert snap is not None
+        assert snap["counters"]["not_active"] >= 1
         assert pair.pair_state("backup") == "passive"
 
 
@@ -66,7 +69,8 @@ def test_stopping_the_active_broker_moves_every_request_in_flight_to_the_other()
         assert texts == sorted(str(i) for i in range(10))
         assert pair.pair_state("backup") == "active"
         snap = pair.snapshot("backup")
-        assert snap is not None and snap["pair"]["failovers"] == 1
+        assert snap is not None
+        assert snap["pair"]["failovers"] == 1
         assert snap["services"]["echo"]["workers"] == 10
 
 
@@ -125,7 +129,8 @@ def test_the_monitor_shows_both_brokers_and_the_active_ones_services() -> None:
             # Given both brokers up: the primary's services are shown
             obs = poller.poll()
             assert obs.broker == pair.endpoints["primary"]
-            assert obs.snapshot is not None and obs.snapshot["services"]["echo"]["workers"] == 1
+            assert obs.snapshot is not None
+            assert obs.snapshot["services"]["echo"]["workers"] == 1
             assert [(b["state"], b["up"]) for b in obs.brokers or []] == [
                 ("active", True), ("passive", True)]
             assert "broker pair" in _text(render(obs))

@@ -48,7 +48,8 @@ def test_the_embedded_storyteller_mesh_refuses_french_at_submission(
             stories.submit(PLOT, chapters=1, language="fr")
         # Then it is refused at once, naming the backend that writes French
         assert refused.value.code == "bad_request"
-        assert "'fr'" in refused.value.message and "transformers" in refused.value.message
+        assert "'fr'" in refused.value.message
+        assert "transformers" in refused.value.message
         # and no story was journalled for it
         assert len(stories.list(50)) == before
         # When it is English of a region, it is accepted and runs to the end
@@ -61,7 +62,8 @@ def test_a_malformed_language_is_refused(embedded_mesh: LocalMesh, language: obj
     with stories_of(embedded_mesh) as stories:
         with pytest.raises(RequestFailed) as refused:
             stories.submit_request({"plot": PLOT, "language": language})
-        assert refused.value.code == "bad_request" and "'language'" in refused.value.message
+        assert refused.value.code == "bad_request"
+        assert "'language'" in refused.value.message
 
 
 def test_authors_that_cannot_say_what_they_write_are_trusted(tmp_path: Path) -> None:
@@ -101,7 +103,8 @@ def test_a_transformers_author_writes_any_language(tiny_lm: Path) -> None:
         with mesh.client(timeout=5.0) as client:
             answer = ask_languages(client)
     assert answer == Languages("transformers", ("*",))
-    assert answer.writes("uk") and answer.writes("pt-BR")
+    assert answer.writes("uk")
+    assert answer.writes("pt-BR")
 
 
 # --- the check (pure, fake clock) -----------------------------------------------------------
@@ -161,4 +164,5 @@ def test_storymesh_story_language_flag_reaches_the_story_service(tmp_path: Path)
     assert result.exit_code != 0
     text = " ".join(result.output.split())
     assert "refused bad_request: language 'fr'" in text
-    assert "transformers" in text and "[author] table" in text
+    assert "transformers" in text
+    assert "[author] table" in text

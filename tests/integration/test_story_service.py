@@ -87,8 +87,10 @@ def test_a_story_completes_with_pdf_html_and_epub(book: dict[str, Any]) -> None:
         assert len(pictures) >= 1 + CHAPTERS
     # And the watcher saw progress: the outline, every chapter and every picture
     kinds = [e["event"] for e in book["events"]]
-    assert kinds.count("chapter") == CHAPTERS and kinds.count("picture") == CHAPTERS + 1
-    assert "outline" in kinds and "publishing" in kinds
+    assert kinds.count("chapter") == CHAPTERS
+    assert kinds.count("picture") == CHAPTERS + 1
+    assert "outline" in kinds
+    assert "publishing" in kinds
 
 
 def test_history_lists_the_author_illustrator_and_publisher_steps(
@@ -140,7 +142,7 @@ def test_status_list_and_fetch_report_the_finished_story(
 GOOD = {"plot": "A mouse finds a key", "chapters": 1}
 
 
-@pytest.mark.parametrize("request_, codes, words", [
+@pytest.mark.parametrize(("request_", "codes", "words"), [
     ({"themes": ["courage"]}, {"bad_request"}, "plot"),
     ({"plot": "x" * 10_000_000}, {"too_large", "bad_request"}, ""),
     ({**GOOD, "art_style": "cubist_nightmare"}, {"bad_request"}, "art_style"),
@@ -183,7 +185,8 @@ def test_unknown_ops_and_ids_get_clear_errors_and_the_service_keeps_serving(
             stories.client.call("story.query", {"op": "explode", "corr": book["corr"]})
         # Then it is a bad_request naming the ops there are
         assert bad_op.value.code == "bad_request"
-        assert "unknown op" in bad_op.value.message and "status" in bad_op.value.message
+        assert "unknown op" in bad_op.value.message
+        assert "status" in bad_op.value.message
         # When a story id that does not exist is asked about, in every op
         for ask in (stories.status, stories.history, stories.fetch, stories.cancel):
             with pytest.raises(RequestFailed) as unknown:
@@ -235,7 +238,8 @@ def test_two_illustrators_paint_side_by_side_while_later_chapters_are_written(
     steps = _sleepy_story(tmp_path, costs, illustrators=2, chapters=4)
     pictures = [s for s in steps if s.kind in (StepKind.PICTURE, StepKind.COVER)]
     chapters = {s.index: s for s in steps if s.kind == StepKind.CHAPTER}
-    assert len(pictures) == 5 and len(chapters) == 4
+    assert len(pictures) == 5
+    assert len(chapters) == 4
     # Then two pictures were painted at the same time: one illustrator alone cannot
     # journal two pictures less than a picture's cost apart
     pairs = [(a, b) for a, b in combinations(pictures, 2)
@@ -309,14 +313,17 @@ def test_the_seed_functions_make_a_book_and_report_on_it(seed_session: None,
     paths = {fmt: Path(p) for fmt, p in result["publications"].items()}
     assert set(paths) == {"pdf", "html", "epub"}
     for fmt, path in paths.items():
-        assert path.parent == tmp_path and path.suffix == f".{fmt}" and path.stat().st_size > 0
+        assert path.parent == tmp_path
+        assert path.suffix == f".{fmt}"
+        assert path.stat().st_size > 0
     assert paths["pdf"].read_bytes().startswith(b"%PDF")
     # And its status and message history can be asked for by its id
     corr = result["correlation_id"]
     status = api.get_task_status(corr)
     assert status["status"] == "complete"
     history = api.get_message_history(corr)
-    assert history and all({"sender", "receiver", "message_type"} <= set(h) for h in history)
+    assert history
+    assert all({"sender", "receiver", "message_type"} <= set(h) for h in history)
     assert {"author", "illustrator", "publisher"} <= {h["sender"] for h in history}
 
 

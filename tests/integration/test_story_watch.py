@@ -25,4 +25,5 @@ def test_each_watch_of_a_story_reports_the_same_running_totals() -> None:
     # and the totals climb by one finished step per event, ending with everything done
     steps = first
     assert [e["done"] for e in steps] == list(range(1, len(steps) + 1))
-    assert steps[-1]["chapters_written"] == 3 and steps[-1]["pictures_painted"] == 4
+    assert steps[-1]["chapters_written"] == 3
+    assert steps[-1]["pictures_painted"] == 4

@@ -75,7 +75,6 @@ def test_a_client_that_never_reads_is_bounded_and_others_are_served(
         # And what it could not take or deliver was answered `busy` or counted, not lost
         snap = spawner.wait_until(lambda: _snapshot(endpoint), 10, "a snapshot")
         counters = snap["counters"]
-        print(f"peak RSS {peak / MIB:.0f} MiB; counters {counters}")
         assert counters["busy"] > 0
         assert broker.alive()
     finally:

@@ -135,7 +135,8 @@ def test_killing_the_active_broker_with_stories_in_flight_loses_none(
     assert survivor.alive()
     # And the backup counts one fail-over
     snap = pair.snapshot("backup")
-    assert snap is not None and snap["pair"]["failovers"] == 1
+    assert snap is not None
+    assert snap["pair"]["failovers"] == 1
 
 
 def test_a_restarted_broker_stays_passive_and_service_moves_back_when_the_other_dies(

@@ -35,7 +35,7 @@ WAIT = 60.0  # seconds the whole story may take, fail-over included
 
 @pytest.fixture
 def pair(spawner: Spawner) -> Iterator[ProcessPair]:
-    yield ProcessPair(spawner, heartbeat=HEARTBEAT, liveness=LIVENESS)
+    return ProcessPair(spawner, heartbeat=HEARTBEAT, liveness=LIVENESS)
 
 
 def spawn_mesh(pair: ProcessPair, journal: Path) -> list[Proc]:

@@ -88,7 +88,8 @@ def test_health_healthy_degraded_and_down(mesh: subprocess.Popen[bytes], endpoin
 
     # When only the broker is asked about
     result = storymesh("health", "--broker", endpoint)
-    assert result.returncode == 0 and result.stdout.startswith("healthy: broker")
+    assert result.returncode == 0
+    assert result.stdout.startswith("healthy: broker")
 
     # When the broker is gone
     mesh.send_signal(signal.SIGKILL)
@@ -102,4 +103,5 @@ def test_health_healthy_degraded_and_down(mesh: subprocess.Popen[bytes], endpoin
 
 def test_health_rejects_a_bad_timeout(endpoint: str) -> None:
     result = storymesh("health", "--broker", endpoint, "--timeout", "0")
-    assert result.returncode == 2 and "--timeout" in result.stderr
+    assert result.returncode == 2
+    assert "--timeout" in result.stderr

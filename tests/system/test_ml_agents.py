@@ -34,7 +34,8 @@ def test_model_agents_serve_a_chapter_and_a_picture_as_daemons(
     spawner.workers(endpoint, "story.illustrator", [painter.pid], timeout=MODEL_START)
     # Then each announced what it loaded, for the monitor
     meta = next(w["meta"] for w in snap["workers"] if w["service"] == "story.author")
-    assert meta["backend"] == "transformers" and meta["model"] == str(tiny_lm)
+    assert meta["backend"] == "transformers"
+    assert meta["model"] == str(tiny_lm)
     with client(endpoint, timeout=60.0) as c:
         # When the author writes an outline and a chapter from the random model
         outline = c.call("story.author", {"op": "outline", "plot": "A fox finds a lantern",
@@ -42,15 +43,18 @@ def test_model_agents_serve_a_chapter_and_a_picture_as_daemons(
         chapter = c.call("story.author", {"op": "chapter", "outline": outline, "index": 0,
                                           "seed": 7}).payload
         # Then the book's structure is whole even though the prose is noise
-        assert outline["title"] and len(outline["chapters"]) == 2
-        assert chapter["text"].strip() and chapter["picture_prompt"].strip()
+        assert outline["title"]
+        assert len(outline["chapters"]) == 2
+        assert chapter["text"].strip()
+        assert chapter["picture_prompt"].strip()
         # When the illustrator paints that chapter's picture
         picture = c.call("story.illustrator", {"prompt": chapter["picture_prompt"],
                                                "characters": outline["characters"],
                                                "width": 64, "height": 64, "steps": 2,
                                                "seed": 3}).payload
         # Then it is a PNG of the size asked for, from the diffusers backend
-        assert picture["png"].startswith(b"\x89PNG") and picture["backend"] == "diffusers"
+        assert picture["png"].startswith(b"\x89PNG")
+        assert picture["backend"] == "diffusers"
         assert (picture["width"], picture["height"]) == (64, 64)
         # When a request is nonsense (an 8000x8000 picture), it gets a clear error
         with pytest.raises(RequestFailed) as refused:
@@ -61,7 +65,8 @@ def test_model_agents_serve_a_chapter_and_a_picture_as_daemons(
         again = c.call("story.illustrator", {"prompt": "a fox at night", "width": 64,
                                              "height": 64, "steps": 2, "seed": 4}).payload
         assert again["png"].startswith(b"\x89PNG")
-    assert author.alive() and painter.alive()
+    assert author.alive()
+    assert painter.alive()
 
 
 def test_a_missing_model_folder_stops_the_agent_at_start_with_one_clear_line(

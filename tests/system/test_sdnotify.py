@@ -179,7 +179,9 @@ def test_agent_watchdog_resumes_when_the_broker_returns(sockdir: Path) -> None:
 def test_notifier_is_a_no_op_without_notify_socket() -> None:
     n = Notifier(env={})
     assert not n.enabled
-    assert n.ready() is False and n.watchdog() is False and n.stopping() is False
+    assert n.ready() is False
+    assert n.watchdog() is False
+    assert n.stopping() is False
 
 
 def test_notifier_abstract_socket_and_watchdog_rate(sockdir: Path) -> None:

@@ -213,7 +213,8 @@ def test_up_stops_with_a_clear_error_when_an_agent_cannot_start(
     assert "author backend 'nope'" in text  # the author's own message
     assert re.search(r"author \(pid \d+\) exited with code 2: a usage or configuration", text)
     # And no child is left behind
-    assert up.all_pids() and not [pid for pid in up.all_pids() if alive(pid)]
+    assert up.all_pids()
+    assert not [pid for pid in up.all_pids() if alive(pid)]
 
 
 # --- agents and the story service killed mid-story -------------------------------------------

@@ -140,7 +140,8 @@ def test_request_reaches_the_worker_with_client_address_and_untouched_body() -> 
     ident, frames = only(out)
     assert ident == b"w1"
     assert frames[:5] == [b"", b"MDPW01", b"\x02", b"c1", b""]
-    assert frames[5] is body[0] and frames[6] is body[1]
+    assert frames[5] is body[0]
+    assert frames[6] is body[1]
 
 
 def test_partials_are_relayed_in_order_then_final_and_the_worker_is_idle_again() -> None:
@@ -162,7 +163,8 @@ def test_partials_are_relayed_in_order_then_final_and_the_worker_is_idle_again()
     # And the worker is idle and takes the next request
     assert only(m.snapshot()["workers"])["state"] == "idle"
     assert requests_to(m.request(b"c2", "r2"), b"w1")
-    assert m.core.counters["partials"] == 2 and m.core.counters["replies"] == 1
+    assert m.core.counters["partials"] == 2
+    assert m.core.counters["replies"] == 1
 
 
 def test_a_partial_keeps_the_worker_busy() -> None:
@@ -230,7 +232,8 @@ def test_foreign_bodies_are_relayed_untouched() -> None:
     out = m.send(b"c1", [b"MDPC02", b"\x01", b"echo", ask, extra])
     # Then the worker gets the very same frame objects
     request = only(out)[1]
-    assert request[-2] is ask and request[-1] is extra
+    assert request[-2] is ask
+    assert request[-1] is extra
     # And the worker's foreign reply reaches the client untouched as well
     answer = memoryview(b"plain answer")
     out = m.send(b"w1", [b"MDPW02", b"\x04", b"c1", b"", answer])
@@ -278,13 +281,15 @@ def test_a_silent_worker_is_dropped_after_liveness_and_its_request_goes_first() 
         if dropped_at is None and b"w1" not in m.core.workers:
             dropped_at = t
     # Then w1 is forgotten after liveness x interval (3 s), within one interval of it
-    assert dropped_at is not None and 3.0 < dropped_at <= 4.0
+    assert dropped_at is not None
+    assert 3.0 < dropped_at <= 4.0
     assert b"w2" in m.core.workers
     assert m.core.counters["workers_expired"] == 1
     # And when w2 finishes, it gets w1's lost request before the queued one
     out = m.reply(b"w2", b"c2", final_body("slow"))
     req = only(requests_to(out, b"w2"))
-    assert req.client == b"c1" and rid_of(req) == "lost"
+    assert req.client == b"c1"
+    assert rid_of(req) == "lost"
     assert m.core.counters["redispatched"] == 1
 
 
@@ -298,7 +303,8 @@ def test_the_lost_request_goes_to_an_idle_worker_at_once() -> None:
         m.heartbeat(b"w2")
         out += m.tick_until(t)
     req = only(requests_to(out, b"w2"))
-    assert req.client == b"c1" and rid_of(req) == "r1"
+    assert req.client == b"c1"
+    assert rid_of(req) == "r1"
 
 
 def test_any_command_from_a_worker_refreshes_its_liveness() -> None:
@@ -352,9 +358,12 @@ def test_after_max_attempts_dispatches_the_client_gets_worker_lost() -> None:
     out = m.send(b"w2", [b"MDPW02", b"\x06"])
     # Then the client gets an error FINAL worker_lost, with its id and corr echoed
     reply = only(to_client(out, b"c1"))
-    assert reply.final and reply.service == b"echo"
+    assert reply.final
+    assert reply.service == b"echo"
     env = envelope.unpack(reply.body)
-    assert env.id == "job" and env.corr == "story-1" and env.header["ok"] is False
+    assert env.id == "job"
+    assert env.corr == "story-1"
+    assert env.header["ok"] is False
     assert env.payload["error"]["code"] == "worker_lost"
     assert env.payload["error"]["retryable"] is True
     assert m.core.counters["worker_lost"] == 1
@@ -371,7 +380,8 @@ def test_an_unreachable_worker_request_is_requeued_without_counting_the_attempt(
     # When the send fails (EHOSTUNREACH)
     out = m.core.on_unreachable(b"w1", frames, m.now)
     # Then w1 is forgotten and the request is not failed: it was never delivered
-    assert out == [] and b"w1" not in m.core.workers
+    assert out == []
+    assert b"w1" not in m.core.workers
     assert m.core.counters["unreachable"] == 1
     # And the next worker gets it, as its first attempt
     req = only(requests_to(m.ready(b"w2"), b"w2"))
@@ -397,11 +407,14 @@ def test_unreachable_client_is_only_counted() -> None:
 
 def test_a_full_queue_answers_busy_with_a_retry_hint() -> None:
     m = Mesh(queue_limit=2)
-    assert m.request(b"c1", "a") == [] and m.request(b"c1", "b") == []
+    assert m.request(b"c1", "a") == []
+    assert m.request(b"c1", "b") == []
     reply = only(to_client(m.request(b"c2", "c"), b"c2"))
     error = error_of(reply)
-    assert error["code"] == "busy" and error["retryable"] is True
-    assert isinstance(error["retry_after"], float) and error["retry_after"] > 0
+    assert error["code"] == "busy"
+    assert error["retryable"] is True
+    assert isinstance(error["retry_after"], float)
+    assert error["retry_after"] > 0
     assert envelope.unpack(reply.body).id == "c"
     assert m.core.counters["busy"] == 1
     assert m.snapshot()["services"]["echo"]["queue"] == 2
@@ -449,7 +462,8 @@ def test_no_worker_for_a_service_waits_then_no_such_service() -> None:
     reply = only(to_client(m.tick_until(5.25), b"c1"))
     assert reply.service == b"nobody"
     error = error_of(reply)
-    assert error["code"] == "no_such_service" and error["retryable"] is True
+    assert error["code"] == "no_such_service"
+    assert error["retryable"] is True
     assert m.core.counters["no_such_service"] == 1
 
 
@@ -490,7 +504,8 @@ def test_a_lost_request_is_not_dispatched_to_a_worker_that_expires_in_the_same_t
     m.ready(b"w1")
     m.ready(b"w2")
     m.request(b"c1", "r1")
-    assert b"w1" in m.core.workers and m.core.workers[b"w1"].request is not None
+    assert b"w1" in m.core.workers
+    assert m.core.workers[b"w1"].request is not None
     # When the agent process dies: both connections fall silent and expire together
     out = m.tick_until(5.0)
     assert not m.core.workers
@@ -558,7 +573,8 @@ def test_a_reply_to_the_wrong_client_disconnects_and_requeues() -> None:
     assert to_client(out, b"c2") == []
     assert (b"w1", [b"MDPW02", b"\x06"]) in out
     req = only(requests_to(out, b"w2"))
-    assert req.client == b"c1" and rid_of(req) == "r1"
+    assert req.client == b"c1"
+    assert rid_of(req) == "r1"
 
 
 def test_ready_for_an_mmi_name_is_disconnected_and_not_registered() -> None:
@@ -593,7 +609,8 @@ def test_disconnect_before_ready_is_accepted_silently() -> None:
     m = Mesh()
     assert m.send(b"w9", [b"MDPW02", b"\x06"]) == []
     assert m.send(b"w8", [b"", b"MDPW01", b"\x05"]) == []
-    assert m.core.counters["violations"] == 0 and m.core.counters["malformed"] == 0
+    assert m.core.counters["violations"] == 0
+    assert m.core.counters["malformed"] == 0
 
 
 def test_a_worker_disconnect_gets_no_answer_and_it_is_forgotten() -> None:
@@ -624,7 +641,8 @@ def test_malformed_messages_are_counted_and_dropped(frames: list[bytes]) -> None
     m = Mesh()
     assert m.send(b"stranger", frames) == []
     assert m.core.counters["malformed"] == 1
-    assert not m.core.workers and m.core.queued() == 0
+    assert not m.core.workers
+    assert m.core.queued() == 0
 
 
 def test_a_malformed_message_from_a_registered_worker_disconnects_it() -> None:
@@ -642,7 +660,8 @@ def test_too_many_frames_are_dropped_as_malformed() -> None:
     m = Mesh(max_frames=6)
     m.ready(b"w1")
     assert m.send(b"c1", [b"MDPC02", b"\x01", b"echo", b"1", b"2", b"3", b"4"]) == []
-    assert m.core.counters["malformed"] == 1 and m.core.counters["requests"] == 0
+    assert m.core.counters["malformed"] == 1
+    assert m.core.counters["requests"] == 0
     assert m.send(b"c1", [b"MDPC02", b"\x01", b"echo", b"1", b"2", b"3"]) != []
 
 
@@ -731,30 +750,38 @@ def test_mmi_storymesh_snapshot_is_a_versioned_map() -> None:
     out = m.send(b"mon", [b"MDPC02", b"\x01", b"mmi.storymesh.snapshot", *body])
     # Then it is one FINAL with a storymesh envelope echoing the id
     env = envelope.unpack(only(to_client(out, b"mon")).body)
-    assert env.id == "snap-1" and env.ok
+    assert env.id == "snap-1"
+    assert env.ok
     snap = env.payload
     assert snap["version"] == 1
     assert {"uptime", "pid", "counters", "services", "workers"} <= set(snap)
     assert snap["services"]["echo"]["workers"] == 2
     assert snap["services"]["echo"]["served"] == 1
-    assert snap["counters"]["requests"] == 4 and snap["counters"]["replies"] == 1
+    assert snap["counters"]["requests"] == 4
+    assert snap["counters"]["replies"] == 1
     workers = {w["id"]: w for w in snap["workers"]}
     w1 = workers[b"w1".hex()]
-    assert w1["state"] == "busy" and w1["dialect"] == "0.2"
+    assert w1["state"] == "busy"
+    assert w1["dialect"] == "0.2"
     assert w1["heartbeat_age"] == 4.0
-    assert w1["request"]["id"] == "r1" and w1["request"]["corr"] == "story-7"
+    assert w1["request"]["id"] == "r1"
+    assert w1["request"]["corr"] == "story-7"
     assert w1["request"]["attempt"] == 1
-    assert w1["meta"]["hb_busy"] is True and w1["meta"]["model"] == "tiny"
+    assert w1["meta"]["hb_busy"] is True
+    assert w1["meta"]["model"] == "tiny"
     w2 = workers[b"w2".hex()]
-    assert w2["state"] == "busy" and w2["dialect"] == "0.1"  # took r3 after r2
-    assert w2["heartbeat_age"] == 0.5 and w2["request"]["id"] == "r3"
+    assert w2["state"] == "busy"
+    assert w2["dialect"] == "0.1"
+    assert w2["heartbeat_age"] == 0.5
+    assert w2["request"]["id"] == "r3"
 
 
 def test_the_snapshot_works_without_a_storymesh_header() -> None:
     m = Mesh()
     out = m.send(b"mon", [b"MDPC02", b"\x01", b"mmi.storymesh.snapshot"])
     env = envelope.unpack(only(to_client(out, b"mon")).body)
-    assert env.payload["version"] == 1 and env.id
+    assert env.payload["version"] == 1
+    assert env.id
 
 
 # --- shutdown ------------------------------------------------------------------------------
@@ -771,10 +798,12 @@ def test_shutdown_answers_held_requests_shutting_down_and_disconnects_workers() 
     for cid, rid in ((b"c1", "inflight"), (b"c2", "queued")):
         reply = only(to_client(out, cid))
         error = error_of(reply)
-        assert error["code"] == "shutting_down" and error["retryable"] is True
+        assert error["code"] == "shutting_down"
+        assert error["retryable"] is True
         assert envelope.unpack(reply.body).id == rid
     assert only(to_client(out, b"c2")).dialect is V01
     # And the worker gets DISCONNECT in its dialect; nothing is held any more
     assert to_worker(out, b"w1") == [Disconnect(V01)]
-    assert not m.core.workers and m.core.queued() == 0
+    assert not m.core.workers
+    assert m.core.queued() == 0
     assert m.core.counters["shutting_down"] == 2

@@ -40,7 +40,8 @@ def test_big_bytes_travel_as_frames_and_small_ones_inline() -> None:
     frames = envelope.pack(header, payload)
     # Then the big values are their own frames, referenced as {"$frame": k} in order
     assert len(frames) == 4
-    assert frames[2] is png and frames[3] is pdf
+    assert frames[2] is png
+    assert frames[3] is pdf
     wire_payload = msgpack.unpackb(frames[1])
     assert wire_payload["image"] == {"$frame": 0}
     assert wire_payload["pages"] == [{"pdf": {"$frame": 1}}]
@@ -49,7 +50,9 @@ def test_big_bytes_travel_as_frames_and_small_ones_inline() -> None:
     env = envelope.unpack(frames)
     assert env.header == header
     assert env.payload == payload
-    assert env.id == "r1" and env.corr == "story-9" and env.ok
+    assert env.id == "r1"
+    assert env.corr == "story-9"
+    assert env.ok
     assert env.frames == [png, pdf]
 
 
@@ -71,13 +74,16 @@ def test_make_header_only_sets_given_keys() -> None:
     assert header == {"v": 1, "id": "r", "deadline": 5.0, "ok": False, "principal": "alice"}
     assert isinstance(header["deadline"], float)
     fresh = envelope.make_header()
-    assert set(fresh) == {"v", "id"} and len(fresh["id"]) == 32
+    assert set(fresh) == {"v", "id"}
+    assert len(fresh["id"]) == 32
     assert envelope.make_header()["id"] != fresh["id"]
 
 
 def test_envelope_corr_is_none_without_corr_and_ok_defaults_true() -> None:
     env = envelope.unpack(body({}))
-    assert env.corr is None and env.ok and env.id == "req-1"
+    assert env.corr is None
+    assert env.ok
+    assert env.id == "req-1"
 
 
 # --- read_header --------------------------------------------------------------------------
@@ -225,8 +231,11 @@ def test_error_body_shape() -> None:
     env = envelope.unpack(envelope.error_body("r7", "busy", "queue full", corr="s1",
                                               retry_after=2.5))
     # Then ok is false, ids are echoed and the payload is exactly {"error": {...}}
-    assert env.header["ok"] is False and not env.ok
-    assert env.id == "r7" and env.corr == "s1" and env.header["v"] == 1
+    assert env.header["ok"] is False
+    assert not env.ok
+    assert env.id == "r7"
+    assert env.corr == "s1"
+    assert env.header["v"] == 1
     assert env.payload == {"error": {"code": "busy", "message": "queue full",
                                      "retryable": True, "retry_after": 2.5}}
 
@@ -234,14 +243,16 @@ def test_error_body_shape() -> None:
 def test_error_body_retryable_defaults_from_the_schema_and_can_be_overridden() -> None:
     for code, (_, retryable, _) in schema.ERROR_CODES.items():
         err = envelope.unpack(envelope.error_body("r", code, "m")).payload["error"]
-        assert err["retryable"] is retryable and err["retry_after"] is None
+        assert err["retryable"] is retryable
+        assert err["retry_after"] is None
     err = envelope.unpack(envelope.error_body("r", "expired", "m", retryable=True)).payload
     assert err["error"]["retryable"] is True
 
 
 def test_error_body_without_request_id_still_has_a_valid_header() -> None:
     env = envelope.unpack(envelope.error_body("", "bad_request", "no header"))
-    assert env.id == "unknown" and env.header["ok"] is False
+    assert env.id == "unknown"
+    assert env.header["ok"] is False
 
 
 def test_deadline_in_is_wall_clock_seconds_ahead() -> None:

@@ -36,9 +36,13 @@ def test_lanes_are_served_round_robin_each_in_fifo_order() -> None:
     q.append("c", "c0")
     q.append("b", "b1")
     # Then each client gets one turn in arrival order of its lane, then a again
-    assert len(q) == 8 and q.lanes == 3 and q.lane_len("a") == 5
+    assert len(q) == 8
+    assert q.lanes == 3
+    assert q.lane_len("a") == 5
     assert drain(q) == ["a0", "b0", "c0", "a1", "b1", "a2", "a3", "a4"]
-    assert len(q) == 0 and q.lanes == 0 and not q
+    assert len(q) == 0
+    assert q.lanes == 0
+    assert not q
 
 
 def test_appendleft_puts_an_item_at_the_very_front() -> None:
@@ -62,7 +66,8 @@ def test_remove_where_keeps_order_and_the_rotation() -> None:
         q.append(i % 3, i)
     removed = q.remove_where(lambda v: v % 2 == 0)
     assert sorted(removed) == [0, 2, 4, 6, 8]
-    assert len(q) == 4 and sorted(q) == [1, 3, 5, 7]
+    assert len(q) == 4
+    assert sorted(q) == [1, 3, 5, 7]
     assert drain(q) == [3, 1, 5, 7]  # lane 0 holds 3, lane 1 holds 1 and 7, lane 2 holds 5
 
 
@@ -169,7 +174,8 @@ def test_a_flooding_client_does_not_starve_another() -> None:
         order += served_clients(sends)
     assert order == [b"flood", b"polite", b"flood"]
     snap = m.snapshot()["services"]["echo"]
-    assert snap["queue"] == 98 and snap["clients"] == 1
+    assert snap["queue"] == 98
+    assert snap["clients"] == 1
 
 
 def test_each_client_lane_is_bounded_by_client_queue_limit() -> None:
@@ -184,10 +190,13 @@ def test_each_client_lane_is_bounded_by_client_queue_limit() -> None:
     # Then it is answered busy with a retry hint, and another client can still queue
     (cid, frames), = sends
     env = envelope.unpack(mdp.parse_to_client(frames).body)
-    assert cid == b"c1" and env.payload["error"]["code"] == "busy"
-    assert env.payload["error"]["retry_after"] > 0 and "already has 3" in env.payload["error"]["message"]
+    assert cid == b"c1"
+    assert env.payload["error"]["code"] == "busy"
+    assert env.payload["error"]["retry_after"] > 0
+    assert "already has 3" in env.payload["error"]["message"]
     assert m.request(b"c2", rid="other") == []
-    assert m.core.counters["busy"] == 1 and len(m.core.services[b"echo"].queue) == 4
+    assert m.core.counters["busy"] == 1
+    assert len(m.core.services[b"echo"].queue) == 4
 
 
 def test_a_request_lost_with_its_worker_goes_before_every_lane() -> None:

@@ -29,7 +29,8 @@ def test_named_services_each_need_a_worker() -> None:
     assert report.exit_code == schema.EXIT_OK
     # When the author and a service the broker never saw are asked for too: degraded
     report = health_report(SNAPSHOT, ["story.query", "story.author", "story.watch"])
-    assert report.status == "degraded" and report.exit_code == schema.EXIT_DEGRADED
+    assert report.status == "degraded"
+    assert report.exit_code == schema.EXIT_DEGRADED
     assert report.services["story.author"] == {"workers": 0, "idle": 0, "busy": 0, "queue": 3}
     assert report.services["story.watch"] == {"workers": 0, "idle": 0, "busy": 0, "queue": 0}
 

@@ -305,18 +305,23 @@ def test_buffer_frames_parse_and_body_frames_pass_through_untouched(make: Any) -
     # When parsed
     msg = mdp.parse(frames)
     # Then the protocol frames were read and the body frames are the very same objects
-    assert isinstance(msg, WorkerReply) and msg.final and msg.client == b"cid"
-    assert msg.body[0] is body0 and msg.body[1] is body1
+    assert isinstance(msg, WorkerReply)
+    assert msg.final
+    assert msg.client == b"cid"
+    assert msg.body[0] is body0
+    assert msg.body[1] is body1
     # And encoding it for a client keeps those same objects, never copies
     out = mdp.encode(ClientReply(b"echo", msg.body, True, V02))
-    assert out[3] is body0 and out[4] is body1
+    assert out[3] is body0
+    assert out[4] is body1
 
 
 def test_buffer_frames_in_a_client_request_pass_through_untouched() -> None:
     body = memoryview(b"payload")
     msg = mdp.parse([memoryview(b""), memoryview(b"MDPC01"), memoryview(b"echo"), body])
     assert msg == ClientRequest(b"echo", (body,), V01)
-    assert isinstance(msg, ClientRequest) and msg.body[0] is body
+    assert isinstance(msg, ClientRequest)
+    assert msg.body[0] is body
     request = mdp.encode(WorkerRequest(b"cid", msg.body, V02))
     assert request[-1] is body
 

@@ -51,7 +51,8 @@ def test_peer_messages_are_the_four_states_and_nothing_else() -> None:
 
 def test_a_started_pair_settles_primary_active_backup_passive() -> None:
     primary, backup = started_pair()
-    assert primary.state is PState.ACTIVE and primary.active
+    assert primary.state is PState.ACTIVE
+    assert primary.active
     assert backup.state is PState.PASSIVE
     assert primary.failovers == backup.failovers == 0
 
@@ -64,10 +65,13 @@ def test_the_backup_fails_over_only_when_the_primary_is_silent_and_a_visitor_com
     assert backup.on_visitor(10.0 + HB * LIVENESS - 0.01) == (False, None)
     assert backup.state is PState.PASSIVE
     # When the primary stays silent past it, silence alone changes nothing
-    assert backup.state is PState.PASSIVE and backup.peer_silent(10.0 + HB * LIVENESS)
+    assert backup.state is PState.PASSIVE
+    assert backup.peer_silent(10.0 + HB * LIVENESS)
     # Then the first visitor after it makes the backup active
     serve, change = backup.on_visitor(10.0 + HB * LIVENESS)
-    assert serve and change is not None and change.new is PState.ACTIVE
+    assert serve
+    assert change is not None
+    assert change.new is PState.ACTIVE
     assert backup.failovers == 1
 
 
@@ -81,7 +85,9 @@ def test_a_primary_alone_serves_once_its_peer_had_a_liveness_window() -> None:
     primary = Pair(Role.PRIMARY, HB, LIVENESS, 0.0)
     assert primary.on_visitor(HB * LIVENESS - 0.5) == (False, None)
     serve, change = primary.on_visitor(HB * LIVENESS)
-    assert serve and change is not None and primary.active
+    assert serve
+    assert change is not None
+    assert primary.active
     assert primary.failovers == 0  # starting up is no fail-over
 
 
@@ -103,23 +109,30 @@ def test_a_restarted_primary_comes_back_passive_and_stays_so() -> None:
     assert backup.active
     # And it takes over again only when the backup goes silent and a visitor comes
     serve, _ = primary.on_visitor(101.5 + HB * LIVENESS)
-    assert serve and primary.active and primary.failovers == 1
+    assert serve
+    assert primary.active
+    assert primary.failovers == 1
 
 
 def test_a_passive_broker_serves_when_the_active_one_restarts() -> None:
     _, backup = started_pair()
     change = backup.on_peer(PEvent.PEER_PRIMARY, 5.0)
-    assert change is not None and change.new is PState.ACTIVE and backup.failovers == 1
+    assert change is not None
+    assert change.new is PState.ACTIVE
+    assert backup.failovers == 1
 
 
 def test_a_healed_split_leaves_the_primary_active() -> None:
     primary, backup = started_pair()
     backup.on_visitor(HB * LIVENESS)  # the link was cut, a client came to the backup
-    assert primary.active and backup.active
+    assert primary.active
+    assert backup.active
     assert primary.on_peer(PEvent.PEER_ACTIVE, 20.0) is None
     change = backup.on_peer(PEvent.PEER_ACTIVE, 20.0)
-    assert change is not None and change.new is PState.PASSIVE
-    assert primary.active and not backup.active
+    assert change is not None
+    assert change.new is PState.PASSIVE
+    assert primary.active
+    assert not backup.active
 
 
 def test_two_passive_brokers_resolve_to_the_primary() -> None:
@@ -129,7 +142,8 @@ def test_two_passive_brokers_resolve_to_the_primary() -> None:
     backup.on_peer(PEvent.PEER_ACTIVE, 0.0)
     primary.on_peer(PEvent.PEER_PASSIVE, 1.0)
     backup.on_peer(PEvent.PEER_PASSIVE, 1.0)
-    assert primary.active and backup.state is PState.PASSIVE
+    assert primary.active
+    assert backup.state is PState.PASSIVE
 
 
 def test_two_primaries_are_a_configuration_error_that_changes_nothing() -> None:
@@ -144,7 +158,8 @@ def test_the_state_is_sent_once_per_interval() -> None:
     assert pair.beat(0.5) is None
     assert pair.beat(1.0) == b"primary"
     view = pair.view(1.0)
-    assert view["role"] == "primary" and view["state"] == "primary"
+    assert view["role"] == "primary"
+    assert view["state"] == "primary"
     assert view["peer"] == {"state": None, "heard_age": None, "silent": False}
 
 
@@ -166,10 +181,12 @@ def test_a_passive_core_answers_clients_not_active_with_their_id() -> None:
     core = core_of(Role.BACKUP)
     core.on_peer_state(b"active", 0.0)
     sends = core.on_frames(b"c1", request(rid="abc"), 0.5)
-    assert len(sends) == 1 and sends[0][0] == b"c1"
+    assert len(sends) == 1
+    assert sends[0][0] == b"c1"
     assert error_code(sends[0][1]) == "not_active"
     assert envelope.unpack(mdp.parse_to_client(sends[0][1]).body).id == "abc"
-    assert core.counters["not_active"] == 1 and not core.services
+    assert core.counters["not_active"] == 1
+    assert not core.services
     # the fast path declines too
     assert core.fast_request(b"c1", b"echo", tuple(request()[3:]), 0.5) is None
 
@@ -203,7 +220,9 @@ def test_the_first_visitor_after_the_silence_is_served_by_the_new_active_core() 
     assert core.on_frames(b"w1", mdp.encode(mdp.Ready(b"echo")), HB * LIVENESS) == []
     sends = core.on_frames(b"c1", request(), HB * LIVENESS + 0.1)
     # Then the backup is active and dispatched the request to the worker
-    assert not core.gated and core.pair is not None and core.pair.failovers == 1
+    assert not core.gated
+    assert core.pair is not None
+    assert core.pair.failovers == 1
     assert [ident for ident, _ in sends] == [b"w1"]
 
 
@@ -221,13 +240,17 @@ def test_standing_down_fails_held_requests_not_active_and_disconnects_workers() 
     by_peer = dict(sends)
     assert error_code(by_peer[b"c1"]) == error_code(by_peer[b"c2"]) == "not_active"
     assert by_peer[b"w1"] == mdp.encode(mdp.Disconnect())
-    assert core.gated and not core.workers and not core.services and core.queued() == 0
+    assert core.gated
+    assert not core.workers
+    assert not core.services
+    assert core.queued() == 0
 
 
 def test_a_garbled_state_message_is_counted_and_dropped() -> None:
     core = core_of(Role.PRIMARY)
     assert core.on_peer_state(b"nonsense", 0.0) == []
-    assert core.counters["malformed"] == 1 and core.gated
+    assert core.counters["malformed"] == 1
+    assert core.gated
 
 
 # --- the client's endpoint ring and the worker's probe ------------------------------------
@@ -241,7 +264,8 @@ def test_the_ring_pings_then_moves_from_a_broker_that_never_answers() -> None:
     assert ring.check(HB - 0.01, busy=True) is Link.WAIT
     assert ring.next_due(0.5) == HB
     assert ring.check(HB, busy=True) is Link.SWITCH
-    assert ring.switch(HB) == HB and ring.endpoint == "b"
+    assert ring.switch(HB) == HB
+    assert ring.endpoint == "b"
 
 
 def test_the_ring_gives_a_broker_that_answered_the_whole_liveness_window() -> None:
@@ -287,7 +311,8 @@ def test_the_probe_of_a_ring_fits_the_attempt_timeout() -> None:
 def test_a_worker_link_that_never_heard_its_broker_expires_after_the_probe() -> None:
     timer = LinkTimer(HB, LIVENESS, probe=2 * HB)
     timer.opened(0.0)
-    assert not timer.expired(2 * HB - 0.01) and timer.expired(2 * HB)
+    assert not timer.expired(2 * HB - 0.01)
+    assert timer.expired(2 * HB)
     timer.opened(10.0)
     timer.heard(10.5)
     assert not timer.expired(10.5 + HB * LIVENESS - 0.01)

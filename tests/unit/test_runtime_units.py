@@ -49,7 +49,7 @@ def test_backoff_reset_starts_again_from_the_initial_delay() -> None:
     assert backoff.next() == pytest.approx(0.25)
 
 
-@pytest.mark.parametrize("rng_value, expected", [(0.0, 0.08), (0.5, 0.1), (1.0, 0.12)])
+@pytest.mark.parametrize(("rng_value", "expected"), [(0.0, 0.08), (0.5, 0.1), (1.0, 0.12)])
 def test_backoff_jitter_spreads_the_delay_both_ways(rng_value: float, expected: float) -> None:
     # Given a 20 % jitter and a fixed random source
     backoff = Backoff(0.1, 5.0, jitter=0.2, rng=lambda: rng_value)
@@ -113,7 +113,9 @@ def test_reply_cache_is_bounded_by_bytes_and_skips_a_reply_bigger_than_it() -> N
     cache.put("b", [b"y" * 60])
     cache.put("huge", [b"z" * 200])
     # Then the oldest was evicted to fit, and the huge one was never stored
-    assert "a" not in cache and "b" in cache and "huge" not in cache
+    assert "a" not in cache
+    assert "b" in cache
+    assert "huge" not in cache
     assert len(cache) == 1
 
 
@@ -157,7 +159,7 @@ def test_decode_request_rejects_a_newer_envelope_version() -> None:
     assert _error(decode_request(body, NOW)) == ("r3", "unsupported_version")
 
 
-@pytest.mark.parametrize("body, rid", [
+@pytest.mark.parametrize(("body", "rid"), [
     ([], "unknown"),
     ([b"\xc1garbage"], "unknown"),
     ([msgpack.packb({"v": 1, "id": "r4"})], "r4"),  # no payload frame
@@ -176,10 +178,12 @@ def test_ready_meta_says_it_heartbeats_while_busy_and_names_the_backend() -> Non
     # When the READY metadata frame is built for 3 slots
     meta = msgpack.unpackb(ready_meta(info, 3))
     # Then it holds every announced key
-    assert meta["hb_busy"] is True and meta["slots"] == 3
+    assert meta["hb_busy"] is True
+    assert meta["slots"] == 3
     assert {k: meta[k] for k in ("backend", "model", "device", "dtype")} == {
         "backend": "transformers", "model": "tiny", "device": "cpu", "dtype": "float32"}
-    assert isinstance(meta["host"], str) and isinstance(meta["pid"], int)
+    assert isinstance(meta["host"], str)
+    assert isinstance(meta["pid"], int)
 
 
 # --- RequestTimer (the client's attempts) ---------------------------------------------------

@@ -75,7 +75,8 @@ def test_every_header_key_is_documented(doc: str) -> None:
     for key in schema.HEADER_KEYS:
         assert key in rows, f"header key {key!r} missing from docs/protocol.md"
     assert {k for k in rows if k != "key"} == set(schema.HEADER_KEYS)
-    assert schema.FRAME_REF in doc and f'{{"{schema.FRAME_REF}": k}}' in doc
+    assert schema.FRAME_REF in doc
+    assert f'{{"{schema.FRAME_REF}": k}}' in doc
 
 
 def test_every_status_is_documented(doc: str) -> None:

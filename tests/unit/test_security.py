@@ -33,7 +33,8 @@ def test_generate_writes_a_public_and_a_private_secret_file_pyzmq_can_read(tmp_p
     assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600
     # And the public key of both files agrees, and only the secret file has the secret
     pub, sec = curve.load_keypair(secret)
-    assert curve.load_public(public) == pub and len(pub) == len(sec) == 40
+    assert curve.load_public(public) == pub
+    assert len(pub) == len(sec) == 40
     with pytest.raises(ConfigError, match="no secret key"):
         curve.load_keypair(public)
 
@@ -80,7 +81,9 @@ def test_without_a_roles_file_every_allowed_key_has_every_role(tmp_path: Path) -
     assert policy.authenticate(raw(folder, "alice")) == "alice"
     assert policy.authenticate(b"\0" * 32) is None
     gpu1 = policy.of("gpu1")
-    assert gpu1 is not None and gpu1.roles == ALL and gpu1.may_register(b"anything")
+    assert gpu1 is not None
+    assert gpu1.roles == ALL
+    assert gpu1.may_register(b"anything")
 
 
 def test_a_roles_file_binds_services_and_roles_per_key(tmp_path: Path) -> None:
@@ -92,21 +95,32 @@ def test_a_roles_file_binds_services_and_roles_per_key(tmp_path: Path) -> None:
                      '[keys.ops]\nroles = ["admin"]\n')
     policy = curve.load_policy(folder, roles)
     gpu1, alice, ops, someone = (policy.of(n) for n in ("gpu1", "alice", "ops", "someone"))
-    assert gpu1 and alice and ops and someone
+    assert gpu1
+    assert alice
+    assert ops
+    assert someone
     # Then the worker key may register only its pattern and may not call anything
-    assert gpu1.may_register(b"story.illustrator") and gpu1.may_register(b"story.illustrator-xl")
-    assert not gpu1.may_register(b"story.author") and not gpu1.may_call(b"echo")
+    assert gpu1.may_register(b"story.illustrator")
+    assert gpu1.may_register(b"story.illustrator-xl")
+    assert not gpu1.may_register(b"story.author")
+    assert not gpu1.may_call(b"echo")
     # And the client key may call only its patterns and register nothing
-    assert alice.may_call(b"story.submit") and alice.may_call(b"echo")
-    assert not alice.may_call(b"echo2") and not alice.may_register(b"echo")
+    assert alice.may_call(b"story.submit")
+    assert alice.may_call(b"echo")
+    assert not alice.may_call(b"echo2")
+    assert not alice.may_register(b"echo")
     # And admin implies client; a key the roles file does not name is a plain client
-    assert ops.admin and ops.may_call(b"echo") and not ops.delegate
-    assert someone.roles == {"client"} and not someone.admin
+    assert ops.admin
+    assert ops.may_call(b"echo")
+    assert not ops.delegate
+    assert someone.roles == {"client"}
+    assert not someone.admin
     # And a roles entry for a key that is not on the allow-list grants nothing
-    assert policy.of("ghost") is None and policy.of(None) is None
+    assert policy.of("ghost") is None
+    assert policy.of(None) is None
 
 
-@pytest.mark.parametrize("text, match", [
+@pytest.mark.parametrize(("text", "match"), [
     ('[keys.a]\nroles = ["root"]\n', "unknown role"),
     ('[keys.a]\nroles = ["worker"]\n', "needs `services`"),
     ('[keys.a]\nroles = "client"\n', "list of non-empty strings"),
@@ -135,7 +149,9 @@ def test_a_default_table_sets_the_roles_of_unnamed_keys(tmp_path: Path) -> None:
     roles = tmp_path / "roles.toml"
     roles.write_text("[default]\nroles = []\n")
     x = curve.load_policy(folder, roles).of("x")
-    assert x is not None and not x.may_call(b"echo") and not x.may_register(b"echo")
+    assert x is not None
+    assert not x.may_call(b"echo")
+    assert not x.may_register(b"echo")
 
 
 # --- ZAP -----------------------------------------------------------------------------------
@@ -156,7 +172,7 @@ def test_zap_admits_a_listed_key_under_its_name_and_refuses_the_rest() -> None:
     assert zap_reply([], policy)[0][2] == b"500"
 
 
-@pytest.mark.parametrize("endpoint, local", [
+@pytest.mark.parametrize(("endpoint", "local"), [
     ("tcp://127.0.0.1:5555", True), ("tcp://localhost:1", True), ("tcp://[::1]:5", True),
     ("ipc:///tmp/x", True), ("inproc://x", True), ("tcp://0.0.0.0:5555", False),
     ("tcp://*:5555", False), ("tcp://10.0.0.3:5555", False), ("tcp://eth0:5555", False),
@@ -219,7 +235,8 @@ def test_the_broker_writes_the_principal_over_whatever_the_client_sent(keyed: Ke
     sends = keyed.request(b"A", rid="r1", principal="bob")
     header = header_at_worker(sends)
     # Then the worker sees alice, and no admin flag
-    assert header[schema.H_PRINCIPAL] == "alice" and schema.H_ADMIN not in header
+    assert header[schema.H_PRINCIPAL] == "alice"
+    assert schema.H_ADMIN not in header
     body = envelope.pack({**envelope.make_header("r2"), schema.H_ADMIN: True}, {})
     keyed.reply(b"G", b"A", tuple(envelope.pack(envelope.make_header("r1"), {})))
     sends = keyed.send(b"A", mdp.encode(mdp.ClientRequest(b"echo", tuple(body))))
@@ -236,7 +253,8 @@ def test_a_delegate_may_name_the_principal_it_acts_for(keyed: KeyedMesh) -> None
 
 def test_an_admin_request_carries_the_admin_flag(keyed: KeyedMesh) -> None:
     header = header_at_worker(keyed.request(b"O", rid="o1"))
-    assert header[schema.H_PRINCIPAL] == "ops" and header[schema.H_ADMIN] is True
+    assert header[schema.H_PRINCIPAL] == "ops"
+    assert header[schema.H_ADMIN] is True
 
 
 def test_keys_without_the_client_role_or_unknown_keys_are_forbidden(keyed: KeyedMesh) -> None:
@@ -261,7 +279,8 @@ def test_a_client_key_registering_a_worker_is_disconnected(keyed: KeyedMesh) -> 
     for peer, service in ((b"A", b"echo"), (b"G2", b"story.author"), (b"X", b"echo")):
         sends = keyed.ready(peer, service)
         assert sends == [(peer, mdp.encode(mdp.Disconnect()))]
-    assert set(keyed.core.workers) == {b"G"} and keyed.core.counters["forbidden"] == 3
+    assert set(keyed.core.workers) == {b"G"}
+    assert keyed.core.counters["forbidden"] == 3
 
 
 def test_mmi_snapshot_needs_admin_and_mmi_service_is_open(keyed: KeyedMesh) -> None:
@@ -286,7 +305,9 @@ def test_fair_share_lanes_are_principals_not_connections(keyed: KeyedMesh) -> No
     keyed.request(b"S", rid="c0", principal="carol")
     # Then the queue holds two lanes: alice and carol
     queue = keyed.core.services[b"echo"].queue
-    assert queue.lanes == 2 and queue.lane_len("alice") == 6 and queue.lane_len("carol") == 1
+    assert queue.lanes == 2
+    assert queue.lane_len("alice") == 6
+    assert queue.lane_len("carol") == 1
 
 
 def test_revoking_a_key_disconnects_its_workers(keyed: KeyedMesh) -> None:
@@ -298,7 +319,8 @@ def test_revoking_a_key_disconnects_its_workers(keyed: KeyedMesh) -> None:
     sends = keyed.core.set_policy(reduced, keyed.now)
     # Then gpu gets DISCONNECT and the request waits in the queue for another worker
     assert (b"G", mdp.encode(mdp.Disconnect())) in sends
-    assert not keyed.core.workers and len(keyed.core.services[b"echo"].queue) == 1
+    assert not keyed.core.workers
+    assert len(keyed.core.services[b"echo"].queue) == 1
 
 
 def test_a_header_repacked_by_the_broker_keeps_every_other_key(keyed: KeyedMesh) -> None:

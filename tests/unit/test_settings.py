@@ -45,8 +45,11 @@ def test_defaults_without_file_env_or_flags(tmp_path: Path,
     monkeypatch.chdir(tmp_path)  # no config/storymesh.toml here
     s = load(None, env={})
     assert s == Settings()
-    assert s.heartbeat_interval == 2.5 and s.liveness == 4 and s.liveness_timeout == 10.0
-    assert s.publisher.backend == "reportlab" and s.author.backend == "embedded"
+    assert s.heartbeat_interval == 2.5
+    assert s.liveness == 4
+    assert s.liveness_timeout == 10.0
+    assert s.publisher.backend == "reportlab"
+    assert s.author.backend == "embedded"
     assert dict(s.sources) == {}
 
 
@@ -63,7 +66,9 @@ def test_the_default_config_file_is_read_when_present(tmp_path: Path,
 def test_file_overrides_defaults(tmp_path: Path) -> None:
     path = write_toml(tmp_path, TOML)
     s = load(path, env={})
-    assert s.heartbeat_interval == 1.5 and s.liveness == 5 and s.queue_limit == 7
+    assert s.heartbeat_interval == 1.5
+    assert s.liveness == 5
+    assert s.queue_limit == 7
     assert s.author == AgentSettings(model="file-model", device="cuda", slots=2)
     assert s.illustrator == AgentSettings()  # untouched sections keep their defaults
     assert s.max_attempts == 3
@@ -98,8 +103,10 @@ def test_env_values_are_converted_to_the_field_types() -> None:
     env = {"STORYMESH_HEARTBEAT_INTERVAL": "0.25", "STORYMESH_STRICT_MDP": "yes",
            "STORYMESH_ILLUSTRATOR_TORCH_THREADS": "4", "STORYMESH_BIND": "ipc:///tmp/b"}
     s = load("/dev/null", env=env)
-    assert s.heartbeat_interval == 0.25 and s.strict_mdp is True
-    assert s.illustrator.torch_threads == 4 and s.bind == "ipc:///tmp/b"
+    assert s.heartbeat_interval == 0.25
+    assert s.strict_mdp is True
+    assert s.illustrator.torch_threads == 4
+    assert s.bind == "ipc:///tmp/b"
 
 
 @pytest.mark.parametrize(("text", "value"), [("1", True), ("true", True), ("on", True),
@@ -110,7 +117,8 @@ def test_boolean_spellings(text: str, value: bool) -> None:
 
 def test_flags_accept_dashes_and_nested_tables() -> None:
     s = load("/dev/null", env={}, flags={"max-attempts": 5, "publisher.backend": "html"})
-    assert s.max_attempts == 5 and s.publisher.backend == "html"
+    assert s.max_attempts == 5
+    assert s.publisher.backend == "html"
 
 
 def test_settings_are_frozen() -> None:
@@ -147,7 +155,8 @@ def test_invalid_file_values_name_key_and_file(tmp_path: Path, text: str, key: s
     with pytest.raises(ConfigError) as info:
         load(path, env={})
     message = str(info.value)
-    assert key in message and str(path) in message
+    assert key in message
+    assert str(path) in message
 
 
 @pytest.mark.parametrize(("name", "value", "key"), [
@@ -162,7 +171,8 @@ def test_invalid_env_values_name_key_and_environment(name: str, value: str, key:
     with pytest.raises(ConfigError) as info:
         load("/dev/null", env={name: value})
     message = str(info.value)
-    assert key in message and "environment" in message
+    assert key in message
+    assert "environment" in message
 
 
 @pytest.mark.parametrize(("flags", "key"), [
@@ -175,7 +185,8 @@ def test_invalid_flags_name_key_and_command_line(flags: dict[str, object], key: 
     with pytest.raises(ConfigError) as info:
         load("/dev/null", env={}, flags=flags)
     message = str(info.value)
-    assert key in message and "command line" in message
+    assert key in message
+    assert "command line" in message
 
 
 def test_a_later_layer_does_not_hide_an_invalid_earlier_one(tmp_path: Path) -> None:
@@ -247,7 +258,8 @@ def test_describe_reports_every_key_with_value_and_source(tmp_path: Path) -> Non
     assert rows["author.model"] == ("file-model", str(path))
     assert rows["max_attempts"] == (3, "default")
     assert rows["publisher.backend"] == ("reportlab", "default")
-    assert "sources" not in rows and "author" not in rows
+    assert "sources" not in rows
+    assert "author" not in rows
     agent_keys = {f.name for f in dataclasses.fields(AgentSettings)}
     for section in settings_mod.AGENT_SECTIONS:
         assert {f"{section}.{k}" for k in agent_keys} <= set(rows)
@@ -266,12 +278,14 @@ def test_each_section_carries_the_loaded_values_of_its_keys(tmp_path: Path) -> N
     # Then each holds the same values under the same keys, and nothing else
     assert (broker.bind, broker.hwm, broker.liveness) == ("tcp://*:6000", 77, 7)
     assert (peer.hwm, peer.liveness, peer.broker) == (77, 7, settings.broker)
-    assert story.watch_slots == 3 and story.peer == peer
+    assert story.watch_slots == 3
+    assert story.peer == peer
     for section in (broker, peer):
         for f in dataclasses.fields(section):
             assert getattr(section, f.name) == getattr(settings, f.name), f.name
     assert broker.liveness_timeout == peer.liveness_timeout == settings.liveness_timeout
-    assert not hasattr(peer, "queue_limit") and not hasattr(broker, "journal")
+    assert not hasattr(peer, "queue_limit")
+    assert not hasattr(broker, "journal")
 
 
 @pytest.mark.parametrize("section", [BrokerSettings, PeerSettings, StorySettings])

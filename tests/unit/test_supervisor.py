@@ -23,7 +23,7 @@ from storymesh.ops.supervisor import (
 from testkit.mesh import fast_settings
 
 
-@pytest.mark.parametrize("bind, connect", [
+@pytest.mark.parametrize(("bind", "connect"), [
     ("tcp://127.0.0.1:5555", "tcp://127.0.0.1:5555"),
     ("tcp://*:5555", "tcp://127.0.0.1:5555"),
     ("tcp://0.0.0.0:6000", "tcp://127.0.0.1:6000"),
@@ -139,11 +139,14 @@ def test_a_crashed_child_is_restarted_after_its_backoff() -> None:
     started[1].returncode = -signal.SIGKILL
     sup.turn(10.0)
     # Then it is not restarted before the backoff passes, and is after
-    assert author.restart_at == 10.5 and len(started) == 2
+    assert author.restart_at == 10.5
+    assert len(started) == 2
     sup.turn(10.4)
     assert len(started) == 2
     sup.turn(10.5)
-    assert len(started) == 3 and author.pid == started[2].pid and author.starts == 2
+    assert len(started) == 3
+    assert author.pid == started[2].pid
+    assert author.starts == 2
 
 
 def test_a_child_that_keeps_crashing_stops_up() -> None:
@@ -164,7 +167,8 @@ def test_a_child_with_a_configuration_error_is_not_restarted() -> None:
     started[1].returncode = 2
     with pytest.raises(GiveUp, match="configuration error") as gave_up:
         sup.turn(0.0)
-    assert gave_up.value.code == 2 and len(started) == 2
+    assert gave_up.value.code == 2
+    assert len(started) == 2
 
 
 def test_stopping_terminates_agents_before_the_broker() -> None:

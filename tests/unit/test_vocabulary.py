@@ -41,7 +41,8 @@ def test_int_field_takes_an_int_in_range_or_the_default() -> None:
 ])
 def test_number_field_refuses(value: Any, words: str) -> None:
     error = refused(vocabulary.number_field, {"x": value}, "x", 0, 5, default=1.0)
-    assert error.code == "bad_request" and error.message.startswith(words)
+    assert error.code == "bad_request"
+    assert error.message.startswith(words)
 
 
 def test_number_field_takes_ints_and_floats() -> None:

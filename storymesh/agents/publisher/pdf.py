@@ -387,7 +387,7 @@ def _take(queue: list[Any], width: float, capacity: float) -> tuple[list[Any], l
             continue
         parts = flowable.split(width, capacity - used) if capacity - used > 0 else []
         if len(parts) == 2:
-            return chunk + [parts[0]], [parts[1], *queue[i + 1:]]
+            return [*chunk, parts[0]], [parts[1], *queue[i + 1:]]
         if len(parts) == 1:  # it fits but for its space after, which a page end drops
             return chunk + parts, queue[i + 1:]
         return chunk, queue[i:]

@@ -379,10 +379,7 @@ def _roles(subjects: tuple[Being, ...], clauses: list[_Clause]) -> Reading:
         goal = " ".join(rest[2:])
         if rest[0] in ("afraid", "scared", "frightened", "terrified", "nervous", "too"):
             fear = _gerund(rest[2:])
-    elif lemma in _WISHES and rest[:1] == ["to"] and len(rest) > 1:
-        premise = past_phrase(words)
-        goal = base_phrase(rest[1:])
-    elif lemma == "dream" and rest[:1] == ["of"] and len(rest) > 1:
+    elif (lemma in _WISHES and rest[:1] == ["to"] and len(rest) > 1) or (lemma == "dream" and rest[:1] == ["of"] and len(rest) > 1):
         premise = past_phrase(words)
         goal = base_phrase(rest[1:])
     elif lemma in ("search", "look", "hunt") and "for" in rest:
@@ -456,7 +453,7 @@ def _place(plot: str, subjects: tuple[Being, ...]) -> str:
     found: list[tuple[int, str]] = []
     for i, word in enumerate(toks):
         low = word.lower()
-        if low not in lx.SETTING_WORDS and low not in lx.PLACE_WORDS \
+        if (low not in lx.SETTING_WORDS and low not in lx.PLACE_WORDS) \
                 or (word[0].isupper() and i > 0) or low in {b.noun for b in subjects}:
             continue
         nxt = toks[i + 1] if i + 1 < len(toks) else "."

@@ -203,7 +203,7 @@ def _species_key(noun: str) -> str:
     known = lx.species_of(noun)
     if known is not None:
         return known.noun
-    if noun in PEOPLE or noun.endswith(("er", "or", "ist")) and noun not in THINGS_IN_ER:
+    if noun in PEOPLE or (noun.endswith(("er", "or", "ist")) and noun not in THINGS_IN_ER):
         return "person"
     if is_being(noun):
         return "creature"
