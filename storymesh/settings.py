@@ -557,7 +557,8 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
             layer[key] = value
             continue
         section, _, sub = key.partition("_")
-        if (section in AGENT_SECTIONS and sub in agent_keys) or (section == "gateway" and sub in gateway_keys):
+        if ((section in AGENT_SECTIONS and sub in agent_keys)
+                or (section == "gateway" and sub in gateway_keys)):
             layer.setdefault(section, {})[sub] = value
         elif key not in ("config",):
             raise ConfigError(f"unknown setting in environment variable {name}")

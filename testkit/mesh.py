@@ -14,6 +14,7 @@ worker runtime and the client, so a change of their signatures touches this modu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -425,7 +426,6 @@ class Spawner:
 
     def close(self) -> None:
         for proc in self.procs:
-            try:
+            # nothing more we can do; the OS reaps it with the test runner
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.kill()
-            except subprocess.TimeoutExpired:
-                pass  # nothing more we can do; the OS reaps it with the test runner

@@ -11,6 +11,7 @@ backlog of old states after a stall would only mislead.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -77,10 +78,9 @@ class PairLink:
         assert core.pair is not None  # a link only exists for a broker of a pair
         state = core.pair.beat(now)
         if state is not None:
-            try:
+            # PUB never blocks; a full pipe drops, and the next beat says it again
+            with contextlib.suppress(zmq.Again):
                 self.pub.send(state, zmq.NOBLOCK)
-            except zmq.Again:
-                pass  # PUB never blocks; a full pipe drops, and the next beat says it again
         return sends
 
     def close(self) -> None:

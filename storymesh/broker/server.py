@@ -33,6 +33,7 @@ and workers DISCONNECT unless the pair's rules make it active.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -262,11 +263,11 @@ class BrokerServer:
             sends = self._fast(ident, frames, now)
             if sends is None:
                 sends = self.core.on_frames(ident, frames, now, wall, user)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a bug costs this message, never the broker
             sends = self._internal_error(ident, frames, now)
         try:
             self._send_all(sends, now)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a bug costs this message, never the broker
             self._internal_error(ident, frames, now, answer=False)
 
     def _fast(self, ident: bytes, frames: list[Frame], now: float) -> list[Send] | None:
@@ -304,7 +305,7 @@ class BrokerServer:
             return []
         try:
             return core.take_sends() + core.on_internal_error(ident, frames, now)
-        except Exception:  # the answer failed too: counted, logged above, nothing more
+        except Exception:  # noqa: BLE001 - the answer failed too: counted, logged above
             core.counters["internal_errors"] += 1
             return []
 
@@ -314,7 +315,7 @@ class BrokerServer:
             self._send_all(core.on_tick(now, self.wall()), now)
             if self.on_turn is not None:
                 self.on_turn(core, now)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a bug costs this tick, never the broker
             core.counters["internal_errors"] += 1
             self._errors_log.log(now, "internal error at a tick; the broker goes on:\n%s",
                                  traceback.format_exc())
@@ -450,10 +451,10 @@ def run_broker(settings: BrokerSettings, stop: threading.Event) -> int:
     With `metrics_bind` it also serves Prometheus metrics; under systemd it says READY once
     bound and feeds the watchdog from the loop (storymesh.ops)."""
     server = BrokerServer(settings)
-    try:  # SIGHUP re-reads the allow-list and roles; the handler only sets a flag
+    # SIGHUP re-reads the allow-list and roles; the handler only sets a flag. ValueError:
+    # not the main thread (an embedded broker), which reloads through request_reload().
+    with contextlib.suppress(ValueError):
         signal.signal(signal.SIGHUP, lambda signum, frame: server.request_reload())
-    except ValueError:
-        pass  # not the main thread (an embedded broker): reload through request_reload()
     metrics = None
     if settings.metrics_bind:  # imported only when asked for: prometheus_client costs ~8 MB
         from storymesh.broker.metrics import BrokerMetrics

@@ -19,6 +19,7 @@ Signal handlers only set a flag; the loop below notices it. The restart rules ar
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import logging
@@ -336,10 +337,8 @@ class Supervisor:
     @staticmethod
     def _signal(child: Child, sig: signal.Signals) -> None:
         assert child.proc is not None  # only started children are signalled
-        try:
+        with contextlib.suppress(ProcessLookupError):  # it exited between check and signal
             child.proc.send_signal(sig)
-        except ProcessLookupError:  # it exited between the check and the signal
-            pass
 
 
 # --- readiness and the table ---------------------------------------------------------------

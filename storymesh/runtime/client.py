@@ -31,6 +31,7 @@ All waiting happens inside `recv` / `stream` / `call`; nothing runs in the backg
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import deque
@@ -370,11 +371,9 @@ class Client:
         due = ring.check(now, self.in_flight() > 0)
         if due is Link.PING:
             ring.pinged(now)
-            try:
+            with contextlib.suppress(zmq.Again):  # a full pipe: silence decides
                 self._socket().send_multipart(mdp.encode(mdp.ClientRequest(MMI_PING, (b"",))),
                                               zmq.NOBLOCK)
-            except zmq.Again:
-                pass  # a full pipe: silence decides
         elif due is Link.SWITCH:
             self._move(now, f"broker {self.endpoint} is silent")
 

@@ -379,7 +379,8 @@ def _roles(subjects: tuple[Being, ...], clauses: list[_Clause]) -> Reading:
         goal = " ".join(rest[2:])
         if rest[0] in ("afraid", "scared", "frightened", "terrified", "nervous", "too"):
             fear = _gerund(rest[2:])
-    elif (lemma in _WISHES and rest[:1] == ["to"] and len(rest) > 1) or (lemma == "dream" and rest[:1] == ["of"] and len(rest) > 1):
+    elif len(rest) > 1 and ((lemma in _WISHES and rest[:1] == ["to"])  # "wants to fly"
+                            or (lemma == "dream" and rest[:1] == ["of"])):  # "dreams of the sea"
         premise = past_phrase(words)
         goal = base_phrase(rest[1:])
     elif lemma in ("search", "look", "hunt") and "for" in rest:
