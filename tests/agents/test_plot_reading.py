@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from storymesh.agents.author.embedded import lexicon as lx
 from storymesh.agents.author.embedded import words
 from storymesh.agents.author.embedded.parse import read_plot
 from storymesh.agents.author.embedded.plot import analyze, world_from_outline
@@ -136,3 +137,16 @@ def test_a_plot_without_a_goal_takes_one_from_the_heros_feeling() -> None:
                     seed=0, target_age="4-7", art_style="children_book")
     # Then the goal answers the feeling, not a goal of the setting's
     assert world.goal == "feel happy again"
+
+
+@pytest.mark.parametrize("plot", ["A brave mouse goes on an adventure",
+                                  "A shy dragon learns to dance",
+                                  "A robot and a fox build a boat"])
+def test_a_made_up_name_suits_the_character_it_is_given_to(plot: str) -> None:
+    # Given plots that name nobody, over many seeds
+    for seed in range(60):
+        world = analyze(plot, themes=["friendship"], seed=seed, target_age="4-7",
+                        art_style="watercolor")
+        # Then no "she" is called Milo and no "he" Mabel, hero or friend
+        for character in (world.hero, world.friend):
+            assert lx.name_suits(character.name, character.pronoun), (seed, character)

@@ -467,6 +467,23 @@ NAMES: Final = (
     "Bea", "Cosmo", "Fern", "Gus", "Lulu", "Nico", "Penny", "Quill", "Rory", "Suki",
     "Basil", "Coco", "Dash", "Ember", "Flora", "Hugo", "Iris", "Jasper", "Kit", "Lark",
 )
+# Names a reader takes for a girl's or a boy's: a "she" is never called Milo, nor a "he"
+# Mabel. The rest suit anyone.
+SHE_NAMES: Final = frozenset({
+    "Luna", "Hazel", "Rosie", "Mabel", "Ivy", "Poppy", "Nell", "Tilly", "Daisy", "Bea", "Fern",
+    "Lulu", "Penny", "Suki", "Flora", "Iris",
+})
+HE_NAMES: Final = frozenset({
+    "Milo", "Finn", "Otto", "Theo", "Benny", "Felix", "Ollie", "Toby", "Rufus", "Arlo", "Cosmo",
+    "Gus", "Nico", "Basil", "Hugo", "Jasper",
+})
+
+
+def name_suits(name: str, pronoun: str) -> bool:
+    """Whether a reader would take `name` for someone called `pronoun` ("she" or "he")."""
+    other = HE_NAMES if pronoun == "she" else SHE_NAMES if pronoun == "he" else frozenset()
+    return name not in other
+
 
 # Capitalised words that are never a character's name.
 NOT_NAMES: Final = frozenset({

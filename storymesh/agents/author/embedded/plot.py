@@ -344,16 +344,17 @@ def _setting_in(words: Sequence[str], kinds: Sequence[str], rng: random.Random) 
 def _character(rng: random.Random, kind: str, name: str, pronoun: str,
                avoid: Character | None = None) -> Character:
     sp = lx.SPECIES[kind]
+    pronoun = sp.pronoun or pronoun
     if not name:
         taken = avoid.name if avoid else ""
-        alliterative = [n for n in lx.NAMES if n[0] == sp.noun[0].upper() and n != taken]
-        pool = alliterative if alliterative and rng.random() < 0.5 else \
-            [n for n in lx.NAMES if n != taken]
+        fitting = [n for n in lx.NAMES if n != taken and lx.name_suits(n, pronoun)]
+        alliterative = [n for n in fitting if n[0] == sp.noun[0].upper()]
+        pool = alliterative if alliterative and rng.random() < 0.5 else fitting
         name = rng.choice(pool)
     # No "red boots and shiny red boots", and no two characters in the same round glasses.
     accessories = [a for a in lx.ACCESSORIES if a.split()[-1] not in sp.feature.split()
                    and (avoid is None or a != avoid.accessory)]
-    return Character(name=name, species=kind, pronoun=sp.pronoun or pronoun,
+    return Character(name=name, species=kind, pronoun=pronoun,
                      color=rng.choice(sp.colors), accessory=rng.choice(accessories))
 
 
