@@ -252,7 +252,8 @@ def test_any_plot_gives_a_complete_clean_book(plot: str, age: str, chapters: int
         chapter = _run(agent, {"op": "chapter", "outline": outline, "index": index,
                                "seed": seed})[1].payload
         for text in (chapter["text"], chapter["picture_prompt"], outline["cover_prompt"]):
-            assert text.strip() and not _MARKUP.search(text), text
+            assert text.strip(), text
+            assert not _MARKUP.search(text), text
 
 
 @pytest.mark.parametrize(("fields", "code", "words"), list(_bad_outlines()))

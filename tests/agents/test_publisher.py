@@ -258,7 +258,7 @@ def test_pdf_fonts_are_all_embedded_truetype(
 
 def test_pdf_prints_accented_latin_greek_and_cyrillic(agent: PublisherAgent) -> None:
     # Given a book in French, Greek and Russian
-    texts = ("Élodie et le château où l'hiver dort, garçon", "Η μικρή χελώνα ήθελε να τρέξει",
+    texts = ("Élodie et le château où l'hiver dort, garçon", "Η μικρή χελώνα ήθελε να τρέξει",  # noqa: RUF001 - Greek text on purpose
              "Маленькая черепаха хотела бежать")
     payload = sample_payload() | {"formats": ["pdf"], "title": "Ça, Ψ, Ж", "chapters": [
         {"title": f"Chapitre {i}", "text": text, "png": make_png(i)}
@@ -585,7 +585,7 @@ def test_bad_request_is_refused_with_a_clear_error(
                                      {"formats": ()}])
 def test_bad_options_are_config_errors(options: dict[str, Any]) -> None:
     # Given options a publisher cannot honour, When it is built, Then ConfigError says which
-    with pytest.raises(ConfigError, match="page_size|formats"):
+    with pytest.raises(ConfigError, match=r"page_size|formats"):
         PublisherAgent(**options)
 
 

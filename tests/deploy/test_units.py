@@ -80,7 +80,8 @@ def test_systemd_analyze_verify_passes(verify_dir: Path, unit: str) -> None:
     # verify exits 0 on warnings (an unknown key, a bad value it ignores): fail on any line
     # it prints about our units as well
     ours = [line for line in (result.stdout + result.stderr).splitlines() if "storymesh" in line]
-    assert result.returncode == 0 and not ours, result.stdout + result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not ours, result.stdout + result.stderr
 
 
 def test_verify_catches_a_broken_unit(verify_dir: Path, tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ def test_metrics_bind_is_an_agent_key_off_by_default() -> None:
     assert env.author.metrics_bind == "9101"
     assert env.metrics_bind == ""
     assert flag.story.metrics_bind == "0.0.0.0:9105"
-    with pytest.raises(ConfigError, match="illustrator.metrics_bind"):
+    with pytest.raises(ConfigError, match=r"illustrator\.metrics_bind"):
         settings_mod.load("/dev/null", env={"STORYMESH_ILLUSTRATOR_METRICS_BIND": "x:y"})
 
 

@@ -59,9 +59,9 @@ def test_an_unexpected_error_costs_one_message_and_the_broker_goes_on(
         client = mesh.client()
         try:
             # When a request hits a bug in the broker
-            with caplog.at_level(logging.ERROR, logger="storymesh.broker.server"):
-                with pytest.raises(RequestFailed) as failed:
-                    client.call("echo", {"text": "first"})
+            with (caplog.at_level(logging.ERROR, logger="storymesh.broker.server"),
+                  pytest.raises(RequestFailed) as failed):
+                client.call("echo", {"text": "first"})
             # Then its client gets `internal`, the error is logged once with its traceback
             assert failed.value.code == "internal"
             logged = [r for r in caplog.records if "internal error" in r.getMessage()]

@@ -184,10 +184,10 @@ def test_retries_exhausted_raise_request_timeout(stand_in: StandIn,
                                                  context: zmq.Context[Any]) -> None:
     # Given a broker that never answers, and a client with 2 attempts of 0.15 s
     stand_in.script = lambda got, nth: []
-    with Client(stand_in.endpoint, context=context, timeout=0.15, retries=2) as client:
-        # When the client calls / Then it raises RequestTimeout after both attempts
-        with pytest.raises(RequestTimeout, match="after 2 attempt"):
-            client.call("echo", {})
+    # When the client calls / Then it raises RequestTimeout after both attempts
+    with (Client(stand_in.endpoint, context=context, timeout=0.15, retries=2) as client,
+          pytest.raises(RequestTimeout, match="after 2 attempt")):
+        client.call("echo", {})
     assert len(stand_in.seen) == 2
     assert stand_in.seen[0].env.id == stand_in.seen[1].env.id
 
@@ -224,11 +224,11 @@ def test_busy_is_not_retried_past_the_deadline_on_the_injected_wall_clock(
     # says an hour has passed
     stand_in.script = lambda got, nth: [error(got, "busy", retry_after=0.02)]
     late = time.time() + 3600.0
-    with Client(stand_in.endpoint, context=context, timeout=0.3, retries=3,
-                wall=lambda: late) as client:
-        # When it calls with a deadline a minute from now
-        with pytest.raises(RequestFailed) as caught:
-            client.call("echo", {}, deadline=time.time() + 60.0)
+    # When it calls with a deadline a minute from now
+    with (Client(stand_in.endpoint, context=context, timeout=0.3, retries=3,
+                 wall=lambda: late) as client,
+          pytest.raises(RequestFailed) as caught):
+        client.call("echo", {}, deadline=time.time() + 60.0)
     # Then the deadline has passed on its clock: the `busy` is raised, never retried
     assert caught.value.code == "busy"
     assert len(stand_in.seen) == 1

@@ -118,9 +118,9 @@ def test_unknown_story_never_raises(journal: Journal) -> None:
 def test_bad_kind_or_status_is_a_value_error(journal: Journal) -> None:
     # Given a story / When our own code passes an unknown kind or status / Then ValueError
     journal.create_story("c1", REQUEST, None)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="'poem' is not a valid StepKind"):
         journal.save_step("c1", "poem", 0, {})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="'sleeping' is not a valid Status"):
         journal.set_status("c1", "sleeping")
 
 
@@ -475,7 +475,7 @@ def test_concurrent_writers_do_not_lock(journal: Journal, other: Journal) -> Non
                 j.record(corr, name, "story.author", "REQUEST", str(i))
                 j.acquire(f"a-{i // 2}", name, 5)
                 j.renew(name, 5)
-        except BaseException as exc:  # noqa: BLE001 - the test reports any failure  # noqa: BLE001 - the test reports any failure
+        except BaseException as exc:  # noqa: BLE001 - the test reports any failure
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(j, n))
@@ -594,7 +594,7 @@ def test_postgres_services_starting_together_create_the_schema_once(
         barrier.wait()
         try:
             opened.append(open_journal(postgres_url))
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - the test reports any failure
             errors.append(exc)
 
     threads = [threading.Thread(target=start) for _ in range(4)]

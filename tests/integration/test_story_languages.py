@@ -68,13 +68,13 @@ def test_a_malformed_language_is_refused(embedded_mesh: LocalMesh, language: obj
 
 def test_authors_that_cannot_say_what_they_write_are_trusted(tmp_path: Path) -> None:
     # Given a mesh whose authors do not know op `languages` (as an older author would not)
-    with SleepyMesh(fast_settings(step_timeout=30.0), Costs(0.0, 0.0, 0.0, 0.0),
-                    journal=tmp_path / "journal.db") as mesh:
-        with StoryClient(mesh.endpoint, settings=mesh.settings.peer_section(),
-                         context=mesh.context, timeout=30.0) as stories:
-            # When a Greek story is submitted, Then it is accepted and runs
-            corr = stories.submit(PLOT, chapters=1, language="el", formats=["html"])
-            assert stories.wait(corr)["status"] == "complete"
+    with (SleepyMesh(fast_settings(step_timeout=30.0), Costs(0.0, 0.0, 0.0, 0.0),
+                     journal=tmp_path / "journal.db") as mesh,
+          StoryClient(mesh.endpoint, settings=mesh.settings.peer_section(),
+                      context=mesh.context, timeout=30.0) as stories):
+        # When a Greek story is submitted, Then it is accepted and runs
+        corr = stories.submit(PLOT, chapters=1, language="el", formats=["html"])
+        assert stories.wait(corr)["status"] == "complete"
 
 
 # --- asking the authors over a real broker --------------------------------------------------

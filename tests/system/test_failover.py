@@ -129,7 +129,8 @@ def test_killing_the_active_broker_with_stories_in_flight_loses_none(
     with open_journal(postgres_url) as journal:
         for corr in orphans:  # finished by the survivor, each step saved once
             row = journal.get_story(corr)
-            assert row is not None and row.lease_owner is None, row
+            assert row is not None, corr
+            assert row.lease_owner is None, row
             steps = journal.steps(corr, with_blobs=False)
             assert len({(s.kind, s.index) for s in steps}) == len(steps)
     assert survivor.alive()

@@ -162,9 +162,9 @@ def test_a_keyed_broker_under_attack_serves_its_keys_and_nobody_else(
         assert ready.poll(3000)
         assert ready.recv_multipart() == mdp.encode(mdp.Disconnect())
         # When carol's key is added and the broker gets SIGHUP
-        with new_client(endpoint, settings("carol"), timeout=0.5, retries=1) as carol:
-            with pytest.raises(RequestTimeout):
-                carol.call("echo", {})
+        with (new_client(endpoint, settings("carol"), timeout=0.5, retries=1) as carol,
+              pytest.raises(RequestTimeout)):
+            carol.call("echo", {})
         (allow / "carol.key").write_bytes((keydir / "carol.key").read_bytes())
         broker.signal(signal.SIGHUP)
         # Then carol is served without a restart
@@ -183,7 +183,8 @@ def test_a_keyed_broker_under_attack_serves_its_keys_and_nobody_else(
     snap = admin_snapshot()
     assert snap is not None
     counters = snap["counters"]
-    assert counters["unauthenticated"] >= 30 and counters["forbidden"] >= 1, counters
+    assert counters["unauthenticated"] >= 30, counters
+    assert counters["forbidden"] >= 1, counters
     assert counters["malformed"] > len(GARBAGE) // 2, counters
     assert [w["meta"]["pid"] for w in snap["workers"] if w["service"] == "echo"] == [agent.pid]
 
@@ -287,14 +288,16 @@ def test_every_limit_crossed_gets_its_documented_answer_and_others_are_served(
                 else:
                     arrivals.append((time.monotonic(), env.id))
         served = [rid for _, rid in arrivals]
-        assert busy >= 4 and "p" in served, (busy, served)
+        assert busy >= 4, (busy, served)
+        assert "p" in served, (busy, served)
         # And the polite request did not wait behind the flooder's queue
         assert served.index("p") <= 3, served
     finally:
         traffic.finish(spawner)
         ctx.destroy(linger=0)
     # And the broker and the echo worker live on; the snapshot counted the refusals
-    assert broker.alive() and echo.alive(), spawner.tails()
+    assert broker.alive(), spawner.tails()
+    assert echo.alive(), spawner.tails()
     snap = snapshot(endpoint, timeout=3.0)
     assert snap is not None
     counters = snap["counters"]

@@ -259,7 +259,8 @@ def test_garbage_of_every_shape_never_stops_the_broker_serving(
     assert snap is not None
     counters = snap["counters"]
     assert counters["malformed"] > len(GARBAGE) // 2, counters
-    assert counters["violations"] > 0 and counters["bad_request"] >= 2, counters
+    assert counters["violations"] > 0, counters
+    assert counters["bad_request"] >= 2, counters
     assert [w["meta"]["pid"] for w in echo_workers(snap)] == [agent.pid]
 
 

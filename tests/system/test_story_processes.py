@@ -334,5 +334,6 @@ def test_a_restarted_story_service_finishes_the_story_without_redoing_steps(
     assert written_by_author == {str(i): 1 for i in range(chapters)}, author.tail()
     # And no picture was painted twice either
     painted = Counter(re.findall(r"start picture (\S+)", log_text(painter)))
-    assert len(painted) == chapters + 1 and set(painted.values()) == {1}, painter.tail()
+    assert len(painted) == chapters + 1, painter.tail()
+    assert set(painted.values()) == {1}, painter.tail()
     assert "resuming story" in log_text(second)

@@ -304,7 +304,7 @@ def test_the_probe_of_a_ring_fits_the_attempt_timeout() -> None:
     ring = EndpointRing(["a", "b", "c"], HB, LIVENESS, probe=0.3)
     assert ring.probe == 0.3
     assert EndpointRing(["a", "b"], HB, LIVENESS, probe=10.0).probe == HB
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one broker endpoint is needed"):
         EndpointRing([], HB, LIVENESS)
 
 

@@ -224,14 +224,14 @@ def test_unknown_flags_are_rejected(flags: dict[str, object]) -> None:
 
 def test_a_missing_config_file_is_an_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
-    with pytest.raises(ConfigError, match="nope.toml"):
+    with pytest.raises(ConfigError, match=r"nope\.toml"):
         load(missing, env={})
 
 
 def test_a_missing_file_named_by_storymesh_config_is_an_error(tmp_path: Path) -> None:
     # A file the user named through the environment must not be silently ignored.
     missing = tmp_path / "typo.toml"
-    with pytest.raises(ConfigError, match="typo.toml"):
+    with pytest.raises(ConfigError, match=r"typo\.toml"):
         load(None, env={"STORYMESH_CONFIG": str(missing)})
 
 

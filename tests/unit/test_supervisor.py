@@ -151,13 +151,17 @@ def test_a_crashed_child_is_restarted_after_its_backoff() -> None:
 
 def test_a_child_that_keeps_crashing_stops_up() -> None:
     sup, started = supervisor(policy=RestartPolicy(initial=0.1, limit=3, window=30.0))
-    now = 0.0
-    with pytest.raises(GiveUp, match="author keeps crashing") as gave_up:
+
+    def crash_author_each_second() -> None:
+        now = 0.0
         for _ in range(10):
             sup.children[1].proc.returncode = 1  # type: ignore[union-attr]
             sup.turn(now)
             now += 1.0
             sup.turn(now)
+
+    with pytest.raises(GiveUp, match="author keeps crashing") as gave_up:
+        crash_author_each_second()
     assert gave_up.value.code == 1
     assert len(started) == 2 + 2  # two restarts, then the third exit gives up
 
