@@ -9,6 +9,7 @@ replayed from the reply cache instead of running the handler again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -84,10 +85,9 @@ class Handler(threading.Thread):
         self.results.put(Result(self.index, job.token, cache_key(job.request), body, final,
                                 cacheable))
         assert self._wake is not None  # set at the start of run(), our own invariant
-        try:
+        # Again: wake-ups already queued, and the socket thread drains the whole queue
+        with contextlib.suppress(zmq.Again):
             self._wake.send(b"", zmq.NOBLOCK)
-        except zmq.Again:
-            pass  # wake-ups already queued: the socket thread drains the whole queue
 
     def _serve(self, job: Job) -> None:
         req = job.request

@@ -213,10 +213,14 @@ def test_ready_carries_metadata_and_a_request_streams_partials_then_final(
     # Given an echo worker that registered
     worker = start_worker()
     ready = stand_in.ready()
-    assert isinstance(ready.msg, mdp.Ready) and ready.msg.service == b"echo"
-    assert ready.frames[:2] == [b"MDPW02", b"\x01"] and len(ready.frames) == 4
+    assert isinstance(ready.msg, mdp.Ready)
+    assert ready.msg.service == b"echo"
+    assert ready.frames[:2] == [b"MDPW02", b"\x01"]
+    assert len(ready.frames) == 4
     meta = msgpack.unpackb(ready.msg.meta)
-    assert meta["hb_busy"] is True and meta["backend"] == "builtin" and meta["slots"] == 1
+    assert meta["hb_busy"] is True
+    assert meta["backend"] == "builtin"
+    assert meta["slots"] == 1
     # When it is sent a request for two partials with a binary value
     blob = bytes(range(256)) * 40
     stand_in.request(ready.wid, {"partials": 2, "blob": blob}, "r-1", corr="story-9")
@@ -254,7 +258,8 @@ def test_worker_heartbeats_while_a_handler_runs_for_a_second(
     assert len(beats) >= 5
     assert {s.wid for s in beats} == {ready.wid}
     _, final = stand_in.reply()
-    assert final.id == "slow" and final.ok
+    assert final.id == "slow"
+    assert final.ok
 
 
 def test_silent_broker_makes_the_worker_register_again_on_a_new_routing_id(
@@ -271,7 +276,8 @@ def test_silent_broker_makes_the_worker_register_again_on_a_new_routing_id(
     stand_in.silent = False
     stand_in.request(second.wid, {"x": 1}, "after-reconnect")
     seen, final = stand_in.reply()
-    assert seen.wid == second.wid and final.payload == {"x": 1}
+    assert seen.wid == second.wid
+    assert final.payload == {"x": 1}
 
 
 def test_disconnect_from_the_broker_makes_the_worker_register_again_after_the_first_backoff(
@@ -311,7 +317,9 @@ def test_a_job_whose_connection_dropped_has_its_result_dropped(
     # And the new connection serves the re-dispatched request (same id) normally
     stand_in.request(second.wid, {"again": True}, "lost")
     seen_reply, final = stand_in.reply()
-    assert seen_reply.wid == second.wid and final.id == "lost" and final.ok
+    assert seen_reply.wid == second.wid
+    assert final.id == "lost"
+    assert final.ok
 
 
 # --- errors and idempotency -----------------------------------------------------------
@@ -355,8 +363,10 @@ def test_agent_errors_become_error_finals_and_the_worker_survives(
     assert (_code(crash), crash.payload["error"]["retryable"]) == ("internal", True)
     assert retry.payload["error"] == {"code": "model_error", "message": "try again",
                                       "retryable": True, "retry_after": 0.5}
-    assert partial.payload == {"step": 1} and _code(no_final) == "internal"
-    assert good.ok and good.payload == {"n": 4}
+    assert partial.payload == {"step": 1}
+    assert _code(no_final) == "internal"
+    assert good.ok
+    assert good.payload == {"n": 4}
 
 
 def test_an_echo_fail_request_raises_a_fatal_error_with_that_code(
@@ -442,11 +452,14 @@ def test_stop_drains_a_busy_job_then_disconnects_and_idle_slots_disconnect_at_on
     worker.stop.set()
     # Then the idle slot disconnects at once, the busy one sends its FINAL and then DISCONNECT
     first = stand_in.next(0.5, lambda s: not isinstance(s.msg, mdp.Heartbeat))
-    assert first.wid == idle and isinstance(first.msg, mdp.Disconnect)
+    assert first.wid == idle
+    assert isinstance(first.msg, mdp.Disconnect)
     seen, final = stand_in.reply(2.0)
-    assert seen.wid == busy and final.payload == {"sleep": 0.6, "job": 1}
+    assert seen.wid == busy
+    assert final.payload == {"sleep": 0.6, "job": 1}
     last = stand_in.next(1.0, lambda s: not isinstance(s.msg, mdp.Heartbeat))
-    assert last.wid == busy and isinstance(last.msg, mdp.Disconnect)
+    assert last.wid == busy
+    assert isinstance(last.msg, mdp.Disconnect)
     # And run_agent returns 0
     assert worker.stop_and_wait() == 0
 
@@ -469,7 +482,8 @@ def test_stop_past_the_drain_grace_disconnects_while_still_busy(
     # When it is stopped (the idle slot's DISCONNECT says the drain began)
     worker.stop.set()
     first = stand_in.next(2.0, lambda s: not isinstance(s.msg, mdp.Heartbeat))
-    assert first.wid == idle and isinstance(first.msg, mdp.Disconnect)
+    assert first.wid == idle
+    assert isinstance(first.msg, mdp.Disconnect)
     # Then the busy slot keeps its connection while the grace has not passed on its clock
     clock.advance(0.25)
     held = stand_in.collect(0.3)
@@ -477,6 +491,8 @@ def test_stop_past_the_drain_grace_disconnects_while_still_busy(
     # And once it has, it sends DISCONNECT without a FINAL, and exits 0
     clock.advance(0.1)
     last = stand_in.next(2.0, lambda s: not isinstance(s.msg, mdp.Heartbeat))
-    assert last.wid == busy and isinstance(last.msg, mdp.Disconnect)
+    assert last.wid == busy
+    assert isinstance(last.msg, mdp.Disconnect)
     assert worker.stop_and_wait() == 0
-    assert slow.torn_down and slow.calls == ["too-slow"]
+    assert slow.torn_down
+    assert slow.calls == ["too-slow"]
