@@ -395,7 +395,7 @@ class BrokerCore:
                 or len(head) > schema.MAX_HEADER_BYTES:
             return None
         size = sum(map(len, body))
-        if size > self.settings.max_message_bytes or self._over_backlog(client, size):
+        if size > self.settings.max_message_bytes:
             return None
         out: list[Send] = []
         self._out = out
@@ -407,13 +407,15 @@ class BrokerCore:
     def _accept(self, service: Service, pending: Pending, now: float) -> None:
         """The queueing rules, for both paths: limits (busy), then a worker or the queue."""
         queue = service.queue
-        name = service.name.decode(errors="replace")
-        if len(queue) >= self.settings.queue_limit:
-            self._busy(pending, service, f"queue of {name} is full")
+        queued = len(queue)
+        if queued >= self.settings.queue_limit:
+            self._busy(pending, service, f"queue of {service.name.decode(errors='replace')} "
+                       "is full")
             return
-        if queue and queue.lane_len(pending.owner) >= self.settings.client_queue_limit:
+        if queued and queue.lane_len(pending.owner) >= self.settings.client_queue_limit:
             self._busy(pending, service, f"this client already has "
-                       f"{self.settings.client_queue_limit} requests queued for {name}")
+                       f"{self.settings.client_queue_limit} requests queued for "
+                       f"{service.name.decode(errors='replace')}")
             return
         if self._over_backlog(pending.client, pending.size):
             self._busy(pending, service, f"this client holds over "
