@@ -25,6 +25,11 @@ With `curve_secret` set the ROUTER is a CURVE server: the ZAP handler
 message's `User-Id` (the key name) goes to the core, and `request_reload()` (SIGHUP in
 the daemon) re-reads the allow-list and roles between turns.
 
+Where the optional compiled helper is built (storymesh.broker.wire), a whole message is read
+or sent per call instead of one pyzmq call per frame; the rules and the errors handled are
+the same. It is off with keys on (the `User-Id` is a frame property only pyzmq reads) and
+with STORYMESH_NATIVE_WIRE=0.
+
 With `ha` set the broker is one of a pair (Binary Star): storymesh.broker.pair owns the state
 sockets, polled by this loop, and the core's pure `Pair` decides; while the broker is not
 active the core gates every message (the fast path declines), answering clients `not_active`
@@ -45,6 +50,7 @@ from typing import cast
 
 import zmq
 
+from storymesh.broker import wire as native
 from storymesh.broker.pair import PairLink, make_pair
 from storymesh.core import policy
 from storymesh.core.broker import BrokerCore, Send
@@ -66,6 +72,8 @@ _POLLIN = int(zmq.POLLIN)
 _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE = int(zmq.SNDMORE)
 _SNDMORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
+_EAGAIN = zmq.EAGAIN
+_EHOSTUNREACH = zmq.EHOSTUNREACH
 
 RECV_BATCH = 256          # messages drained per turn before the clock is read again
 READY_CHECKS = 8          # messages per wake-up checked by poll before draining to Again
@@ -111,7 +119,10 @@ class BrokerServer:
     def __init__(self, settings: BrokerSettings, *,
                  context: zmq.Context[zmq.Socket[bytes]] | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time,
+                 native_wire: bool | None = None) -> None:
+        """`native_wire`: use the compiled helper where it is built (True), never (False),
+        or as STORYMESH_NATIVE_WIRE says (None, the default: on unless it is 0)."""
         self.settings = settings
         self.clock = clock
         self.wall = wall
@@ -131,8 +142,12 @@ class BrokerServer:
         self.pair_link: PairLink | None = None  # a broker of a pair: its state link
         self.socket = self._make_socket()
         self._sock_items = [(self.socket, _POLLIN)]  # the drain's readiness poll
+        self.wire: native.Wire | None = None
+        self._zsock: int = self.socket.underlying  # libzmq's handle, for the helper
         try:
             keys = self._start_keys()
+            if keys is None and native_wire is not False:
+                self.wire = native.load({} if native_wire else None)
             if keys is not None:  # CURVE options must be set before bind
                 curve.apply_server(self.socket, *keys)
             self.endpoint = self._bind(settings.bind)
@@ -242,6 +257,9 @@ class BrokerServer:
         ZMQ_EVENTS query ~10k (a Python enum per call), a zmq.Again ~25k (pyzmq builds
         the exception in Python). Most wake-ups bring a few messages, so poll between
         them; one Again ends a long burst."""
+        if self.wire is not None:
+            self._drain_wire(self.wire, now, wall)
+            return
         sock = self.socket
         mine = self._sock_items
         max_frames = self.settings.max_frames
@@ -255,6 +273,18 @@ class BrokerServer:
             self._handle(ident, frames, now, wall, user)
             if i < READY_CHECKS and not _poll(mine, 0):
                 return
+
+    def _drain_wire(self, wire: native.Wire, now: float, wall: float) -> None:
+        """The drain with the compiled helper: a whole message per call, and "nothing waits"
+        is a plain None (no exception), so it reads until then, at most RECV_BATCH."""
+        recv = wire.recv
+        handle = self._zsock
+        keep = self.settings.max_frames + 1
+        for _ in range(RECV_BATCH):
+            msg = recv(handle, keep, native.BIG_FRAME)
+            if msg is None:
+                return
+            self._handle(msg[0], msg[1], now, wall, None)
 
     def _handle(self, ident: bytes, frames: list[Frame], now: float, wall: float,
                 user: str | None) -> None:
@@ -276,19 +306,21 @@ class BrokerServer:
         n = len(frames)
         if n < 2 or n > self.settings.max_frames:
             return None
-        header = frames[0].bytes
+        if self.wire is not None:  # the helper gives the first three frames as bytes
+            header, cmd, third = frames[0], frames[1], frames[2] if n > 2 else b""
+        else:
+            header, cmd = frames[0].bytes, frames[1].bytes
+            third = frames[2].bytes if n > 2 else b""
         if header == C02:
-            if n < 4 or frames[1].bytes != _REQUEST:
+            if n < 4 or cmd != _REQUEST:
                 return None
-            return self.core.fast_request(ident, frames[2].bytes, tuple(frames[3:]), now)
+            return self.core.fast_request(ident, third, tuple(frames[3:]), now)
         if header != W02:
             return None
-        cmd = frames[1].bytes
         if cmd in (_FINAL, _PARTIAL):
-            if n < 4 or len(frames[3]) or not len(frames[2]):
+            if n < 4 or len(frames[3]) or not third:
                 return None  # [client | "" | body...] or the core explains what is wrong
-            return self.core.fast_reply(ident, frames[2].bytes, tuple(frames[4:]),
-                                        cmd == _FINAL, now)
+            return self.core.fast_reply(ident, third, tuple(frames[4:]), cmd == _FINAL, now)
         if cmd == _HEARTBEAT and n == 2 and self.core.fast_heartbeat(ident, now):
             return []
         return None
@@ -333,9 +365,22 @@ class BrokerServer:
         One loop with the common case inline: a call per message costs more than the send."""
         backlog = self._backlog
         sock = self.socket
+        wire = self.wire
         for identity, frames in sends:
             if backlog and identity in backlog:  # keep per-peer order behind what waits
                 self._hold(identity, frames, now)
+                continue
+            if wire is not None:  # the whole message in one call; errno of the routing id
+                err = wire.send(self._zsock, identity, frames)
+                if not err:
+                    continue
+                if err == _EAGAIN:
+                    self.core.counters["would_block"] += 1
+                    self._hold(identity, frames, now)
+                elif err == _EHOSTUNREACH:
+                    self._send_all(self.core.on_unreachable(identity, frames, now), now)
+                else:
+                    raise native.zmq_error(err)
                 continue
             try:
                 _send(sock, identity, _SNDMORE_NOBLOCK, True)
@@ -352,14 +397,23 @@ class BrokerServer:
                 _send(sock, frame, _SNDMORE, True)
             _send(sock, frames[-1], 0, True)
 
-    def _send_rest(self, frames: list[Frame]) -> None:
-        # After the first frame the pipe has accepted the message: the rest never fails.
-        # Small bytes frames are copied (cheaper than a zero-copy Frame); received Frames,
-        # the big payloads among them, are passed on without copying their data.
+    def _send_message(self, identity: bytes, frames: list[Frame]) -> int:
+        """One message without blocking: 0 when sent, else the errno of its first frame
+        (nothing sent then). Small bytes frames are copied (cheaper than a zero-copy
+        Frame); received frames, the big payloads among them, go on without a copy."""
         sock = self.socket
-        for frame in frames[:-1]:
+        if self.wire is not None:
+            return self.wire.send(self._zsock, identity, frames)
+        try:
+            _send(sock, identity, _SNDMORE_NOBLOCK, True)
+        except zmq.ZMQError as exc:
+            if exc.errno is None:
+                raise
+            return exc.errno
+        for frame in frames[:-1]:  # the pipe took the first frame: the rest never fail
             _send(sock, frame, _SNDMORE, True)
         _send(sock, frames[-1], 0, True)
+        return 0
 
     def _hold(self, identity: bytes, frames: list[Frame], now: float) -> None:
         """Keep a message for a peer whose pipe is full; retried every turn."""
@@ -402,18 +456,16 @@ class BrokerServer:
             queue = self._backlog.get(identity)
             while queue:
                 frames = queue[0]
-                try:
-                    _send(self.socket, identity, _SNDMORE_NOBLOCK, True)
-                except zmq.Again:
+                err = self._send_message(identity, frames)
+                if err == _EAGAIN:
                     break  # still full: keep the rest, in order
-                except zmq.ZMQError as exc:
-                    if exc.errno != zmq.EHOSTUNREACH:
-                        raise
+                if err == _EHOSTUNREACH:
                     self._forget_backlog(identity)  # gone: what it held is lost with it
                     self._send_all(self.core.on_unreachable(identity, frames, now), now)
                     break
+                if err:
+                    raise native.zmq_error(err)
                 queue.popleft()
-                self._send_rest(frames)
                 size = sum(map(len, frames)) + HELD_OVERHEAD
                 if identity in self._backlog_bytes:
                     self._backlog_bytes[identity] -= size

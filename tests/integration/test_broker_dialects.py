@@ -216,9 +216,13 @@ class Peers:
         return self.mesh.wait_workers(service, count, timeout=WAIT)
 
 
-@pytest.fixture
-def peers() -> Iterator[Peers]:
+@pytest.fixture(params=["native", "pure"])
+def peers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Peers]:
+    """Every test here runs on both socket paths of the broker: the compiled helper (a whole
+    message per call, storymesh.broker.wire) and pyzmq's per-frame calls."""
+    monkeypatch.setenv("STORYMESH_NATIVE_WIRE", "1" if request.param == "native" else "0")
     with Mesh() as mesh:
+        assert (mesh.broker.wire is not None) == (request.param == "native")
         p = Peers(mesh)
         try:
             yield p
