@@ -388,10 +388,12 @@ class ReadinessProbe:
 
 
 def _show(children: Sequence[Child], out: Any) -> None:
-    from rich.table import Table
+    from rich.table import Column, Table
 
     metrics = any(child.spec.metrics for child in children)
-    table = Table("process", "pid", "endpoint", *(["metrics"] if metrics else []), "",
+    # addresses and paths are what a person copies: fold them on a narrow terminal, never cut
+    endpoint, urls, note = (Column(name, overflow="fold") for name in ("endpoint", "metrics", ""))
+    table = Table("process", "pid", endpoint, *([urls] if metrics else []), note,
                   title="storymesh up")
     for child in children:
         table.add_row(child.spec.name, str(child.pid), child.spec.endpoint,
