@@ -147,7 +147,9 @@ class Children:
 
     def start(self, name: str, argv: Sequence[str], ready: str | None = "ready") -> subprocess.Popen[str]:
         """Start a child; wait for its `ready` line on stdout (None: do not wait)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STORYMESH_")}
+        # no settings from the environment, except the choice of the broker's socket path
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("STORYMESH_") or k == "STORYMESH_NATIVE_WIRE"}
         log = open(self.logdir / f"{name}.log", "w")  # noqa: SIM115 (closed with the child)
         proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=log, text=True,
                                 cwd=ROOT, env=env)
