@@ -253,6 +253,7 @@ class BrokerSettings:
     ha: str = ""
     ha_bind: str = ""
     ha_peer: str = ""
+    native_wire: bool = True
 
     @property
     def liveness_timeout(self) -> float:
@@ -357,6 +358,10 @@ class Settings:
             _at_least_one,
             "broker: bytes one client's queued requests and unread replies may pin",
         ),
+    )
+    native_wire: bool = field(
+        default=True,
+        metadata=_meta(doc="broker: use the compiled socket helper where it is built"),
     )
     request_timeout: float = field(
         default=60.0, metadata=_meta(_positive, "client seconds to wait per attempt")

@@ -28,7 +28,7 @@ the daemon) re-reads the allow-list and roles between turns.
 Where the optional compiled helper is built (storymesh.broker.wire), a whole message is read
 or sent per call instead of one pyzmq call per frame; the rules and the errors handled are
 the same. It is off with keys on (the `User-Id` is a frame property only pyzmq reads) and
-with STORYMESH_NATIVE_WIRE=0.
+with `native_wire = false` (STORYMESH_NATIVE_WIRE=0).
 
 With `ha` set the broker is one of a pair (Binary Star): storymesh.broker.pair owns the state
 sockets, polled by this loop, and the core's pure `Pair` decides; while the broker is not
@@ -119,10 +119,7 @@ class BrokerServer:
     def __init__(self, settings: BrokerSettings, *,
                  context: zmq.Context[zmq.Socket[bytes]] | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time,
-                 native_wire: bool | None = None) -> None:
-        """`native_wire`: use the compiled helper where it is built (True), never (False),
-        or as STORYMESH_NATIVE_WIRE says (None, the default: on unless it is 0)."""
+                 wall: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.clock = clock
         self.wall = wall
@@ -146,8 +143,8 @@ class BrokerServer:
         self._zsock: int = self.socket.underlying  # libzmq's handle, for the helper
         try:
             keys = self._start_keys()
-            if keys is None and native_wire is not False:
-                self.wire = native.load({} if native_wire else None)
+            if keys is None and settings.native_wire:
+                self.wire = native.load()
             if keys is not None:  # CURVE options must be set before bind
                 curve.apply_server(self.socket, *keys)
             self.endpoint = self._bind(settings.bind)

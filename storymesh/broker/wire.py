@@ -5,8 +5,8 @@ whole multipart message per call on the libzmq socket pyzmq already opened, inst
 pyzmq call per frame (3,000-6,800 instructions each; docs/performance.md). It resolves
 libzmq's functions from the very copy pyzmq loaded, found in /proc/self/maps, never loading
 another. When anything is missing (no build, not Linux, several libzmq copies mapped, an old
-libzmq) `load()` returns None and the broker uses its pure-Python path;
-`STORYMESH_NATIVE_WIRE=0` chooses that path too.
+libzmq) `load()` returns None and the broker uses its pure-Python path; the setting
+`native_wire = false` (STORYMESH_NATIVE_WIRE=0) chooses that path too.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,6 @@ import zmq
 
 log = logging.getLogger(__name__)
 
-ENV_SWITCH = "STORYMESH_NATIVE_WIRE"
 BIG_FRAME = 65536  # frames this size or larger stay libzmq's (zero-copy), smaller are bytes
 
 
@@ -69,12 +68,9 @@ def libzmq_paths(maps: str = "/proc/self/maps") -> set[str]:
     return paths
 
 
-def load(env: Mapping[str, str] | None = None) -> Wire | None:
-    """The helper bound to pyzmq's libzmq, or None (the pure-Python path) when it is turned
-    off with STORYMESH_NATIVE_WIRE=0 or cannot be used here."""
-    env = os.environ if env is None else env
-    if env.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
-        return None
+def load() -> Wire | None:
+    """The helper bound to pyzmq's libzmq, or None (the pure-Python path) when it cannot be
+    used here."""
     try:
         from storymesh.broker import _wire  # type: ignore[attr-defined]
     except ImportError:

@@ -217,11 +217,10 @@ class Peers:
 
 
 @pytest.fixture(params=["native", "pure"])
-def peers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Peers]:
+def peers(request: pytest.FixtureRequest) -> Iterator[Peers]:
     """Every test here runs on both socket paths of the broker: the compiled helper (a whole
     message per call, storymesh.broker.wire) and pyzmq's per-frame calls."""
-    monkeypatch.setenv("STORYMESH_NATIVE_WIRE", "1" if request.param == "native" else "0")
-    with Mesh() as mesh:
+    with Mesh(native_wire=request.param == "native") as mesh:
         assert (mesh.broker.wire is not None) == (request.param == "native")
         p = Peers(mesh)
         try:

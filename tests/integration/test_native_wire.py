@@ -1,10 +1,10 @@
 """The broker's two socket paths: the optional compiled helper (storymesh.broker._wire, a
 whole message per call) and pyzmq's per-frame calls. Both serve the same messages with the
-same rules; the broker imports and serves where the helper is not built; and
-STORYMESH_NATIVE_WIRE=0 chooses the pure path. Real broker and agents over tcp loopback.
+same rules; the broker imports and serves where the helper is not built; and the setting
+`native_wire = false` chooses the pure path. Real broker and agents over tcp loopback.
 
-The rest of the broker's tests run on whichever path the environment chooses (the helper
-when built); tests/integration/test_broker_dialects.py runs its whole matrix on both.
+The rest of the broker's tests run on the default path (the helper when built);
+tests/integration/test_broker_dialects.py runs its whole matrix on both.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import pytest
 import zmq
 
 from storymesh.broker import wire
+from storymesh.broker.server import BrokerServer
 from storymesh.core import envelope
+from storymesh.settings import load
 from testkit.mesh import Mesh, wait_for
 
 WAIT = 5.0
@@ -27,10 +29,9 @@ BIG = bytes(range(256)) * 1024  # 256 KiB: over wire.BIG_FRAME, so it stays zero
 
 
 @pytest.fixture(params=["native", "pure"])
-def mesh(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+def mesh(request: pytest.FixtureRequest) -> Any:
     """A real broker on the path named by the parameter, with two echo agents."""
-    monkeypatch.setenv(wire.ENV_SWITCH, "1" if request.param == "native" else "0")
-    with Mesh() as m:
+    with Mesh(native_wire=request.param == "native") as m:
         assert (m.broker.wire is not None) == (request.param == "native"), \
             "the compiled helper is not built here: `python setup.py build_ext --inplace`"
         m.add_echo(count=2)
@@ -86,10 +87,17 @@ def test_a_reply_to_a_vanished_client_is_counted_unreachable_on_both_paths(
     assert mesh.broker.core.counters["internal_errors"] == 0
 
 
-def test_the_switch_turns_the_helper_off() -> None:
-    # Given the environment variable set to 0, Then no helper is loaded
-    assert wire.load({wire.ENV_SWITCH: "0"}) is None
-    assert wire.load({wire.ENV_SWITCH: "off"}) is None
+def test_the_setting_turns_the_helper_off() -> None:
+    # Given native_wire off by its environment variable
+    settings = load("/dev/null", env={"STORYMESH_NATIVE_WIRE": "false",
+                                      "STORYMESH_BIND": "inproc://switch"})
+    # When a broker is built with it, Then it uses the pure path
+    assert settings.native_wire is False
+    server = BrokerServer(settings.broker_section())
+    try:
+        assert server.wire is None
+    finally:
+        server.close()
 
 
 def test_the_broker_imports_and_serves_without_the_extension() -> None:
@@ -98,7 +106,7 @@ def test_the_broker_imports_and_serves_without_the_extension() -> None:
         import sys
         sys.modules["storymesh.broker._wire"] = None  # import fails: not built
         from storymesh.broker import wire
-        assert wire.load({}) is None
+        assert wire.load() is None
         from testkit.mesh import Mesh
         with Mesh() as mesh:
             assert mesh.broker.wire is None
