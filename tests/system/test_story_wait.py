@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+import select
 import subprocess
 import sys
-import time
+from typing import IO
 
 import pytest
 
@@ -35,16 +36,25 @@ def test_story_without_a_broker_says_so_after_story_wait(spawner: Spawner,
     assert "--local" in run.stdout.replace("\n", " ")
 
 
+def _line(stream: IO[str], timeout: float) -> str:
+    """The next line the command prints, waiting at most `timeout` seconds for it."""
+    ready, _, _ = select.select([stream], [], [], timeout)
+    assert ready, f"nothing printed within {timeout} s"
+    return stream.readline()
+
+
 def test_story_started_before_the_mesh_waits_for_it(spawner: Spawner, endpoint: str) -> None:
     # Given `storymesh story --detach` started before any broker or story service
     story = subprocess.Popen(story_command(endpoint, "--detach"), cwd=REPO,
                              env=spawner.env({"STORYMESH_STORY_WAIT": "60"}),
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+    assert story.stdout is not None
     try:
-        # When the broker and then the story service come up a few seconds later
-        time.sleep(2.0)
+        # When it says it waits for the broker, the broker comes up; when it then says it
+        # waits for the story service, the story service comes up
+        said = [_line(story.stdout, 30.0)]
         spawner.broker(endpoint)
-        time.sleep(1.0)
+        said.append(_line(story.stdout, 30.0))
         spawner.spawn("story", "agent", "story", "--broker", endpoint, "--log-level",
                       "warning", "--config", "/dev/null",
                       env={"STORYMESH_JOURNAL": str(spawner.logs / "journal.db")})
@@ -53,9 +63,12 @@ def test_story_started_before_the_mesh_waits_for_it(spawner: Spawner, endpoint: 
         if story.poll() is None:
             story.kill()
             story.wait()
+    out = "".join(said) + out
     # Then the story is accepted (its id printed, exit 0), after saying once what it
     # waited for
     assert story.returncode == 0, out
+    assert said[0].startswith(f"waiting for the broker at {endpoint}"), out
+    assert said[1].startswith(f"waiting for the story service at {endpoint}"), out
     assert out.count("waiting for the broker") == 1, out
     assert out.count("waiting for the story service") == 1, out
     assert re.fullmatch(r"[\w-]+", out.strip().splitlines()[-1]), out
