@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -22,6 +23,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import zmq
 from fastapi import FastAPI, Request
@@ -34,7 +36,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from storymesh.core.envelope import new_id
-from storymesh.errors import AgentError, RequestFailed, RequestTimeout
+from storymesh.errors import AgentError, ConfigError, RequestFailed, RequestTimeout
 from storymesh.gateway import feeds
 from storymesh.gateway.errors import ApiError, from_mesh, not_found
 from storymesh.gateway.keys import KeyRing
@@ -57,6 +59,10 @@ SERVICES_TTL = 1.0  # seconds a "which services have workers" answer is reused f
 STREAMS_RETRY = 5.0  # seconds a client is asked to wait when every stream slot is taken
 OWNERS_KEPT = 10_000  # story owners remembered (the story service knows them all anyway)
 KEYS_RECHECK = 1.0  # seconds between looks at the keys file for added or removed keys
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+# Answers with a story's contents: never sniffed as another type, and the URL (which may
+# carry a token) is not sent on as a Referer from the book's own links.
+CONTENT_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 
 class StoryRequest(BaseModel):
@@ -169,6 +175,7 @@ class Gateway:
         self.owners: OrderedDict[str, str | None] = OrderedDict()
         self._services: tuple[float, dict[str, bool | None]] | None = None
         self._keys_checked = float("-inf")
+        self._keys_broken = False
 
     # -- lifecycle --
 
@@ -193,12 +200,14 @@ class Gateway:
     def caller(self, request: Request, *, token_ok: bool = False) -> Caller:
         """The caller, or 401: a key in a header, or on a GET a token in `?token=`."""
         address = request.client.host if request.client else "unknown"
+        if request.method not in SAFE_METHODS and request.headers.get(
+                "sec-fetch-site") in ("cross-site", "same-site"):
+            # Another site's page in the user's browser (CSRF): a gateway without keys on
+            # loopback would take its form posts as the user's own.
+            raise ApiError("forbidden", "a page of another site may not change stories here")
         if self.keys is None:
             return Caller(None, address)
-        now = self.clock()
-        if now - self._keys_checked >= KEYS_RECHECK:
-            self._keys_checked = now
-            self.keys.reload()
+        self._reload_keys()
         secret = request.headers.get("x-api-key")
         auth = request.headers.get("authorization", "")
         if secret is None and auth[:7].lower() == "bearer ":
@@ -217,6 +226,26 @@ class Gateway:
                                            "from GET /token")
         raise ApiError("unauthorized", "an API key is required: send X-API-Key: SECRET or "
                                        "Authorization: Bearer SECRET")
+
+    def _reload_keys(self) -> None:
+        """Look at the keys file at most every KEYS_RECHECK s; fail closed if it is bad."""
+        assert self.keys is not None
+        now = self.clock()
+        if now - self._keys_checked < KEYS_RECHECK:
+            return
+        self._keys_checked = now
+        try:
+            self.keys.reload()
+        except ConfigError as exc:
+            self._keys_checked = float("-inf")  # look again on the next request
+            if not self._keys_broken:
+                log.error("%s; every request needing a key is refused until it is fixed", exc)
+            self._keys_broken = True
+            raise ApiError("internal", "the gateway cannot read its API keys file; tell "
+                                       "its operator") from None
+        if self._keys_broken:
+            log.warning("API keys file %s can be read again", self.keys.path)
+        self._keys_broken = False
 
     def token_for(self, owner: str | None) -> str | None:
         if self.keys is None or owner is None:
@@ -299,8 +328,10 @@ class Gateway:
         if key is not None:
             if not 1 <= len(key) <= 200:
                 raise ApiError("bad_request", "Idempotency-Key must be 1-200 characters")
-            # the same key of the same owner is the same submission, so the same story
-            rid = "http-" + hashlib.sha256(f"{caller.owner}\x00{key}".encode()).hexdigest()[:32]
+            # the same key of the same owner is the same submission, so the same story;
+            # anonymous is "", which no key's name can be (a key may be named "None")
+            scoped = f"{caller.owner or ''}\x00{key}".encode()
+            rid = "http-" + hashlib.sha256(scoped).hexdigest()[:32]
         try:
             accepted = await self.mesh.call("story.submit", body, owner=caller.owner,
                                             rid=rid or new_id())
@@ -309,6 +340,18 @@ class Gateway:
         corr = str(accepted["corr"])
         self._remember(corr, caller.owner)
         return corr
+
+
+def disposition(title: str, fmt: str) -> str:
+    """`inline` with the title as the file name: an ASCII slug in `filename` (no quote, no
+    line break can get into the header), and for a title in another script the title's
+    words in RFC 6266 `filename*` too, which browsers prefer."""
+    header = f'inline; filename="{slug(title)}.{fmt}"'
+    if title.isascii():
+        return header
+    words = re.findall(r"\w+", title)  # letters of any script; quotes, slashes, breaks go
+    stem = "-".join(words).lower()[:60] or "story"
+    return f"{header}; filename*=UTF-8''{quote(f'{stem}.{fmt}', safe='')}"
 
 
 def links(corr: str, token: str | None) -> dict[str, str]:
@@ -324,15 +367,17 @@ async def _json_object(request: Request) -> dict[str, Any]:
     raw = await request.body()
     try:
         body = json.loads(raw or b"null")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # not JSON, not UTF-8, or a number of thousands of digits
         raise ApiError("bad_request", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError("bad_request", "the body is not valid JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError("bad_request", "the body must be a JSON object")
     return body
 
 
 def _number(text: str, what: str) -> int:
-    if not text.isdigit() or len(text) > 6:
+    if not (text.isascii() and text.isdigit()) or len(text) > 6:  # "²" is a digit to str
         raise ApiError("bad_request", f"{what} must be a whole number, not {text[:20]!r}")
     return int(text)
 
@@ -452,8 +497,8 @@ def _story_routes(app: FastAPI, gw: Gateway) -> None:
 
     @app.get("/stories/{corr}/chapters/{n}", summary="A chapter's text (1..N), once written")
     async def chapter(request: Request, corr: str, n: str) -> dict[str, Any]:
+        caller = gw.caller(request, token_ok=True)  # 401 before anything about the path
         number = _number(n, "the chapter number")
-        caller = gw.caller(request, token_ok=True)
         if number < 1:
             await gw.check_owner(corr, caller)
             raise ApiError("not_found", "chapters are numbered from 1")
@@ -464,23 +509,24 @@ def _story_routes(app: FastAPI, gw: Gateway) -> None:
     @app.get("/stories/{corr}/pictures/{n}.png", summary="A picture (0 = the cover), once painted",
              response_class=Response)
     async def picture(request: Request, corr: str, n: str) -> Response:
+        caller = gw.caller(request, token_ok=True)
         number = _number(n, "the picture number")
-        found = await gw.query("picture", corr, gw.caller(request, token_ok=True),
-                               index=number - 1 if number else -1)
+        found = await gw.query("picture", corr, caller, index=number - 1 if number else -1)
         return Response(found.get("png", b""), media_type="image/png",
-                        headers={"Cache-Control": "private, max-age=86400"})
+                        headers={"Cache-Control": "private, max-age=86400", **CONTENT_HEADERS})
 
     @app.get("/stories/{corr}/book.{fmt}", summary="The book (pdf, html, epub), once complete",
              response_class=Response)
     async def book(request: Request, corr: str, fmt: str) -> Response:
+        caller = gw.caller(request, token_ok=True)
         if fmt not in BOOK_TYPES:
             raise ApiError("not_found", f"no book format {fmt!r}; choose pdf, html or epub")
-        found = await gw.query("fetch", corr, gw.caller(request, token_ok=True), format=fmt)
+        found = await gw.query("fetch", corr, caller, format=fmt)
         data = (found.get("publications") or {}).get(fmt)
         if found.get("status") != "complete" or not isinstance(data, bytes):
             raise ApiError("not_found", f"story {corr} has no {fmt} book (yet)")
-        name = f"{slug(found.get('title') or corr)}.{fmt}"
-        headers = {"Content-Disposition": f'inline; filename="{name}"'}
+        headers = {"Content-Disposition": disposition(found.get("title") or corr, fmt),
+                   **CONTENT_HEADERS}
         if fmt == "html":  # the book's own page: shown, never allowed to run anything here
             headers["Content-Security-Policy"] = "sandbox"
         return Response(data, media_type=BOOK_TYPES[fmt], headers=headers)

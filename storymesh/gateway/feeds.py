@@ -32,6 +32,8 @@ OUTLINE, COVER, PUBLISHING, OUTCOME = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 TOTALS = ("done", "total", "chapters", "chapters_written", "pictures_painted")
 FINISHED_FEEDS = 256  # finished stories whose events stay at hand for late listeners
 REWATCH_AFTER = 1.0  # seconds before a watch that broke off is opened again
+MAX_EVENT_ID = 1024  # characters: far more steps than a story has (2 bits a chapter)
+HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 def chapter_bit(index: int) -> int:
@@ -48,14 +50,13 @@ def event_id(mask: int) -> str:
 
 def parse_event_id(text: str | None) -> int:
     """The set of steps a `Last-Event-ID` names; 0 (from the start) when it is not one of ours."""
-    if not text:
-        return 0
+    if not text or len(text) > MAX_EVENT_ID or not text.isascii():
+        return 0  # a client's header: anything may be in it, and none of it may raise
     count, _, hexa = text.strip().partition("-")
-    try:
-        mask = int(hexa, 16)
-    except ValueError:
+    if not count.isdigit() or not hexa or not all(c in HEX_DIGITS for c in hexa):
         return 0
-    return mask if count.isdigit() and int(count) == mask.bit_count() and mask >= 0 else 0
+    mask = int(hexa, 16)
+    return mask if int(count) == mask.bit_count() else 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 SECRET_BYTES = 32  # 256 bits
 _LINE_RE = re.compile(r"^(?P<name>[^:\s]+):sha256:(?P<hash>[0-9a-f]{64})$")
 _TOKEN_CONTEXT = b"storymesh-gateway-token\x00"
+MAX_TOKEN = 200  # characters: a name (64), an expiry and a signature fit well within
 
 
 def digest(secret: str) -> str:
@@ -56,7 +57,7 @@ def add_key(path: Path, name: str) -> str:
 def read_keys(path: Path) -> dict[str, str]:
     """{name: sha256 hex} from a keys file; ConfigError naming the line when it is bad."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM from an editor is no key
     except OSError as exc:
         raise ConfigError(f"API keys file {path} cannot be read: {exc}") from None
     keys: dict[str, str] = {}
@@ -85,19 +86,21 @@ class KeyRing:
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self.clock = clock
-        self._mtime = -1.0
+        self._seen: tuple[int, int, int] | None = None
         self._keys: dict[str, bytes] = {}
         self.reload()
 
     def reload(self) -> None:
         """Read the file again if it changed (a key added or removed needs no restart)."""
         try:
-            mtime = self.path.stat().st_mtime
+            found = self.path.stat()
         except OSError as exc:
             raise ConfigError(f"API keys file {self.path} cannot be read: {exc}") from None
-        if mtime != self._mtime:
+        # The inode and size too: a file replaced or rewritten within one mtime tick counts.
+        seen = (found.st_mtime_ns, found.st_size, found.st_ino)
+        if seen != self._seen:
             self._keys = {n: bytes.fromhex(h) for n, h in read_keys(self.path).items()}
-            self._mtime = mtime
+            self._seen = seen
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -129,14 +132,17 @@ class KeyRing:
         return f"{token.name}.{token.expires}.{signature}"
 
     def verify(self, text: str) -> Token | None:
-        """The token `text` stands for, or None when it is forged, expired or its key gone."""
+        """The token `text` stands for, or None when it is forged, expired or its key gone.
+        Any text may come here from a URL, so nothing in it may raise."""
+        if len(text) > MAX_TOKEN or not text.isascii():
+            return None
         name, _, rest = text.rpartition(".")
         name, _, expires_text = name.rpartition(".")
-        if not name or not expires_text.isdigit():
+        if not name or not expires_text.isdigit() or len(expires_text) > 12:
             return None
         expires = int(expires_text)
         expected = self._sign(name, expires)
-        if expected is None or not hmac.compare_digest(expected, rest):
+        if expected is None or not hmac.compare_digest(expected.encode(), rest.encode()):
             return None
         if expires < self.clock():
             return None
