@@ -7,9 +7,12 @@
  *
  * pyzmq's wheel ships no zmq.h and links its own copy of libzmq, so the few prototypes used
  * are declared here and resolved by `bind()` from the libzmq the process has already loaded
- * (dlopen with RTLD_NOLOAD: the same copy, never a second one). Every call is non-blocking
- * and keeps the GIL (nothing here waits). Errors other than "would block" are raised as
- * what the factory given to `bind()` builds from the errno (pyzmq's exception classes).
+ * (dlopen with RTLD_NOLOAD: the same copy, never a second one); once bound they never change,
+ * as live `Msg` objects close through them. Every call is non-blocking and keeps the GIL
+ * (nothing here waits); EINTR is retried, as pyzmq does. Errors other than "would block" are
+ * raised as what the factory given to `bind()` builds from the errno (pyzmq's exception
+ * classes). A null handle (the broker's once its socket is closed) is ENOTSOCK, as pyzmq
+ * says for a closed socket, never a call into libzmq with a freed socket.
  *
  * Small frames come back as bytes. Frames of `big` bytes or more come back as `Msg`, which
  * keeps libzmq's message (zero-copy: a buffer, len(), .bytes) and is sent on without a copy.
@@ -25,6 +28,9 @@
 #define ZMQ_DONTWAIT 1
 #define ZMQ_SNDMORE 2
 #define PROTOCOL_FRAMES 3
+/* A libzmq call again while a signal interrupts it (pyzmq retries EINTR too). */
+#define RETRY_EINTR(rc, call) \
+    do (rc) = (call); while ((rc) < 0 && zerrno() == EINTR)
 
 /* As in zmq.h since libzmq 4.1: 64 opaque bytes, pointer-aligned. */
 typedef struct zmq_msg_t {
@@ -45,14 +51,17 @@ static int (*zerrno)(void);
 static void (*zversion)(int *, int *, int *);
 
 static PyObject *error_class = NULL; /* errno -> exception (wire.zmq_error), set by bind() */
+static void *bound_lib = NULL;        /* the libzmq the pointers above come from, once bound */
 static int bound = 0;
 
 static PyObject *raise_errno(int err) {
     PyObject *exc = PyObject_CallFunction(error_class, "i", err);
-    if (exc != NULL) {
+    if (exc == NULL) return NULL;
+    if (PyExceptionInstance_Check(exc))
         PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-        Py_DECREF(exc);
-    }
+    else
+        PyErr_Format(PyExc_TypeError, "_wire: the error factory gave no exception for %d", err);
+    Py_DECREF(exc);
     return NULL;
 }
 
@@ -125,7 +134,9 @@ static void discard_rest(void *sock, int more) {
     zmq_msg_t m;
     while (more) {
         msg_init(&m);
-        if (msg_recv(&m, sock, ZMQ_DONTWAIT) < 0) {
+        int rc;
+        RETRY_EINTR(rc, msg_recv(&m, sock, ZMQ_DONTWAIT));
+        if (rc < 0) {
             msg_close(&m);
             return;
         }
@@ -147,17 +158,21 @@ static PyObject *wire_recv(PyObject *mod, PyObject *const *args, Py_ssize_t narg
         PyErr_SetString(PyExc_RuntimeError, "_wire: bind() first");
         return NULL;
     }
-    void *sock = PyLong_AsVoidPtr(args[0]);
     Py_ssize_t keep = PyLong_AsSsize_t(args[1]);
+    if (keep == -1 && PyErr_Occurred()) return NULL;
     Py_ssize_t big = PyLong_AsSsize_t(args[2]);
-    if (PyErr_Occurred()) return NULL;
-    if (sock == NULL || big < 0) {
-        PyErr_SetString(PyExc_ValueError, "recv: a null socket or a negative size");
+    if (big == -1 && PyErr_Occurred()) return NULL;
+    if (big < 0) {
+        PyErr_SetString(PyExc_ValueError, "recv: a negative size");
         return NULL;
     }
+    void *sock = PyLong_AsVoidPtr(args[0]);
+    if (sock == NULL) return PyErr_Occurred() ? NULL : raise_errno(ENOTSOCK);
     zmq_msg_t m;
+    int rc;
     msg_init(&m);
-    if (msg_recv(&m, sock, ZMQ_DONTWAIT) < 0) {
+    RETRY_EINTR(rc, msg_recv(&m, sock, ZMQ_DONTWAIT));
+    if (rc < 0) {
         int err = zerrno();
         msg_close(&m);
         if (err == EAGAIN) Py_RETURN_NONE;
@@ -172,7 +187,8 @@ static PyObject *wire_recv(PyObject *mod, PyObject *const *args, Py_ssize_t narg
     while (more) {
         msg_init(&m);
         /* the rest of a message arrives with its first frame: never would block */
-        if (msg_recv(&m, sock, ZMQ_DONTWAIT) < 0) {
+        RETRY_EINTR(rc, msg_recv(&m, sock, ZMQ_DONTWAIT));
+        if (rc < 0) {
             int err = zerrno();
             msg_close(&m);
             Py_XDECREF(ident);
@@ -187,7 +203,7 @@ static PyObject *wire_recv(PyObject *mod, PyObject *const *args, Py_ssize_t narg
         PyObject *frame = frame_object(&m, index, (size_t)big);
         index++;
         if (frame == NULL) goto fail;
-        int rc = PyList_Append(frames, frame);
+        rc = PyList_Append(frames, frame);
         Py_DECREF(frame);
         if (rc < 0) goto fail;
     }
@@ -205,18 +221,23 @@ fail:
 
 /* --- send ------------------------------------------------------------------------------ */
 
-/* One frame: a Msg without copying, bytes or any buffer copied. 0, or -1 with errno kept
- * in *err (a libzmq error) or a Python exception set (*err == 0). */
-static int send_frame(void *sock, PyObject *frame, int flags, int *err) {
+/* Frames sent as they are: bytes (copied by zmq_send) and Msg (shared, no copy). */
+static int is_plain(PyObject *frame) {
+    return PyBytes_CheckExact(frame) || Py_IS_TYPE(frame, &MsgType);
+}
+
+/* One frame: 0, or -1 with the errno in *err. `view` holds the bytes of a frame that is
+ * neither bytes nor Msg, taken beforehand: no Python error can arise here. */
+static int send_frame(void *sock, PyObject *frame, Py_buffer *view, int flags, int *err) {
     int rc;
-    *err = 0;
     if (PyBytes_CheckExact(frame)) {
-        rc = zsend(sock, PyBytes_AS_STRING(frame), (size_t)PyBytes_GET_SIZE(frame), flags);
+        RETRY_EINTR(rc, zsend(sock, PyBytes_AS_STRING(frame), (size_t)PyBytes_GET_SIZE(frame),
+                              flags));
     } else if (Py_IS_TYPE(frame, &MsgType)) {
         zmq_msg_t m;
         msg_init(&m);
-        msg_copy(&m, &((Msg *)frame)->msg); /* shares the data, counted by libzmq */
-        rc = msg_send(&m, sock, flags);
+        rc = msg_copy(&m, &((Msg *)frame)->msg); /* shares the data, counted by libzmq */
+        if (rc == 0) RETRY_EINTR(rc, msg_send(&m, sock, flags)); /* takes m when it succeeds */
         if (rc < 0) {
             *err = zerrno();
             msg_close(&m);
@@ -224,12 +245,7 @@ static int send_frame(void *sock, PyObject *frame, int flags, int *err) {
         }
         return 0;
     } else {
-        Py_buffer view;
-        if (PyObject_GetBuffer(frame, &view, PyBUF_SIMPLE) < 0) return -1;
-        rc = zsend(sock, view.buf, (size_t)view.len, flags);
-        if (rc < 0) *err = zerrno();
-        PyBuffer_Release(&view);
-        return rc < 0 ? -1 : 0;
+        RETRY_EINTR(rc, zsend(sock, view->buf, (size_t)view->len, flags));
     }
     if (rc < 0) {
         *err = zerrno();
@@ -238,11 +254,66 @@ static int send_frame(void *sock, PyObject *frame, int flags, int *err) {
     return 0;
 }
 
+/* The routing id, then the n frames. `views` is NULL when all are bytes or Msg, else one per
+ * frame, the routing id's first. A failure of the routing id: its errno, nothing sent. Once
+ * it is taken the rest cannot fail for want of room; a failure there (a dying socket) raises. */
+static PyObject *send_message(void *sock, PyObject *rid, PyObject *const *items, Py_ssize_t n,
+                              Py_buffer *views) {
+    int err;
+    if (send_frame(sock, rid, views, ZMQ_SNDMORE | ZMQ_DONTWAIT, &err) < 0)
+        return PyLong_FromLong(err);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int flags = ZMQ_DONTWAIT | (i + 1 < n ? ZMQ_SNDMORE : 0);
+        if (send_frame(sock, items[i], views == NULL ? NULL : &views[i + 1], flags, &err) < 0)
+            return raise_errno(err);
+    }
+    return PyLong_FromLong(0);
+}
+
+/* Release the buffers taken for the first `count` of rid + items. */
+static void release_views(PyObject *rid, PyObject *const *items, Py_buffer *views,
+                          Py_ssize_t count) {
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (!is_plain(i == 0 ? rid : items[i - 1])) PyBuffer_Release(&views[i]);
+    }
+}
+
+/* The send where some frame is another buffer (bytearray, memoryview, zmq.Frame...): the
+ * frames are held in a tuple of their own (whatever the caller's list does meanwhile) and
+ * every buffer is taken before the routing id goes, so that a frame that is no buffer fails
+ * with nothing sent instead of leaving the ROUTER inside a message (the next message would
+ * then go on as more frames of this one, to this peer). */
+static PyObject *send_buffers(void *sock, PyObject *rid, PyObject *seq) {
+    PyObject *held = PySequence_Tuple(seq);
+    if (held == NULL) return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(held);
+    PyObject *const *items = &PyTuple_GET_ITEM(held, 0);
+    Py_buffer *views = PyMem_Calloc((size_t)n + 1, sizeof(Py_buffer));
+    PyObject *out = NULL;
+    if (views == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i <= n; i++) {
+        PyObject *frame = i == 0 ? rid : items[i - 1];
+        if (!is_plain(frame) && PyObject_GetBuffer(frame, &views[i], PyBUF_SIMPLE) < 0) {
+            release_views(rid, items, views, i);
+            goto done;
+        }
+    }
+    out = send_message(sock, rid, items, n, views);
+    release_views(rid, items, views, n + 1);
+done:
+    PyMem_Free(views);
+    Py_DECREF(held);
+    return out;
+}
+
 /* send(handle, routing_id, frames) -> 0 | errno
  * The whole message without blocking. The routing id goes first: when it fails (EAGAIN at
- * a full pipe, EHOSTUNREACH for a vanished peer with ROUTER_MANDATORY, anything else)
- * nothing was sent and its errno is returned. Once it is taken the rest cannot fail for
- * want of room; a failure there raises. */
+ * a full pipe, EHOSTUNREACH for a vanished peer with ROUTER_MANDATORY, ENOTSOCK for a null
+ * handle, anything else) nothing was sent and its errno is returned. Every frame is checked
+ * before: one that is no buffer raises with nothing sent. */
 static PyObject *wire_send(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     (void)mod;
     if (nargs != 3) {
@@ -254,51 +325,52 @@ static PyObject *wire_send(PyObject *mod, PyObject *const *args, Py_ssize_t narg
         return NULL;
     }
     void *sock = PyLong_AsVoidPtr(args[0]);
-    if (sock == NULL) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "send: a null socket");
-        return NULL;
-    }
+    if (sock == NULL && PyErr_Occurred()) return NULL;
     PyObject *seq = PySequence_Fast(args[2], "send: frames must be a sequence");
     if (seq == NULL) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    if (n == 0) {
-        Py_DECREF(seq);
-        PyErr_SetString(PyExc_ValueError, "send: a message of no frames");
-        return NULL;
-    }
     PyObject **items = PySequence_Fast_ITEMS(seq);
-    int err;
-    if (send_frame(sock, args[1], ZMQ_SNDMORE | ZMQ_DONTWAIT, &err) < 0) {
-        Py_DECREF(seq);
-        if (err == 0) return NULL;
-        return PyLong_FromLong(err);
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        int flags = ZMQ_DONTWAIT | (i + 1 < n ? ZMQ_SNDMORE : 0);
-        if (send_frame(sock, items[i], flags, &err) < 0) {
-            Py_DECREF(seq);
-            return err == 0 ? NULL : raise_errno(err);
-        }
+    PyObject *rid = args[1];
+    PyObject *out;
+    int plain = is_plain(rid);
+    for (Py_ssize_t i = 0; plain && i < n; i++) plain = is_plain(items[i]);
+    if (n == 0) {
+        PyErr_SetString(PyExc_ValueError, "send: a message of no frames");
+        out = NULL;
+    } else if (sock == NULL) {
+        out = PyLong_FromLong(ENOTSOCK); /* a closed socket, as pyzmq says */
+    } else if (plain) { /* no Python code runs until the message is sent */
+        out = send_message(sock, rid, items, n, NULL);
+    } else {
+        out = send_buffers(sock, rid, seq);
     }
     Py_DECREF(seq);
-    return PyLong_FromLong(0);
+    return out;
 }
 
 /* --- bind ------------------------------------------------------------------------------ */
 
-#define RESOLVE(var, name)                                                        \
-    do {                                                                          \
-        *(void **)(&var) = dlsym(lib, name);                                      \
-        if (var == NULL) {                                                        \
-            PyErr_Format(PyExc_ImportError, "%s: no symbol %s", path, name);      \
-            return NULL;                                                          \
-        }                                                                         \
-    } while (0)
+/* The functions bind() resolves, and where each goes. */
+static const struct {
+    const char *name;
+    void **slot;
+} functions[] = {
+    {"zmq_msg_init", (void **)&msg_init},   {"zmq_msg_recv", (void **)&msg_recv},
+    {"zmq_msg_send", (void **)&msg_send},   {"zmq_msg_close", (void **)&msg_close},
+    {"zmq_msg_move", (void **)&msg_move},   {"zmq_msg_copy", (void **)&msg_copy},
+    {"zmq_msg_data", (void **)&msg_data},   {"zmq_msg_size", (void **)&msg_size},
+    {"zmq_msg_more", (void **)&msg_more},   {"zmq_send", (void **)&zsend},
+    {"zmq_errno", (void **)&zerrno},        {"zmq_version", (void **)&zversion},
+};
+#define N_FUNCTIONS (sizeof(functions) / sizeof(functions[0]))
+#define ZMQ_VERSION_AT (N_FUNCTIONS - 1)
 
 /* bind(path, error_factory, (major, minor, patch)) -> None
  * Resolve libzmq's functions from the copy already loaded from `path` (never loading
  * another), which must be of the version given (pyzmq's), and the callable that turns an
- * errno into the exception raised. */
+ * errno into the exception raised. All are checked before any is kept: a failed bind leaves
+ * the module as it was. Once bound the functions stay (live Msg objects close through
+ * them): binding again to the same library only takes the new factory, to another fails. */
 static PyObject *wire_bind(PyObject *mod, PyObject *args) {
     (void)mod;
     const char *path;
@@ -311,29 +383,40 @@ static PyObject *wire_bind(PyObject *mod, PyObject *args) {
         PyErr_Format(PyExc_ImportError, "%s is not loaded: %s", path, dlerror());
         return NULL;
     }
-    RESOLVE(msg_init, "zmq_msg_init");
-    RESOLVE(msg_recv, "zmq_msg_recv");
-    RESOLVE(msg_send, "zmq_msg_send");
-    RESOLVE(msg_close, "zmq_msg_close");
-    RESOLVE(msg_move, "zmq_msg_move");
-    RESOLVE(msg_copy, "zmq_msg_copy");
-    RESOLVE(msg_data, "zmq_msg_data");
-    RESOLVE(msg_size, "zmq_msg_size");
-    RESOLVE(msg_more, "zmq_msg_more");
-    RESOLVE(zsend, "zmq_send");
-    RESOLVE(zerrno, "zmq_errno");
-    RESOLVE(zversion, "zmq_version");
-    int major, minor, patch;
-    zversion(&major, &minor, &patch);
-    if (major < 4 || (major == 4 && minor < 2)) {
-        PyErr_Format(PyExc_ImportError, "libzmq %d.%d.%d: 4.2 or later needed", major, minor,
-                     patch);
-        return NULL;
-    }
-    if (major != want_major || minor != want_minor || patch != want_patch) {
-        PyErr_Format(PyExc_ImportError, "%s is libzmq %d.%d.%d, not %d.%d.%d", path, major,
-                     minor, patch, want_major, want_minor, want_patch);
-        return NULL;
+    if (bound) {
+        dlclose(lib); /* the count this dlopen took; the first bind keeps its own */
+        if (lib != bound_lib) {
+            PyErr_Format(PyExc_ImportError, "%s: _wire is bound to another libzmq", path);
+            return NULL;
+        }
+    } else {
+        void *found[N_FUNCTIONS];
+        for (size_t i = 0; i < N_FUNCTIONS; i++) {
+            found[i] = dlsym(lib, functions[i].name);
+            if (found[i] == NULL) {
+                PyErr_Format(PyExc_ImportError, "%s: no symbol %s", path, functions[i].name);
+                dlclose(lib);
+                return NULL;
+            }
+        }
+        int major, minor, patch;
+        void (*version)(int *, int *, int *);
+        *(void **)(&version) = found[ZMQ_VERSION_AT];
+        version(&major, &minor, &patch);
+        if (major < 4 || (major == 4 && minor < 2)) {
+            PyErr_Format(PyExc_ImportError, "libzmq %d.%d.%d: 4.2 or later needed", major,
+                         minor, patch);
+            dlclose(lib);
+            return NULL;
+        }
+        if (major != want_major || minor != want_minor || patch != want_patch) {
+            PyErr_Format(PyExc_ImportError, "%s is libzmq %d.%d.%d, not %d.%d.%d", path, major,
+                         minor, patch, want_major, want_minor, want_patch);
+            dlclose(lib);
+            return NULL;
+        }
+        for (size_t i = 0; i < N_FUNCTIONS; i++) *functions[i].slot = found[i];
+        bound_lib = lib; /* never closed: Msg objects may outlive every socket */
     }
     Py_INCREF(cls);
     Py_XSETREF(error_class, cls);

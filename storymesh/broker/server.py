@@ -113,6 +113,14 @@ def read_message(sock: zmq.Socket[bytes], max_frames: int) -> tuple[bytes, list[
     return ident, frames
 
 
+def _end_message(sock: zmq.Socket[bytes]) -> None:
+    """End a message whose routing id went but a later frame failed (a frame that is no
+    buffer: a bug): the ROUTER is inside that message, and the next one would go on as more
+    frames of it, to its peer. The peer gets it cut short, ended by an empty frame."""
+    with contextlib.suppress(zmq.ZMQError):  # a dying socket: nothing more to end
+        _send(sock, b"", 0, True)
+
+
 class BrokerServer:
     """Binds `settings.bind` and runs the broker loop until `stop` is set."""
 
@@ -390,9 +398,13 @@ class BrokerServer:
                     raise
                 self._send_all(self.core.on_unreachable(identity, frames, now), now)
                 continue
-            for frame in frames[:-1]:  # the pipe took the first frame: the rest never fail
-                _send(sock, frame, _SNDMORE, True)
-            _send(sock, frames[-1], 0, True)
+            try:
+                for frame in frames[:-1]:  # the pipe took the first frame: the rest never fail
+                    _send(sock, frame, _SNDMORE, True)
+                _send(sock, frames[-1], 0, True)
+            except BaseException:
+                _end_message(sock)
+                raise
 
     def _send_message(self, identity: bytes, frames: list[Frame]) -> int:
         """One message without blocking: 0 when sent, else the errno of its first frame
@@ -407,9 +419,13 @@ class BrokerServer:
             if exc.errno is None:
                 raise
             return exc.errno
-        for frame in frames[:-1]:  # the pipe took the first frame: the rest never fail
-            _send(sock, frame, _SNDMORE, True)
-        _send(sock, frames[-1], 0, True)
+        try:
+            for frame in frames[:-1]:  # the pipe took the first frame: the rest never fail
+                _send(sock, frame, _SNDMORE, True)
+            _send(sock, frames[-1], 0, True)
+        except BaseException:
+            _end_message(sock)
+            raise
         return 0
 
     def _hold(self, identity: bytes, frames: list[Frame], now: float) -> None:
@@ -488,6 +504,7 @@ class BrokerServer:
             self.pair_link.close()
         if not self.socket.closed:
             self.socket.close()
+        self._zsock = 0  # the helper answers ENOTSOCK for it, as pyzmq does for a closed socket
         if self.zap is not None:
             self.zap.close()
         if self._own_context and not self.context.closed:

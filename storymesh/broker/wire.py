@@ -33,8 +33,11 @@ class Wire:
     None when none waits; frames past `keep` are read and dropped; frames of `big` bytes or
     more (after the first three) are zero-copy buffers with `len()` and `.bytes`.
     `send(handle, routing_id, frames)`: 0 when sent, else the errno of the routing id's send
-    (zmq.EAGAIN: the pipe is full; zmq.EHOSTUNREACH: no such peer), nothing sent then.
-    Other libzmq errors raise what pyzmq would (`zmq_error`)."""
+    (zmq.EAGAIN: the pipe is full; zmq.EHOSTUNREACH: no such peer; zmq.ENOTSOCK: handle 0,
+    a closed socket), nothing sent then. Every frame is checked before the routing id goes:
+    one that is no buffer raises TypeError with nothing sent (never half a message).
+    Other libzmq errors raise what pyzmq would (`zmq_error`); recv raises ENOTSOCK for
+    handle 0. Received frames stay valid after their socket and context are gone."""
 
     recv: Callable[[int, int, int], tuple[bytes, list[Any]] | None]
     send: Callable[[int, bytes, Sequence[Any]], int]
