@@ -121,6 +121,18 @@ def _end_message(sock: zmq.Socket[bytes]) -> None:
         _send(sock, b"", 0, True)
 
 
+def _send_rest(sock: zmq.Socket[bytes], frames: list[Frame]) -> None:
+    """The frames after a routing id the pipe took: they never fail for room (the pipe took
+    the first frame), and a bug mid-way ends the message short (`_end_message`)."""
+    try:
+        for frame in frames[:-1]:
+            _send(sock, frame, _SNDMORE, True)
+        _send(sock, frames[-1], 0, True)
+    except BaseException:
+        _end_message(sock)
+        raise
+
+
 class BrokerServer:
     """Binds `settings.bind` and runs the broker loop until `stop` is set."""
 
@@ -398,13 +410,7 @@ class BrokerServer:
                     raise
                 self._send_all(self.core.on_unreachable(identity, frames, now), now)
                 continue
-            try:
-                for frame in frames[:-1]:  # the pipe took the first frame: the rest never fail
-                    _send(sock, frame, _SNDMORE, True)
-                _send(sock, frames[-1], 0, True)
-            except BaseException:
-                _end_message(sock)
-                raise
+            _send_rest(sock, frames)
 
     def _send_message(self, identity: bytes, frames: list[Frame]) -> int:
         """One message without blocking: 0 when sent, else the errno of its first frame
@@ -419,13 +425,7 @@ class BrokerServer:
             if exc.errno is None:
                 raise
             return exc.errno
-        try:
-            for frame in frames[:-1]:  # the pipe took the first frame: the rest never fail
-                _send(sock, frame, _SNDMORE, True)
-            _send(sock, frames[-1], 0, True)
-        except BaseException:
-            _end_message(sock)
-            raise
+        _send_rest(sock, frames)
         return 0
 
     def _hold(self, identity: bytes, frames: list[Frame], now: float) -> None:
