@@ -21,7 +21,7 @@ from storymesh.errors import ConfigError, RequestFailed, RequestTimeout
 from storymesh.gateway.errors import ApiError, from_mesh
 from storymesh.gateway.keys import KeyRing, add_key
 from storymesh.gateway.server import GatewayServer, load_keys
-from storymesh.settings import Settings
+from testkit.gateway import gateway_settings, serving
 from testkit.mesh import REPO, fast_settings, new_broker, wait_for
 from testkit.sleepy import Costs, SleepyMesh
 
@@ -32,11 +32,6 @@ STORY = {"plot": "A brave mouse looks for the moon", "themes": ["courage"], "cha
 WAIT = 30.0
 
 
-def gateway_settings(base: Settings, **gateway: Any) -> Settings:
-    return dataclasses.replace(base, gateway=dataclasses.replace(
-        base.gateway, http="127.0.0.1:0", **gateway))
-
-
 @pytest.fixture(scope="module")
 def mesh() -> Iterator[SleepyMesh]:
     with SleepyMesh(fast_settings(), COSTS, illustrators=2) as running:
@@ -45,7 +40,7 @@ def mesh() -> Iterator[SleepyMesh]:
 
 @pytest.fixture(scope="module")
 def gateway(mesh: SleepyMesh) -> Iterator[GatewayServer]:
-    with GatewayServer(gateway_settings(mesh.settings), context=mesh.context) as server:
+    with serving(mesh) as server:
         yield server
 
 
@@ -64,8 +59,7 @@ def keyfile(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
 
 @pytest.fixture(scope="module")
 def keyed(mesh: SleepyMesh, keyfile: tuple[Path, dict[str, str]]) -> Iterator[GatewayServer]:
-    settings = gateway_settings(mesh.settings, api_keys=str(keyfile[0]))
-    with GatewayServer(settings, context=mesh.context, keys=KeyRing(keyfile[0])) as server:
+    with serving(mesh, keyfile[0]) as server:
         yield server
 
 

@@ -20,18 +20,13 @@ import pytest
 from storymesh.errors import ConfigError
 from storymesh.gateway.keys import KeyRing, add_key
 from storymesh.gateway.server import GatewayServer, load_keys
-from storymesh.settings import Settings
+from testkit.gateway import gateway_settings, serving
 from testkit.mesh import fast_settings, wait_for
 from testkit.sleepy import Costs, SleepyMesh
 
 COSTS = Costs(outline=0.02, chapter=0.05, picture=0.02, publish=0.02)
 STORY = {"plot": "A brave mouse looks for the moon", "chapters": 1}
 WAIT = 30.0
-
-
-def gateway_settings(base: Settings, **gateway: Any) -> Settings:
-    return dataclasses.replace(base, gateway=dataclasses.replace(
-        base.gateway, http="127.0.0.1:0", **gateway))
 
 
 def error_of(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -65,14 +60,13 @@ def keyfile(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
 
 @pytest.fixture(scope="module")
 def keyed(mesh: SleepyMesh, keyfile: tuple[Path, dict[str, str]]) -> Iterator[GatewayServer]:
-    settings = gateway_settings(mesh.settings, api_keys=str(keyfile[0]))
-    with GatewayServer(settings, context=mesh.context, keys=KeyRing(keyfile[0])) as server:
+    with serving(mesh, keyfile[0]) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def anonymous(mesh: SleepyMesh) -> Iterator[GatewayServer]:
-    with GatewayServer(gateway_settings(mesh.settings), context=mesh.context) as server:
+    with serving(mesh) as server:
         yield server
 
 
