@@ -21,7 +21,7 @@ from storymesh.errors import ConfigError, RequestFailed, RequestTimeout
 from storymesh.gateway.errors import ApiError, from_mesh
 from storymesh.gateway.keys import KeyRing, add_key
 from storymesh.gateway.server import GatewayServer, load_keys
-from testkit.gateway import gateway_settings, serving
+from testkit.gateway import gateway_settings
 from testkit.mesh import REPO, fast_settings, new_broker, wait_for
 from testkit.sleepy import Costs, SleepyMesh
 
@@ -38,29 +38,10 @@ def mesh() -> Iterator[SleepyMesh]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def gateway(mesh: SleepyMesh) -> Iterator[GatewayServer]:
-    with serving(mesh) as server:
-        yield server
-
-
 @pytest.fixture
 def http(gateway: GatewayServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=gateway.url, timeout=WAIT) as client:
         yield client
-
-
-@pytest.fixture(scope="module")
-def keyfile(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    path = tmp_path_factory.mktemp("keys") / "api-keys"
-    secrets = {name: add_key(path, name) for name in ("alice", "bob")}
-    return path, secrets
-
-
-@pytest.fixture(scope="module")
-def keyed(mesh: SleepyMesh, keyfile: tuple[Path, dict[str, str]]) -> Iterator[GatewayServer]:
-    with serving(mesh, keyfile[0]) as server:
-        yield server
 
 
 def read_events(client: httpx.Client, url: str, *, limit: int | None = None,

@@ -20,7 +20,7 @@ import pytest
 from storymesh.errors import ConfigError
 from storymesh.gateway.keys import KeyRing, add_key
 from storymesh.gateway.server import GatewayServer, load_keys
-from testkit.gateway import gateway_settings, serving
+from testkit.gateway import gateway_settings
 from testkit.mesh import fast_settings, wait_for
 from testkit.sleepy import Costs, SleepyMesh
 
@@ -50,24 +50,6 @@ def finish(client: httpx.Client, corr: str) -> list[str]:
 def mesh() -> Iterator[SleepyMesh]:
     with SleepyMesh(fast_settings(), COSTS) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def keyfile(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    path = tmp_path_factory.mktemp("keys") / "api-keys"
-    return path, {name: add_key(path, name) for name in ("alice", "bob", "None")}
-
-
-@pytest.fixture(scope="module")
-def keyed(mesh: SleepyMesh, keyfile: tuple[Path, dict[str, str]]) -> Iterator[GatewayServer]:
-    with serving(mesh, keyfile[0]) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def anonymous(mesh: SleepyMesh) -> Iterator[GatewayServer]:
-    with serving(mesh) as server:
-        yield server
 
 
 @pytest.fixture
@@ -203,10 +185,10 @@ def test_another_keys_story_answers_exactly_like_no_story(
 
 
 def test_an_idempotency_key_of_a_key_named_none_is_not_the_anonymous_ones(
-        keyed: GatewayServer, anonymous: GatewayServer,
+        keyed: GatewayServer, gateway: GatewayServer,
         keyfile: tuple[Path, dict[str, str]]) -> None:
     # Given one mesh behind a keyed gateway and an anonymous one, and a key named "None"
-    with httpx.Client(base_url=anonymous.url, timeout=WAIT) as open_client, \
+    with httpx.Client(base_url=gateway.url, timeout=WAIT) as open_client, \
             httpx.Client(base_url=keyed.url, timeout=WAIT,
                          headers={"X-API-Key": keyfile[1]["None"]}) as none_key:
         # When both retry a submission under the same Idempotency-Key
@@ -234,9 +216,9 @@ def test_the_rate_limit_is_per_key(mesh: SleepyMesh, keyfile: tuple[Path, dict[s
 
 # --- browsers -----------------------------------------------------------------------------
 
-def test_a_cross_site_page_cannot_submit_or_cancel(anonymous: GatewayServer) -> None:
+def test_a_cross_site_page_cannot_submit_or_cancel(gateway: GatewayServer) -> None:
     # Given a gateway without keys on loopback, which a page of any site could post to
-    with httpx.Client(base_url=anonymous.url, timeout=WAIT) as client:
+    with httpx.Client(base_url=gateway.url, timeout=WAIT) as client:
         corr = client.post("/stories", json=STORY).json()["id"]
         for site in ("cross-site", "same-site"):
             forged = {"Sec-Fetch-Site": site, "Content-Type": "text/plain"}
