@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+import httpx
 import zmq
 
 from storymesh.gateway.keys import KeyRing
@@ -36,3 +37,12 @@ def serving(mesh: MeshLike, keys: Path | None = None, **gateway: Any) -> Iterato
     ring = KeyRing(keys) if keys is not None else None
     with GatewayServer(settings, context=mesh.context, keys=ring) as server:
         yield server
+
+
+def error_of(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The gateway's error body of `response`, checked: the status, the four keys, the code."""
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"code", "message", "retryable", "retry_after"}
+    assert error["code"] == code, error
+    return dict(error)

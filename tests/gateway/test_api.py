@@ -21,7 +21,7 @@ from storymesh.errors import ConfigError, RequestFailed, RequestTimeout
 from storymesh.gateway.errors import ApiError, from_mesh
 from storymesh.gateway.keys import KeyRing, add_key
 from storymesh.gateway.server import GatewayServer, load_keys
-from testkit.gateway import gateway_settings
+from testkit.gateway import error_of, gateway_settings
 from testkit.mesh import REPO, fast_settings, new_broker, wait_for
 from testkit.sleepy import Costs, SleepyMesh
 
@@ -75,14 +75,6 @@ def submit(client: httpx.Client, story: dict[str, Any] | None = None, *,
     response = client.post("/stories", json=story or STORY, headers=headers)
     assert response.status_code == 202, response.text
     return str(response.json()["id"])
-
-
-def error_of(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert set(error) == {"code", "message", "retryable", "retry_after"}
-    assert error["code"] == code, error
-    return dict(error)
 
 
 # --- health, status, schema, page ---------------------------------------------------------

@@ -11,7 +11,6 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote
 
 import httpx
@@ -20,21 +19,13 @@ import pytest
 from storymesh.errors import ConfigError
 from storymesh.gateway.keys import KeyRing, add_key
 from storymesh.gateway.server import GatewayServer, load_keys
-from testkit.gateway import gateway_settings
+from testkit.gateway import error_of, gateway_settings
 from testkit.mesh import fast_settings, wait_for
 from testkit.sleepy import Costs, SleepyMesh
 
 COSTS = Costs(outline=0.02, chapter=0.05, picture=0.02, publish=0.02)
 STORY = {"plot": "A brave mouse looks for the moon", "chapters": 1}
 WAIT = 30.0
-
-
-def error_of(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert set(error) == {"code", "message", "retryable", "retry_after"}
-    assert error["code"] == code, error
-    return dict(error)
 
 
 def finish(client: httpx.Client, corr: str) -> list[str]:
