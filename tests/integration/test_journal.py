@@ -21,6 +21,7 @@ from storymesh.story.journal import (
     open_journal,
 )
 from storymesh.story.journal_sqlite import SqliteJournal
+from testkit.clock import FakeClock
 from testkit.postgres import PostgresCluster
 
 REQUEST = {"plot": "A fox learns to share", "themes": ["sharing"], "target_age": "4-7",
@@ -28,22 +29,9 @@ REQUEST = {"plot": "A fox learns to share", "themes": ["sharing"], "target_age":
 PNG = b"\x89PNG\r\n\x1a\n\x00\x01\xff" * 10
 
 
-class FakeClock:
-    """Wall-clock seconds that move only when a test says so."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1_700_000_000.0)
 
 
 @pytest.fixture

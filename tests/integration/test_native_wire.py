@@ -209,9 +209,7 @@ def test_frames_past_the_limit_are_freed_as_they_are_read() -> None:
         # and what was dropped is not held: a leak of one dropped frame each is 37 MiB
         assert rss() - before < 24 * 2**20
     finally:
-        router.close()
-        dealer.close()
-        context.term()
+        context.destroy(linger=0)  # closes its sockets first
 
 
 def test_received_frames_outlive_their_socket_and_context() -> None:
@@ -223,9 +221,7 @@ def test_received_frames_outlive_their_socket_and_context() -> None:
     _, frames = wait_for(lambda: helper.recv(router.underlying, 8, wire.BIG_FRAME), WAIT,
                          "the message read")
     view = memoryview(frames[3])
-    router.close()
-    dealer.close()
-    context.term()
+    context.destroy(linger=0)  # closes its sockets first
     # When they are read and sent on by a ROUTER of a new context
     assert bytes(view) == HUGE
     assert frames[4].bytes == HUGE[::-1]
@@ -237,9 +233,7 @@ def test_received_frames_outlive_their_socket_and_context() -> None:
         # Then the bytes arrive whole
         assert dealer.recv_multipart() == [HUGE, HUGE[::-1]]
     finally:
-        router.close()
-        dealer.close()
-        fresh.term()
+        fresh.destroy(linger=0)  # closes its sockets first
 
 
 def test_sends_to_vanished_peers_and_bad_frames_hold_no_memory() -> None:
@@ -282,9 +276,7 @@ def test_sends_to_vanished_peers_and_bad_frames_hold_no_memory() -> None:
         # and no libzmq message either (one leaked 128 KiB frame each turn is 1.2 GiB)
         assert rss() - before_rss < 32 * 2**20
     finally:
-        router.close()
-        dealer.close()
-        context.term()
+        context.destroy(linger=0)  # closes its sockets first
 
 
 def test_ten_thousand_requests_through_the_helper_hold_no_memory() -> None:
@@ -388,6 +380,4 @@ def test_the_helper_stays_bound_to_the_libzmq_it_found() -> None:
         assert helper.send(router.underlying, ident, frames) == 0
         assert dealer.recv_multipart() == [b"ping", HUGE]
     finally:
-        router.close()
-        dealer.close()
-        context.term()
+        context.destroy(linger=0)  # closes its sockets first

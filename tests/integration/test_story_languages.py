@@ -20,6 +20,7 @@ from storymesh.errors import RequestFailed
 from storymesh.story.api import StoryClient
 from storymesh.story.authors import AuthorLanguages, Languages, ask_languages
 from storymesh.story.local import LocalMesh
+from testkit.clock import FakeClock
 from testkit.mesh import Mesh, fast_settings
 from testkit.sleepy import Costs, SleepyAuthor, SleepyMesh
 
@@ -110,16 +111,8 @@ def test_a_transformers_author_writes_any_language(tiny_lm: Path) -> None:
 # --- the check (pure, fake clock) -----------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_definite_answer_is_kept_for_its_ttl_and_english_is_never_asked() -> None:
-    clock, asked = Clock(), []
+    clock, asked = FakeClock(100.0), []
 
     def ask() -> Languages | None:
         asked.append(clock.now)
@@ -146,7 +139,7 @@ def test_no_answer_accepts_and_asks_again_next_time() -> None:
         asked.append(1)
         return None
 
-    check = AuthorLanguages(ask, clock=Clock())
+    check = AuthorLanguages(ask, clock=FakeClock(100.0))
     check.check("fr")
     check.check("fr")
     assert len(asked) == 2

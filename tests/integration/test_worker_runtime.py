@@ -23,22 +23,10 @@ from storymesh.errors import RetryableAgentError
 from storymesh.runtime.agent import Agent, AgentInfo, Final, Partial, Reply, Request
 from storymesh.runtime.worker import run_agent
 from storymesh.settings import Settings
+from testkit.clock import FakeClock
 
 INTERVAL = 0.1
 LIVENESS = 4
-
-
-class FakeClock:
-    """A monotonic clock that moves only when the test says (read by the socket thread)."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass
