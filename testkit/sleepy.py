@@ -129,7 +129,7 @@ class SleepyIllustrator(_Sleepy):
     def handle(self, request: Request) -> Iterator[Reply]:
         payload = request.payload
         vocabulary.text_field(payload, "prompt", vocabulary.MAX_PROMPT_CHARS, required=True)
-        seed = vocabulary.int_field(payload, "seed", 0, 2**63 - 1, default=0)
+        seed = vocabulary.seed_field(payload, low=0)
         self._step(request, "picture", self.costs.picture)
         yield Final({"width": PNG_SIDE, "height": PNG_SIDE, "seed": seed, "backend": "sleepy",
                      "png": tiny_png(seed)})

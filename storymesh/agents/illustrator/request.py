@@ -18,7 +18,6 @@ from storymesh import vocabulary
 MAX_CHARACTERS = 32  # a story's cast; more is a malformed request, not a big story
 MAX_NAME_CHARS = 100
 MAX_GUIDANCE = 50.0
-MAX_SEED = 2**63 - 1  # msgpack's signed 64-bit range
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +88,5 @@ def parse_request(payload: object, defaults: Defaults) -> IllustrationRequest:
                                    default=defaults.steps),
         guidance=vocabulary.number_field(payload, "guidance", 0.0, MAX_GUIDANCE,
                                          default=defaults.guidance),
-        seed=vocabulary.int_field(payload, "seed", 0, MAX_SEED,
-                                  default=seed_from_prompt(prompt)),
+        seed=vocabulary.seed_field(payload, low=0, default=seed_from_prompt(prompt)),
     )
