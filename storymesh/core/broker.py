@@ -524,8 +524,8 @@ class BrokerCore:
         service = self.services.get(pending.service)
         if service is not None:
             service.failed += 1
-        body = envelope.error_body(pending.rid or "", code, message, corr=pending.corr)
-        self._reply(pending.client, pending.service, pending.dialect, tuple(body))
+        self._reply_error_to(pending.client, pending.service, pending.dialect, pending.rid,
+                             pending.corr, code, message)
 
     # --- MMI --------------------------------------------------------------------------
 
