@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +21,7 @@ from storymesh.settings import Settings
 from storymesh.story.api import StoryClient
 from storymesh.story.journal import StepKind, open_journal
 from storymesh.story.local import LocalMesh
-from testkit.mesh import fast_settings
+from testkit.mesh import fast_settings, wait_for
 from testkit.postgres import PostgresCluster
 from testkit.relay import TcpRelay
 from testkit.sleepy import Costs, Observed, build_sleepy
@@ -63,13 +62,6 @@ def mesh_settings() -> Settings:
 def stories_of(mesh: LocalMesh) -> StoryClient:
     return StoryClient(mesh.endpoint, settings=mesh.settings.peer_section(), context=mesh.context,
                        timeout=30.0)
-
-
-def wait_for(what: Callable[[], bool], timeout: float, why: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not what():
-        assert time.monotonic() < deadline, f"timed out waiting for {why}"
-        time.sleep(0.02)
 
 
 def test_a_story_moves_to_the_other_service_when_its_box_drops_out(
