@@ -27,10 +27,12 @@ from storymesh.runtime.client import Client
 from storymesh.settings import Settings, endpoints
 from storymesh.story.local import SERVICES as STORY_SERVICES
 
-__all__ = ["STORY_SERVICES", "HealthReport", "check_health", "health_report", "read_health"]
+__all__ = ["SERVING", "STORY_SERVICES", "HealthReport", "check_health", "health_report",
+           "pair_state", "read_health"]
 
 HEALTHY, DEGRADED, DOWN = "healthy", "degraded", "down"
 SERVICE_KEYS = ("workers", "idle", "busy", "queue")
+SERVING = ("active", "alone")  # the pair states of a broker that serves the services
 _EXIT = {HEALTHY: schema.EXIT_OK, DEGRADED: schema.EXIT_DEGRADED, DOWN: schema.EXIT_DOWN}
 
 
@@ -82,9 +84,9 @@ def read_health(settings: Settings, services: Sequence[str], timeout: float) -> 
     reports = [health_report(snap, services) for snap in snapshots.values()]
     # the active broker's report; failing that, the best any broker gives
     active = [r for r, snap in zip(reports, snapshots.values(), strict=True)
-              if snap is not None and _pair_state(snap) in ("active", "alone")]
+              if snap is not None and pair_state(snap) in SERVING]
     best = min(active or reports, key=lambda r: r.exit_code)
-    brokers = {endpoint: {"state": "down" if snap is None else _pair_state(snap),
+    brokers = {endpoint: {"state": "down" if snap is None else pair_state(snap),
                           "failovers": None if snap is None or not snap.get("pair")
                           else snap["pair"]["failovers"]}
                for endpoint, snap in snapshots.items()}
@@ -100,7 +102,8 @@ def _snapshot(settings: Settings, endpoint: str, timeout: float) -> dict[str, An
             return None
 
 
-def _pair_state(snapshot: Mapping[str, Any]) -> str:
+def pair_state(snapshot: Mapping[str, Any]) -> str:
+    """A broker's pair state from its snapshot: `active`, `passive`, ..., or `alone`."""
     pair = snapshot.get("pair")
     return "alone" if not pair else str(pair.get("state"))
 

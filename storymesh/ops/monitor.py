@@ -40,6 +40,7 @@ from rich.text import Text
 
 from storymesh.core import schema
 from storymesh.errors import RequestFailed, RequestTimeout, StorymeshError
+from storymesh.ops.health import SERVING, pair_state
 from storymesh.runtime.client import Client
 from storymesh.settings import Settings, endpoints
 
@@ -242,7 +243,7 @@ def _pair_lines(obs: Observation) -> list[Text]:
             lines.append(Text.assemble("\n", ("down", "red"), f"  {b['endpoint']}: ",
                                        (b.get("error") or "no answer", "red")))
             continue
-        style = "bold green" if b["state"] in ("active", "alone") else "yellow"
+        style = "bold green" if b["state"] in SERVING else "yellow"
         lines.append(Text.assemble("\n", (str(b["state"]), style), f"  {b['endpoint']}"
                                    f"  fail-overs {b.get('failovers') or 0}"))
     return lines
@@ -408,11 +409,11 @@ class Poller:
         brokers, shown = [], None
         for endpoint in self.endpoints:
             snap, error = self._snapshot_of(endpoint)
-            pair = (snap or {}).get("pair") or {}
-            state = "alone" if snap is not None and not pair else pair.get("state")
+            state = None if snap is None else pair_state(snap)
             brokers.append({"endpoint": endpoint, "up": snap is not None, "state": state,
-                            "failovers": pair.get("failovers"), "error": error})
-            if snap is not None and (shown is None or state in ("active", "alone")):
+                            "failovers": ((snap or {}).get("pair") or {}).get("failovers"),
+                            "error": error})
+            if snap is not None and (shown is None or state in SERVING):
                 shown = (endpoint, snap)
         if shown is not None and shown[0] != self._endpoint:
             self._last = None  # another broker's counters: no rate across the move
