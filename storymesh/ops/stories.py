@@ -1,9 +1,10 @@
-"""The story queries as JSON: what `storymesh list|status|history --json` print and what the
-HTTP gateway serves (`GET /stories`, `/stories/{id}`, `/stories/{id}/history`).
+"""The story queries as JSON: what `storymesh list|status|history --json` print.
 
-One function per answer, so the command line and the gateway cannot drift apart. Each takes
-a `StoryClient` and returns a JSON-safe dict; errors are the client's (`RequestFailed` with
-the mesh's code, `RequestTimeout`).
+The HTTP gateway answers the same `story.query` ops on its own asynchronous mesh, with the
+caller's key as owner (`GET /stories`, `/stories/{id}`, `/stories/{id}/history`; its history
+answer has no `corr`, see docs/http.md). Each function takes a `StoryClient` and returns a
+JSON-safe dict; errors are the client's (`RequestFailed` with the mesh's code,
+`RequestTimeout`).
 """
 
 from __future__ import annotations
