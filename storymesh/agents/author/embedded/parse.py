@@ -342,8 +342,6 @@ def past_phrase(words: tuple[str, ...] | list[str]) -> str:
         return ""
     if wd.is_present_verb(out[0]) or wd.is_base_verb(out[0]):
         out[0] = wd.past(out[0])
-        if out[0] == "could" and len(out) > 1 and out[1] == "not":
-            pass
     for i in range(1, len(out) - 1):
         if out[i] == "and" and wd.is_present_verb(out[i + 1]):
             out[i + 1] = wd.past(out[i + 1])
