@@ -343,9 +343,7 @@ class BrokerCore:
             except BodyError:
                 header = None  # a foreign MDP body: relay it untouched, without a header
             if header is not None:
-                rid = header[schema.H_ID]
-                corr_v = header.get(schema.H_CORR)
-                corr = corr_v if isinstance(corr_v, str) else None
+                rid, corr = _ids_in(header)
                 if header[schema.H_VERSION] > schema.ENVELOPE_VERSION:
                     self._reply_error(client, msg, rid, corr, "unsupported_version",
                                       f"envelope version {header[schema.H_VERSION]} > 1")
@@ -534,29 +532,18 @@ class BrokerCore:
         if self.policy is not None and msg.service.startswith(MMI_PRIVATE):
             roles = self.policy.of(user)
             if roles is None or not roles.admin:
-                rid = self._rid_of(msg)
-                self._forbidden(client, msg, rid, None, user, "read")
+                self._forbidden(client, msg, _ids_of(msg.body)[0], None, user, "read")
                 return
         if msg.service == b"mmi.service":
             target = mdp.as_bytes(msg.body[0]) if msg.body else b""
             found = target in self.services and self.services[target].workers > 0
             self._reply(client, msg.service, msg.dialect, (b"200" if found else b"404",))
         elif msg.service == b"mmi.storymesh.snapshot":
-            rid = self._rid_of(msg)
+            rid = _ids_of(msg.body)[0]
             body = envelope.pack(envelope.make_header(rid, ok=True), self.snapshot(now))
             self._reply(client, msg.service, msg.dialect, tuple(body))
         else:
             self._reply(client, msg.service, msg.dialect, (b"501",))
-
-    @staticmethod
-    def _rid_of(msg: mdp.ClientRequest) -> str | None:
-        if msg.body:
-            try:
-                rid: str = envelope.read_header(msg.body[0])[schema.H_ID]
-                return rid
-            except BodyError:
-                pass
-        return None
 
     def snapshot(self, now: float) -> dict[str, Any]:
         """A versioned picture of services, workers and counters, for the monitor."""
@@ -857,6 +844,11 @@ def _ids_of(body: Body) -> tuple[str | None, str | None]:
         header = envelope.read_header(body[0])
     except BodyError:
         return None, None
+    return _ids_in(header)
+
+
+def _ids_in(header: dict[str, Any]) -> tuple[str, str | None]:
+    """(request id, correlation id) of a read header (`read_header` checked the id)."""
     corr = header.get(schema.H_CORR)
     return header[schema.H_ID], corr if isinstance(corr, str) else None
 
