@@ -378,7 +378,7 @@ class BrokerCore:
 
     def fast_request(self, client: bytes, name: bytes, body: Body,
                      now: float) -> list[Send] | None:
-        """An MDP/0.2 REQUEST already split by the server, without message objects; False
+        """An MDP/0.2 REQUEST already split by the server, without message objects; None
         (and nothing done) when it is anything but the common case, which `on_frames`
         then handles in full: keys on, an unknown or MMI service, a header that is not
         plainly version 1 without a deadline, a size or backlog over its limit."""
