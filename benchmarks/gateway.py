@@ -36,7 +36,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -58,6 +57,7 @@ if str(ROOT) not in sys.path:
 
 from storymesh import settings as settings_mod
 from storymesh.story.api import StoryClient
+from testkit.mesh import free_port
 
 PHASE_TIMEOUT = 180.0  # seconds any phase may take before it is called off
 START_TIMEOUT = 60.0
@@ -66,12 +66,6 @@ Key = tuple[str, int]  # (event name, index in the gateway's numbering)
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -24,6 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
+
+from testkit.mesh import free_port
 
 SERVICE_USER: Final = "postgres"  # who owns the cluster when the tests run as root
 SUPERUSER: Final = "storymesh"  # the cluster's superuser role, trusted on loopback
@@ -50,12 +51,6 @@ def find_bindir() -> Path:
     raise PostgresMissing("PostgreSQL server binaries (initdb, pg_ctl) not found in "
                           "/usr/lib/postgresql/*/bin: run `make sysdeps` (it installs the "
                           "Debian package postgresql)")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class PostgresCluster:
