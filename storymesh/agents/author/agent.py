@@ -326,12 +326,11 @@ class AuthorAgent(Agent):
         return text
 
     def _chapter_batch(self, reqs: Sequence[ChapterRequest]) -> list[Final]:
+        drafts = [self._draft(r) for r in reqs]
         if self._lm is None:  # embedded: nothing to batch
-            drafts = [self._draft(r) for r in reqs]
             for d in drafts:
                 self._wrote(d.text)
             return [_chapter_final(d, d.text) for d in drafts]
-        drafts = [self._draft(r) for r in reqs]
         batch = [self._lm.render(self._chapter_messages(r)) for r in reqs]
         texts = self._lm.generate_batch(batch, seed=reqs[0].seed)
         return [_chapter_final(d, self._finish(r, d, raw, None))
