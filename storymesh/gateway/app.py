@@ -42,7 +42,7 @@ from storymesh.gateway.errors import ApiError, from_mesh, not_found
 from storymesh.gateway.keys import KeyRing
 from storymesh.gateway.limits import RateLimiter, StreamGate
 from storymesh.gateway.mesh import Mesh, WatchPump
-from storymesh.ops.health import HEALTHY, STORY_SERVICES, health_report
+from storymesh.ops.health import DOWN, HEALTHY, STORY_SERVICES, health_report
 from storymesh.settings import Settings
 from storymesh.story.api import slug
 from storymesh.story.spec import StorySpec
@@ -561,8 +561,8 @@ def _mesh_routes(app: FastAPI, gw: Gateway) -> None:
         try:
             snap = await gw.mesh.call("mmi.storymesh.snapshot", {}, timeout=HEALTH_TIMEOUT)
         except RequestTimeout:
-            down = health_report(None, names)
-            return JSONResponse({**down.as_json(), "services": health_report({}, names).services,
+            # every service asked for, with no workers: the shape of the healthy answer
+            return JSONResponse({"status": DOWN, "services": health_report({}, names).services,
                                  "error": f"broker {gw.settings.broker} does not answer"},
                                 status_code=503)
         except RequestFailed:  # keys on and not an admin key: ask MMI which services serve
