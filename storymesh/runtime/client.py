@@ -281,12 +281,7 @@ class Client:
     # -- socket --
 
     def _open(self) -> zmq.Socket[Any]:
-        sock: zmq.Socket[Any] = self._context.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.SNDHWM, self.settings.hwm)
-        sock.setsockopt(zmq.RCVHWM, self.settings.hwm)
-        sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_message_bytes)
-        curve.apply_client(sock, self.settings)  # CURVE when keys are configured
+        sock = curve.peer_socket(self._context, self.settings)
         sock.connect(self.endpoint)
         if self._ring is not None:
             self._ring.opened(self.clock())

@@ -206,12 +206,7 @@ class WorkerRuntime:
 
     def _connect(self, slot: Slot, now: float) -> None:
         """A NEW DEALER (so a new routing id at the broker), then READY."""
-        sock = self.context.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.SNDHWM, self.settings.hwm)
-        sock.setsockopt(zmq.RCVHWM, self.settings.hwm)
-        sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_message_bytes)
-        curve.apply_client(sock, self.settings)  # CURVE when keys are configured
+        sock = curve.peer_socket(self.context, self.settings)
         sock.connect(self.endpoints[slot.endpoint])
         slot.on(SlotEvent.CONNECT)
         slot.sock = sock

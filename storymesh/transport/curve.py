@@ -9,7 +9,7 @@ Keys are pyzmq `zmq.auth` certificate files: `NAME.key` (public) and `NAME.key_s
   ROUTER then sees it as the frame property `User-Id`. The decisions themselves (who is
   allowed, which roles a key has) are the pure `storymesh.core.policy`;
 - agents and clients are CURVE clients: their own key pair and the broker's public key
-  (`apply_client`).
+  (`peer_socket`, `apply_client`).
 """
 
 from __future__ import annotations
@@ -182,6 +182,18 @@ def client_keys(settings: PeerSettings) -> tuple[bytes, bytes, bytes] | None:
                           "its own key pair (storymesh keys generate NAME --dir DIR)")
     public, secret = load_keypair(settings.curve_secret)
     return public, secret, load_public(settings.broker_key)
+
+
+def peer_socket(context: zmq.Context[Any], settings: PeerSettings) -> zmq.Socket[Any]:
+    """A DEALER for a client or worker, not yet connected: the peer's high-water marks and
+    largest message, no linger, and CURVE when keys are configured (`apply_client`)."""
+    sock: zmq.Socket[Any] = context.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, settings.hwm)
+    sock.setsockopt(zmq.RCVHWM, settings.hwm)
+    sock.setsockopt(zmq.MAXMSGSIZE, settings.max_message_bytes)
+    apply_client(sock, settings)
+    return sock
 
 
 def apply_client(sock: zmq.Socket[Any], settings: PeerSettings) -> None:
