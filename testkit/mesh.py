@@ -397,10 +397,11 @@ class Spawner:
         return ["--heartbeat-interval", str(HEARTBEAT), "--liveness", str(LIVENESS),
                 "--log-level", "warning", "--config", "/dev/null"]
 
-    def cli(self, *args: str, timeout: float = START_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, timeout: float = START_TIMEOUT,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """A one-shot `storymesh` command, its output captured."""
         return subprocess.run([sys.executable, "-m", "storymesh", *args], cwd=REPO,
-                              env=self.env(), stdin=subprocess.DEVNULL, capture_output=True,
+                              env=self.env(env), stdin=subprocess.DEVNULL, capture_output=True,
                               text=True, timeout=timeout, check=False)
 
     def workers(self, endpoint: str, service: str, pids: list[int],

@@ -15,19 +15,17 @@ from testkit.mesh import REPO, Spawner
 pytestmark = [pytest.mark.timeout(120)]
 
 
-def story_command(endpoint: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "storymesh", "story", "--broker", endpoint, "--plot",
-            "A lost kite", "--config", "/dev/null", *extra]
+def story_args(endpoint: str, *extra: str) -> list[str]:
+    return ["story", "--broker", endpoint, "--plot", "A lost kite", "--config", "/dev/null",
+            *extra]
 
 
 def test_story_without_a_broker_says_so_after_story_wait(spawner: Spawner,
                                                           endpoint: str) -> None:
     # Given no broker at the endpoint, and story_wait 2 s
     # When a story is asked of it (a long --timeout, as a user would give)
-    run = subprocess.run(story_command(endpoint, "--timeout", "3600"), cwd=REPO,
-                         env=spawner.env({"STORYMESH_STORY_WAIT": "2"}),
-                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
-                         check=False)
+    run = spawner.cli(*story_args(endpoint, "--timeout", "3600"),
+                      env={"STORYMESH_STORY_WAIT": "2"}, timeout=60)
     # Then it says once what it waits for, stops after story_wait (not after an hour) with
     # exit 2, and says what to do
     assert run.returncode == 2, run.stdout + run.stderr
@@ -45,8 +43,8 @@ def _line(stream: IO[str], timeout: float) -> str:
 
 def test_story_started_before_the_mesh_waits_for_it(spawner: Spawner, endpoint: str) -> None:
     # Given `storymesh story --detach` started before any broker or story service
-    story = subprocess.Popen(story_command(endpoint, "--detach"), cwd=REPO,
-                             env=spawner.env({"STORYMESH_STORY_WAIT": "60"}),
+    argv = [sys.executable, "-m", "storymesh", *story_args(endpoint, "--detach")]
+    story = subprocess.Popen(argv, cwd=REPO, env=spawner.env({"STORYMESH_STORY_WAIT": "60"}),
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
     assert story.stdout is not None
     try:
