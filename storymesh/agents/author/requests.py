@@ -19,11 +19,11 @@ from storymesh.vocabulary import (
     chapters_field,
     int_field,
     language_field,
+    list_field,
     seed_field,
     style_field,
     text_field,
     themes_field,
-    too_large,
 )
 
 OPS = ("outline", "chapter", "languages")
@@ -144,15 +144,10 @@ def outline_field(value: object) -> dict[str, Any]:
 
 def _list_of_maps(value: Mapping[str, Any], key: str, limit: int, *,
                   required: bool = False) -> list[Mapping[str, Any]]:
-    items = value.get(key)
-    if items is None and not required:
-        return []
-    if not isinstance(items, list | tuple):
-        raise bad(f"outline '{key}' must be a list")
+    where = f"outline.{key}"
+    items = list_field(value, key, limit, required=required, where=where)
     if required and not items:
-        raise bad(f"outline '{key}' must not be empty")
-    if len(items) > limit:
-        raise too_large(f"outline '{key}' has {len(items)} entries; the limit is {limit}")
+        raise bad(f"'{where}' must not be empty")
     if not all(isinstance(item, Mapping) for item in items):
-        raise bad(f"each entry of outline '{key}' must be a map")
-    return list(items)
+        raise bad(f"each entry of '{where}' must be a map")
+    return items
