@@ -74,9 +74,7 @@ def spawn_agents(pair: ProcessPair, env: dict[str, str]) -> tuple[list[Proc], li
     story = spawner.spawn("story", "agent", "story", "--broker", pair.broker, *pair.flags(),
                           env=env)
     echo = spawner.spawn("echo", "agent", "echo", "--broker", pair.broker, *pair.flags())
-    sleepy = [spawner.spawn(f"sleepy-{role}", role, "--broker", pair.broker, "--cost",
-                            str(cost), "--config", "/dev/null", "--log-level", "info", env=env,
-                            module="testkit.sleepy")
+    sleepy = [spawner.sleepy(role, pair.broker, cost, env)
               for role, cost in (("author", 0.3), ("illustrator", 0.5),
                                  ("illustrator", 0.5), ("publisher", 0.1))]
     return [story, echo], sleepy

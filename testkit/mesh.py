@@ -392,6 +392,14 @@ class Spawner:
         return self.spawn("echo", "agent", "echo", "--broker", endpoint, *self.common(),
                           *extra, env=env)
 
+    def sleepy(self, role: str, endpoint: str, cost: float,
+               env: dict[str, str] | None = None) -> Proc:
+        """A sleep-based agent daemon (`python -m testkit.sleepy`); its log (INFO) has a
+        `start ...` and a `done ...` line for each step."""
+        return self.spawn(f"sleepy-{role}", role, "--broker", endpoint, "--cost", str(cost),
+                          "--config", "/dev/null", "--log-level", "info", env=env,
+                          module="testkit.sleepy")
+
     @staticmethod
     def common() -> list[str]:
         return ["--heartbeat-interval", str(HEARTBEAT), "--liveness", str(LIVENESS),

@@ -40,12 +40,6 @@ def spawn_echo(pair: ProcessPair, slots: int = 2) -> Proc:
                               "--slots", str(slots), *pair.flags())
 
 
-def spawn_sleepy(pair: ProcessPair, role: str, cost: float, env: dict[str, str]) -> Proc:
-    return pair.spawner.spawn(f"sleepy-{role}", role, "--broker", pair.broker, "--cost",
-                              str(cost), "--config", "/dev/null", "--log-level", "info",
-                              env=env, module="testkit.sleepy")
-
-
 def spawn_story(pair: ProcessPair, env: dict[str, str]) -> Proc:
     return pair.spawner.spawn("story", "agent", "story", "--broker", pair.broker,
                               *pair.flags(), env=env)
@@ -95,9 +89,9 @@ def test_killing_the_active_broker_with_stories_in_flight_loses_none(
            "STORYMESH_LEASE_TTL": "2", "STORYMESH_STEP_TIMEOUT": "60"}
     pair.start_both()
     services = [spawn_story(pair, env) for _ in range(2)]
-    authors = [spawn_sleepy(pair, "author", 0.3, env) for _ in range(2)]
-    painters = [spawn_sleepy(pair, "illustrator", 0.5, env) for _ in range(2)]
-    publisher = spawn_sleepy(pair, "publisher", 0.1, env)
+    authors = [spawner.sleepy("author", pair.broker, 0.3, env) for _ in range(2)]
+    painters = [spawner.sleepy("illustrator", pair.broker, 0.5, env) for _ in range(2)]
+    publisher = spawner.sleepy("publisher", pair.broker, 0.1, env)
     echo = spawn_echo(pair)
     wait_workers(pair, "primary", {
         "story.submit": [s.pid for s in services], "story.author": [a.pid for a in authors],

@@ -45,9 +45,7 @@ def spawn_mesh(pair: ProcessPair, journal: Path) -> list[Proc]:
     procs = [pair.spawner.spawn("story", "agent", "story", "--broker", pair.broker,
                                 *pair.flags(), env=env)]
     for role, cost in (("author", 0.3), ("illustrator", 0.4), ("publisher", 0.1)):
-        procs.append(pair.spawner.spawn(
-            f"sleepy-{role}", role, "--broker", pair.broker, "--cost", str(cost),
-            "--config", "/dev/null", "--log-level", "info", env=env, module="testkit.sleepy"))
+        procs.append(pair.spawner.sleepy(role, pair.broker, cost, env))
     return procs
 
 

@@ -219,14 +219,6 @@ def test_up_stops_with_a_clear_error_when_an_agent_cannot_start(
 
 # --- agents and the story service killed mid-story -------------------------------------------
 
-def spawn_sleepy(spawner: Spawner, role: str, endpoint: str, cost: float,
-                 env: dict[str, str]) -> Proc:
-    """A sleep-based agent daemon, its log (INFO: `start ...`, `done ...`) in tmp_path."""
-    return spawner.spawn(f"sleepy-{role}", role, "--broker", endpoint, "--cost", str(cost),
-                         "--config", "/dev/null", "--log-level", "info", env=env,
-                         module="testkit.sleepy")
-
-
 def spawn_story_service(spawner: Spawner, endpoint: str, env: dict[str, str]) -> Proc:
     return spawner.spawn("story", "agent", "story", "--broker", endpoint, "--config",
                          "/dev/null", "--log-level", "info", env=env)
@@ -260,8 +252,8 @@ def test_a_killed_illustrator_does_not_stop_the_story(spawner: Spawner, tmp_path
     env = mesh_env(tmp_path)
     spawner.broker(endpoint)
     story = spawn_story_service(spawner, endpoint, env)
-    author = spawn_sleepy(spawner, "author", endpoint, 0.1, env)
-    painters = {p.pid: p for p in (spawn_sleepy(spawner, "illustrator", endpoint, 1.0, env)
+    author = spawner.sleepy("author", endpoint, 0.1, env)
+    painters = {p.pid: p for p in (spawner.sleepy("illustrator", endpoint, 1.0, env)
                                    for _ in range(2))}
     publisher = spawner.spawn("publisher", "agent", "publisher", "--broker", endpoint,
                               "--config", "/dev/null", env=env)
@@ -300,9 +292,9 @@ def test_a_restarted_story_service_finishes_the_story_without_redoing_steps(
     env = mesh_env(tmp_path, STORYMESH_LEASE_TTL="1.5")
     spawner.broker(endpoint)
     first = spawn_story_service(spawner, endpoint, env)
-    author = spawn_sleepy(spawner, "author", endpoint, 0.4, env)
-    painter = spawn_sleepy(spawner, "illustrator", endpoint, 0.2, env)
-    publisher = spawn_sleepy(spawner, "publisher", endpoint, 0.1, env)
+    author = spawner.sleepy("author", endpoint, 0.4, env)
+    painter = spawner.sleepy("illustrator", endpoint, 0.2, env)
+    publisher = spawner.sleepy("publisher", endpoint, 0.1, env)
     wait_services(spawner, endpoint, {
         "story.submit": [first.pid], "story.author": [author.pid],
         "story.illustrator": [painter.pid], "story.publisher": [publisher.pid]})
