@@ -14,7 +14,6 @@ import dataclasses
 import json
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ WAIT = 60.0  # seconds the whole story may take, fail-over included
 
 
 @pytest.fixture
-def pair(spawner: Spawner) -> Iterator[ProcessPair]:
+def pair(spawner: Spawner) -> ProcessPair:
     return ProcessPair(spawner, heartbeat=HEARTBEAT, liveness=LIVENESS)
 
 
