@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from storymesh.story.api import StoryClient
-from testkit.mesh import Proc, Spawner
+from testkit.mesh import Proc, Spawner, worker_pids
 from testkit.pair import ProcessPair
 
 START = re.compile(r"start (\S+) (\S+)")
@@ -87,9 +87,7 @@ def wait_served(pair: ProcessPair, services: dict[str, int]) -> None:
         snap = pair.snapshot(role) if role else None
         if snap is None:
             return False
-        pids: dict[str, set[int]] = {}
-        for w in snap["workers"]:
-            pids.setdefault(w["service"], set()).add(w["meta"].get("pid"))
+        pids = worker_pids(snap)
         return all(len(pids.get(s, ())) >= n for s, n in services.items())
     pair.spawner.wait_until(ready, 60.0, f"workers {services} on the active broker")
 

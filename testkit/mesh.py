@@ -131,6 +131,14 @@ def snapshot(endpoint: str, settings: Settings | None = None,
             return None
 
 
+def worker_pids(snap: dict[str, Any]) -> dict[str, set[int]]:
+    """service -> the pids (from READY metadata) of its registered workers in a snapshot."""
+    found: dict[str, set[int]] = {}
+    for worker in snap["workers"]:
+        found.setdefault(worker["service"], set()).add(worker["meta"].get("pid"))
+    return found
+
+
 # --- a mesh in this process ---------------------------------------------------------------
 
 

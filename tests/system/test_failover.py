@@ -18,7 +18,7 @@ import pytest
 
 from storymesh.story.api import StoryClient
 from storymesh.story.journal import open_journal
-from testkit.mesh import Proc, Spawner
+from testkit.mesh import Proc, Spawner, worker_pids
 from testkit.pair import ProcessPair
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(240)]
@@ -47,11 +47,7 @@ def spawn_story(pair: ProcessPair, env: dict[str, str]) -> Proc:
 
 def workers(pair: ProcessPair, role: str) -> dict[str, set[int]]:
     """service -> pids of the processes registered with the broker `role`."""
-    snap = pair.snapshot(role) or {"workers": []}
-    found: dict[str, set[int]] = {}
-    for worker in snap["workers"]:
-        found.setdefault(worker["service"], set()).add(worker["meta"].get("pid"))
-    return found
+    return worker_pids(pair.snapshot(role) or {"workers": []})
 
 
 def wait_workers(pair: ProcessPair, role: str, wanted: dict[str, list[int]],

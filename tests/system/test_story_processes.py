@@ -34,6 +34,7 @@ from testkit.mesh import (
     Spawner,
     free_endpoint,
     snapshot,
+    worker_pids,
 )
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(120)]
@@ -231,9 +232,7 @@ def wait_services(spawner: Spawner, endpoint: str, pids: dict[str, list[int]]) -
         snap = snapshot(endpoint)
         if snap is None:
             return False
-        found: dict[str, set[int]] = {}
-        for worker in snap["workers"]:
-            found.setdefault(worker["service"], set()).add(worker["meta"].get("pid"))
+        found = worker_pids(snap)
         return all(found.get(service) == set(wanted) for service, wanted in pids.items())
     spawner.wait_until(registered, 30.0, f"workers registered: {pids}")
 
